@@ -1,0 +1,180 @@
+// Package avro is Herald's registry-aware Avro codec.
+//
+// Records on Herald's topics use the Confluent wire format: a zero byte, the
+// writer schema's registry id (big endian uint32), then the Avro binary body.
+// Registry fetches schemas by id and caches them for good (ids are
+// immutable), and caches each subject's latest version for a short time so
+// that a new version registered upstream is picked up without a restart.
+// Decode reads a record with its writer's schema into generic Go values
+// (map[string]any, int64, float64, string, bool, time.Time, nil), which is
+// what rules evaluate; Encode writes a value with a subject's latest schema.
+package avro
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/twmb/avro"
+	"github.com/twmb/franz-go/pkg/sr"
+)
+
+// ErrSubjectNotFound is returned when the registry has no such subject.
+var ErrSubjectNotFound = errors.New("schema subject not found")
+
+// WireError reports a record whose bytes are not in the Confluent wire
+// format or whose body does not decode with its writer schema.
+type WireError struct {
+	Reason string
+	Err    error
+}
+
+func (e *WireError) Error() string {
+	if e.Err == nil {
+		return e.Reason
+	}
+	return e.Reason + ": " + e.Err.Error()
+}
+
+func (e *WireError) Unwrap() error { return e.Err }
+
+// Schema is one registered schema: its id and the parsed schema.
+type Schema struct {
+	ID     int
+	Schema *avro.Schema
+}
+
+// Encode returns v encoded with s in the Confluent wire format.
+func (s Schema) Encode(v any) ([]byte, error) {
+	var h sr.ConfluentHeader
+	b, _ := h.AppendEncode(make([]byte, 0, 128), s.ID, nil)
+	return s.Schema.AppendEncode(b, v)
+}
+
+// Registry reads and registers schemas, with caches in front of the client.
+type Registry struct {
+	cl        *sr.Client
+	latestTTL time.Duration
+
+	mu     sync.RWMutex
+	byID   map[int]*avro.Schema
+	latest map[string]latestEntry
+}
+
+type latestEntry struct {
+	schema  Schema
+	fetched time.Time
+}
+
+// NewRegistry returns a Registry using cl. latestTTL bounds how long a
+// subject's latest version is reused before the registry is asked again.
+func NewRegistry(cl *sr.Client, latestTTL time.Duration) *Registry {
+	return &Registry{cl: cl, latestTTL: latestTTL, byID: map[int]*avro.Schema{}, latest: map[string]latestEntry{}}
+}
+
+// Client returns the underlying registry client.
+func (r *Registry) Client() *sr.Client { return r.cl }
+
+// ByID returns the schema registered under id.
+func (r *Registry) ByID(ctx context.Context, id int) (*avro.Schema, error) {
+	r.mu.RLock()
+	s, ok := r.byID[id]
+	r.mu.RUnlock()
+	if ok {
+		return s, nil
+	}
+	text, err := r.cl.SchemaByID(ctx, id)
+	if err != nil {
+		if registryCode(err) == sr.ErrSchemaNotFound.Code {
+			return nil, &WireError{Reason: fmt.Sprintf("unknown schema id %d", id), Err: err}
+		}
+		return nil, fmt.Errorf("fetch schema %d: %w", id, err)
+	}
+	s, err = avro.Parse(text.Schema)
+	if err != nil {
+		return nil, &WireError{Reason: fmt.Sprintf("schema %d does not parse", id), Err: err}
+	}
+	r.mu.Lock()
+	r.byID[id] = s
+	r.mu.Unlock()
+	return s, nil
+}
+
+// Latest returns the newest schema registered under subject.
+func (r *Registry) Latest(ctx context.Context, subject string) (Schema, error) {
+	r.mu.RLock()
+	e, ok := r.latest[subject]
+	r.mu.RUnlock()
+	if ok && time.Since(e.fetched) < r.latestTTL {
+		return e.schema, nil
+	}
+	ss, err := r.cl.SchemaByVersion(ctx, subject, -1)
+	if err != nil {
+		if c := registryCode(err); c == sr.ErrSubjectNotFound.Code || c == sr.ErrVersionNotFound.Code {
+			return Schema{}, fmt.Errorf("%s: %w", subject, ErrSubjectNotFound)
+		}
+		return Schema{}, fmt.Errorf("fetch latest schema of %s: %w", subject, err)
+	}
+	s, err := r.ByID(ctx, ss.ID)
+	if err != nil {
+		return Schema{}, err
+	}
+	e = latestEntry{schema: Schema{ID: ss.ID, Schema: s}, fetched: time.Now()}
+	r.mu.Lock()
+	r.latest[subject] = e
+	r.mu.Unlock()
+	return e.schema, nil
+}
+
+// Decode decodes a wire-format record into v with its writer's schema and
+// returns the writer schema. Malformed input is reported as a *WireError.
+func (r *Registry) Decode(ctx context.Context, b []byte, v any) (*avro.Schema, error) {
+	var h sr.ConfluentHeader
+	id, body, err := h.DecodeID(b)
+	if err != nil {
+		return nil, &WireError{Reason: "not in the Confluent wire format (magic byte, schema id)", Err: err}
+	}
+	s, err := r.ByID(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	rest, err := s.Decode(body, v)
+	if err != nil {
+		return nil, &WireError{Reason: fmt.Sprintf("body does not decode with schema %d", id), Err: err}
+	}
+	if len(rest) != 0 {
+		return nil, &WireError{Reason: fmt.Sprintf("%d bytes left after decoding with schema %d", len(rest), id)}
+	}
+	return s, nil
+}
+
+// Register registers each version of a record under subject, oldest first,
+// unless the registry already has it, and sets the subject's compatibility
+// level. Registering a schema the subject already holds is a no-op in the
+// registry, so Register is safe to run at every start.
+func (r *Registry) Register(ctx context.Context, subject string, versions []string, compat sr.CompatibilityLevel) error {
+	for i, text := range versions {
+		if _, err := r.cl.CreateSchema(ctx, subject, sr.Schema{Schema: text, Type: sr.TypeAvro}); err != nil {
+			return fmt.Errorf("register %s version %d: %w", subject, i+1, err)
+		}
+		if i == 0 {
+			for _, res := range r.cl.SetCompatibility(ctx, sr.SetCompatibility{Level: compat}, subject) {
+				if res.Err != nil {
+					return fmt.Errorf("set compatibility of %s: %w", subject, res.Err)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// registryCode returns the registry's error code carried by err, or 0.
+func registryCode(err error) int {
+	var re *sr.ResponseError
+	if errors.As(err, &re) {
+		return re.ErrorCode
+	}
+	return 0
+}

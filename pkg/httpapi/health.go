@@ -1,0 +1,50 @@
+package httpapi
+
+import (
+	"net/http"
+	"sync"
+)
+
+// Health serves /healthz (the process is up) and /readyz (every readiness
+// check passes: Kafka reachable, configuration caught up, and so on).
+type Health struct {
+	mu     sync.Mutex
+	checks []check
+}
+
+type check struct {
+	name string
+	fn   func() error
+}
+
+// AddCheck adds a readiness check.
+func (h *Health) AddCheck(name string, fn func() error) {
+	h.mu.Lock()
+	h.checks = append(h.checks, check{name, fn})
+	h.mu.Unlock()
+}
+
+// Register adds the health routes to mux.
+func (h *Health) Register(mux *http.ServeMux) {
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", h.ready)
+}
+
+func (h *Health) ready(w http.ResponseWriter, _ *http.Request) {
+	h.mu.Lock()
+	checks := append([]check(nil), h.checks...)
+	h.mu.Unlock()
+	failing := map[string]string{}
+	for _, c := range checks {
+		if err := c.fn(); err != nil {
+			failing[c.name] = err.Error()
+		}
+	}
+	if len(failing) > 0 {
+		WriteJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "not ready", "failing": failing})
+		return
+	}
+	WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}

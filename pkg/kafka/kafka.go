@@ -1,0 +1,150 @@
+// Package kafka builds every Herald Kafka client from one configuration and
+// creates the topics Herald uses.
+//
+// Config is filled from HERALD_KAFKA_* variables. ClientOptions is the only
+// place where kgo options common to all clients are set (seeds, client id,
+// TLS, SASL, logging); each service adds what is particular to its clients
+// (consumer group, transactional id) on top. Topics names every topic with
+// the configured prefix, and EnsureTopics creates the missing ones.
+package kafka
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
+	"github.com/twmb/franz-go/plugin/kslog"
+)
+
+// Config says how to reach the cluster and how Herald's topics are laid out.
+type Config struct {
+	Brokers           []string `env:"BROKERS" envDefault:"127.0.0.1:9092" envSeparator:","`
+	TopicPrefix       string   `env:"TOPIC_PREFIX" envDefault:"herald."`
+	Partitions        int32    `env:"PARTITIONS" envDefault:"6"`
+	ReplicationFactor int16    `env:"REPLICATION_FACTOR" envDefault:"-1"`
+	CreateTopics      bool     `env:"CREATE_TOPICS" envDefault:"true"`
+	TLS               bool     `env:"TLS"`
+	TLSCAFile         string   `env:"TLS_CA_FILE"`
+	SASLMechanism     string   `env:"SASL_MECHANISM"`
+	SASLUsername      string   `env:"SASL_USERNAME"`
+	SASLPassword      string   `env:"SASL_PASSWORD"`
+}
+
+// Validate reports the first setting that cannot work, naming its variable.
+func (c Config) Validate() error {
+	if len(c.Brokers) == 0 {
+		return errors.New("HERALD_KAFKA_BROKERS: at least one broker is required")
+	}
+	if c.Partitions < 1 {
+		return errors.New("HERALD_KAFKA_PARTITIONS: must be at least 1")
+	}
+	switch strings.ToUpper(c.SASLMechanism) {
+	case "", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512":
+	default:
+		return fmt.Errorf("HERALD_KAFKA_SASL_MECHANISM: %q is not one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512", c.SASLMechanism)
+	}
+	return nil
+}
+
+// Topics returns the topic names for this configuration.
+func (c Config) Topics() Topics {
+	p := c.TopicPrefix
+	return Topics{Events: p + "events", Notifications: p + "notifications", Config: p + "config", EventsDLQ: p + "events.dlq"}
+}
+
+// Topics names Herald's topics.
+type Topics struct {
+	Events        string
+	Notifications string
+	Config        string
+	// EventsDLQ receives events the rule evaluator cannot decode.
+	EventsDLQ string
+}
+
+// ClientOptions returns the options every Herald client starts from.
+func ClientOptions(c Config, service string, log *slog.Logger) ([]kgo.Opt, error) {
+	opts := []kgo.Opt{
+		kgo.SeedBrokers(c.Brokers...),
+		kgo.ClientID("herald-" + service),
+		kgo.WithLogger(kslog.New(log.With("component", "kafka"))),
+		// Herald's records are small and latency matters more than batch
+		// size: a notification should leave within milliseconds.
+		kgo.ProducerLinger(0),
+	}
+	if c.TLS || c.TLSCAFile != "" {
+		tc := &tls.Config{MinVersion: tls.VersionTLS12}
+		if c.TLSCAFile != "" {
+			pem, err := os.ReadFile(c.TLSCAFile)
+			if err != nil {
+				return nil, fmt.Errorf("HERALD_KAFKA_TLS_CA_FILE: %w", err)
+			}
+			tc.RootCAs = x509.NewCertPool()
+			if !tc.RootCAs.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("HERALD_KAFKA_TLS_CA_FILE: no certificate in %s", c.TLSCAFile)
+			}
+		}
+		opts = append(opts, kgo.DialTLSConfig(tc))
+	}
+	switch strings.ToUpper(c.SASLMechanism) {
+	case "PLAIN":
+		opts = append(opts, kgo.SASL(plain.Auth{User: c.SASLUsername, Pass: c.SASLPassword}.AsMechanism()))
+	case "SCRAM-SHA-256":
+		opts = append(opts, kgo.SASL(scram.Auth{User: c.SASLUsername, Pass: c.SASLPassword}.AsSha256Mechanism()))
+	case "SCRAM-SHA-512":
+		opts = append(opts, kgo.SASL(scram.Auth{User: c.SASLUsername, Pass: c.SASLPassword}.AsSha512Mechanism()))
+	}
+	return opts, nil
+}
+
+// EnsureTopics creates Herald's topics that do not exist yet. The config
+// topic is compacted; the others delete by retention.
+func EnsureTopics(ctx context.Context, cl *kgo.Client, c Config) error {
+	t := c.Topics()
+	adm := kadm.NewClient(cl)
+	compact := "compact"
+	if err := createTopic(ctx, adm, t.Config, 1, c.ReplicationFactor, map[string]*string{"cleanup.policy": &compact}); err != nil {
+		return err
+	}
+	for _, name := range []string{t.Events, t.Notifications, t.EventsDLQ} {
+		if err := createTopic(ctx, adm, name, c.Partitions, c.ReplicationFactor, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// createTopic creates one topic, treating "already exists" as success.
+// A freshly started broker may answer that it has no controller yet, so the
+// call is retried for a short while.
+func createTopic(ctx context.Context, adm *kadm.Client, name string, partitions int32, rf int16, configs map[string]*string) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := adm.CreateTopic(ctx, partitions, rf, configs, name)
+		if err == nil {
+			err = resp.Err
+		}
+		if err == nil || errors.Is(err, kerr.TopicAlreadyExists) {
+			return nil
+		}
+		var ke *kerr.Error
+		if !errors.As(err, &ke) || !ke.Retriable || time.Now().After(deadline) {
+			return fmt.Errorf("create topic %s: %w", name, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,204 @@
+// Package service is what every Herald service starts from: the shared
+// configuration (Kafka, schema registry, logging, HTTP address), the Kafka
+// client options, the topics, the schema registry with Herald's schemas
+// registered, and the followed configuration view. Serve runs a service's
+// HTTP routes and background loops together and shuts both down in order.
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sr"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/heraldhq/herald/pkg/avro"
+	"github.com/heraldhq/herald/pkg/configstore"
+	"github.com/heraldhq/herald/pkg/httpapi"
+	"github.com/heraldhq/herald/pkg/kafka"
+	"github.com/heraldhq/herald/pkg/telemetry"
+	"github.com/heraldhq/herald/schemas"
+)
+
+// Config is the part of every service's configuration that they share.
+type Config struct {
+	Kafka     kafka.Config   `envPrefix:"KAFKA_"`
+	Registry  RegistryConfig `envPrefix:"REGISTRY_"`
+	Telemetry telemetry.Config
+	HTTPAddr  string `env:"HTTP_ADDR" envDefault:":8080"`
+
+	// Logger, when set, is used instead of one built from Telemetry.
+	Logger *slog.Logger `env:"-"`
+}
+
+// RegistryConfig says where the schema registry is and whether to register
+// Herald's built-in schemas at start.
+type RegistryConfig struct {
+	URL string `env:"URL" envDefault:"http://127.0.0.1:8081"`
+	// RegisterSchemas registers the built-in schemas when the registry
+	// lacks them.
+	RegisterSchemas bool `env:"REGISTER_SCHEMAS" envDefault:"true"`
+	// LatestTTL bounds how long a subject's latest schema is cached, so
+	// that new versions registered upstream are used without a restart.
+	LatestTTL time.Duration `env:"LATEST_TTL" envDefault:"30s"`
+}
+
+// Validate checks the shared settings.
+func (c Config) Validate() error {
+	if err := c.Kafka.Validate(); err != nil {
+		return err
+	}
+	if c.Registry.URL == "" {
+		return errors.New("HERALD_REGISTRY_URL: required")
+	}
+	if c.HTTPAddr == "" {
+		return errors.New("HERALD_HTTP_ADDR: required")
+	}
+	return nil
+}
+
+// Base holds what a running service shares with every other.
+type Base struct {
+	Name      string
+	Log       *slog.Logger
+	Kafka     kafka.Config
+	KafkaOpts []kgo.Opt
+	Topics    kafka.Topics
+	Registry  *avro.Registry
+	Config    *configstore.Store
+	Health    *httpapi.Health
+}
+
+// Start connects a service named name: Kafka options, topics, registry
+// and schemas, and the configuration view (opened, not yet followed).
+func Start(ctx context.Context, name string, c Config) (*Base, error) {
+	log := c.Logger
+	if log == nil {
+		var err error
+		if log, err = telemetry.Logger(c.Telemetry, name, os.Stderr); err != nil {
+			return nil, err
+		}
+	}
+	opts, err := kafka.ClientOptions(c.Kafka, name, log)
+	if err != nil {
+		return nil, err
+	}
+	b := &Base{Name: name, Log: log, Kafka: c.Kafka, KafkaOpts: opts, Topics: c.Kafka.Topics(), Health: &httpapi.Health{}}
+	if c.Kafka.CreateTopics {
+		if err := b.ensureTopics(ctx); err != nil {
+			return nil, err
+		}
+	}
+	src, err := sr.NewClient(sr.URLs(c.Registry.URL))
+	if err != nil {
+		return nil, fmt.Errorf("HERALD_REGISTRY_URL: %w", err)
+	}
+	b.Registry = avro.NewRegistry(src, c.Registry.LatestTTL)
+	if c.Registry.RegisterSchemas {
+		if err := RegisterSchemas(ctx, b.Registry, b.Topics); err != nil {
+			return nil, err
+		}
+	}
+	if b.Config, err = configstore.Open(opts, b.Topics.Config, log); err != nil {
+		return nil, err
+	}
+	b.Health.AddCheck("config", func() error {
+		if !b.Config.CaughtUp() {
+			return errors.New("configuration not caught up")
+		}
+		return nil
+	})
+	return b, nil
+}
+
+func (b *Base) ensureTopics(ctx context.Context) error {
+	cl, err := kgo.NewClient(b.KafkaOpts...)
+	if err != nil {
+		return fmt.Errorf("kafka client: %w", err)
+	}
+	defer cl.Close()
+	return kafka.EnsureTopics(ctx, cl, b.Kafka)
+}
+
+// NewClient returns a Kafka client with the shared options plus extra.
+func (b *Base) NewClient(extra ...kgo.Opt) (*kgo.Client, error) {
+	cl, err := kgo.NewClient(append(append([]kgo.Opt(nil), b.KafkaOpts...), extra...)...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka client: %w", err)
+	}
+	return cl, nil
+}
+
+// FollowConfig catches the configuration view up, then follows it until ctx
+// ends.
+func (b *Base) FollowConfig(ctx context.Context) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return b.Config.Run(ctx) })
+	g.Go(func() error {
+		if err := b.Config.WaitCaughtUp(ctx); err != nil && ctx.Err() == nil {
+			return fmt.Errorf("catch up with configuration: %w", err)
+		}
+		return nil
+	})
+	return g.Wait()
+}
+
+// Close releases the configuration view.
+func (b *Base) Close() { b.Config.Close() }
+
+// EventSubject returns the registry subject of an entity type's events on
+// the events topic (TopicRecordNameStrategy).
+func (b *Base) EventSubject(entityType string) string {
+	return b.Topics.Events + "-" + schemas.EventRecordName(entityType)
+}
+
+// NotificationSubject returns the registry subject of notifications.
+func (b *Base) NotificationSubject() string {
+	return b.Topics.Notifications + "-" + schemas.NotificationRecord
+}
+
+// RegisterSchemas registers the built-in event schemas and the Notification
+// schema, with FULL_TRANSITIVE compatibility.
+func RegisterSchemas(ctx context.Context, reg *avro.Registry, t kafka.Topics) error {
+	for _, r := range schemas.Events() {
+		if err := reg.Register(ctx, t.Events+"-"+r.Name, r.Versions, sr.CompatFullTransitive); err != nil {
+			return err
+		}
+	}
+	n := schemas.Notification()
+	return reg.Register(ctx, t.Notifications+"-"+n.Name, n.Versions, sr.CompatFullTransitive)
+}
+
+// Component is a service's parts as Serve runs them.
+type Component interface {
+	// Routes adds the service's HTTP routes.
+	Routes(mux *http.ServeMux)
+	// Run does the service's background work until ctx ends.
+	Run(ctx context.Context) error
+	// Close releases the service's clients.
+	Close()
+}
+
+// Serve runs c's background work and serves its routes, with the health
+// endpoints, on addr until ctx ends or either fails.
+func Serve(ctx context.Context, addr string, base *Base, c Component) error {
+	defer c.Close()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("HERALD_HTTP_ADDR: %w", err)
+	}
+	mux := http.NewServeMux()
+	base.Health.Register(mux)
+	c.Routes(mux)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return c.Run(gctx) })
+	g.Go(func() error { return httpapi.Serve(gctx, ln, mux, 10*time.Second, base.Log) })
+	return g.Wait()
+}

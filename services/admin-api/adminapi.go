@@ -1,0 +1,174 @@
+// Package adminapi is Herald's configuration API. Tenants manage their
+// rules and destinations here; every change is a document in the compacted
+// config topic, which the other services follow. A write answers once the
+// admin API's own view holds it, so a read that follows sees it.
+package adminapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/oklog/ulid/v2"
+
+	"github.com/heraldhq/herald/pkg/configstore"
+	"github.com/heraldhq/herald/pkg/httpapi"
+	"github.com/heraldhq/herald/pkg/rules"
+	"github.com/heraldhq/herald/pkg/service"
+)
+
+// Config is the admin API's configuration.
+type Config struct {
+	service.Config
+}
+
+// API serves the configuration routes.
+type API struct {
+	base  *service.Base
+	keys  httpapi.KeyLookup
+	rules *rules.Env
+}
+
+// New connects the admin API.
+func New(ctx context.Context, c Config) (*API, error) {
+	base, err := service.Start(ctx, "admin-api", c.Config)
+	if err != nil {
+		return nil, err
+	}
+	env, err := rules.NewEnv()
+	if err != nil {
+		base.Close()
+		return nil, err
+	}
+	return &API{base: base, keys: httpapi.StoreKeys(base.Config), rules: env}, nil
+}
+
+// Run runs the admin API until ctx ends.
+func Run(ctx context.Context, c Config) error {
+	api, err := New(ctx, c)
+	if err != nil {
+		return err
+	}
+	return service.Serve(ctx, c.HTTPAddr, api.base, api)
+}
+
+// Run follows the configuration until ctx ends.
+func (a *API) Run(ctx context.Context) error { return a.base.FollowConfig(ctx) }
+
+// Close releases the clients.
+func (a *API) Close() { a.base.Close() }
+
+// Store returns the configuration view the API writes through.
+func (a *API) Store() *configstore.Store { return a.base.Config }
+
+// Routes adds the configuration routes.
+func (a *API) Routes(mux *http.ServeMux) {
+	read := func(h http.HandlerFunc) http.Handler { return httpapi.RequireKey(a.keys, httpapi.ScopeConfigRead, h) }
+	write := func(h http.HandlerFunc) http.Handler { return httpapi.RequireKey(a.keys, httpapi.ScopeConfigWrite, h) }
+	for _, k := range []kind{destinationKind(), a.ruleKind()} {
+		mux.Handle("POST /v1/"+k.plural, write(a.create(k)))
+		mux.Handle("GET /v1/"+k.plural, read(a.list(k)))
+		mux.Handle("GET /v1/"+k.plural+"/{id}", read(a.get(k)))
+		mux.Handle("DELETE /v1/"+k.plural+"/{id}", write(a.remove(k)))
+	}
+}
+
+// kind is one resource type of the API.
+type kind struct {
+	name   string // the document kind
+	plural string // the path segment
+	prefix string // of generated ids
+	// check decodes and validates a request body into a spec.
+	check func(r *http.Request, w http.ResponseWriter, tenant string) (any, error)
+}
+
+func (a *API) create(k kind) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		tenant := httpapi.PrincipalFrom(r.Context()).Tenant
+		spec, err := k.check(r, w, tenant)
+		if err != nil {
+			httpapi.WriteError(w, r, a.base.Log, err)
+			return
+		}
+		doc, err := configstore.NewDocument(tenant, k.name, k.prefix+strings.ToLower(ulid.Make().String()), spec)
+		if err == nil {
+			doc, err = a.base.Config.Put(r.Context(), doc, 0)
+		}
+		if err != nil {
+			httpapi.WriteError(w, r, a.base.Log, err)
+			return
+		}
+		w.Header().Set("Location", "/v1/"+k.plural+"/"+doc.ID)
+		writeResource(w, r, a, http.StatusCreated, doc)
+	}
+}
+
+func (a *API) list(k kind) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		docs := a.base.Config.List(httpapi.PrincipalFrom(r.Context()).Tenant, k.name)
+		items := make([]map[string]any, 0, len(docs))
+		for _, d := range docs {
+			res, err := resource(d)
+			if err != nil {
+				httpapi.WriteError(w, r, a.base.Log, err)
+				return
+			}
+			items = append(items, res)
+		}
+		httpapi.WriteJSON(w, http.StatusOK, map[string]any{"items": items})
+	}
+}
+
+func (a *API) get(k kind) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		doc, ok := a.base.Config.Get(httpapi.PrincipalFrom(r.Context()).Tenant, k.name, r.PathValue("id"))
+		if !ok {
+			httpapi.WriteProblem(w, httpapi.NewProblem(http.StatusNotFound, "no "+k.name+" with this id"))
+			return
+		}
+		writeResource(w, r, a, http.StatusOK, doc)
+	}
+}
+
+func (a *API) remove(k kind) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		err := a.base.Config.Delete(r.Context(), httpapi.PrincipalFrom(r.Context()).Tenant, k.name, r.PathValue("id"))
+		if errors.Is(err, configstore.ErrNotFound) {
+			httpapi.WriteProblem(w, httpapi.NewProblem(http.StatusNotFound, "no "+k.name+" with this id"))
+			return
+		}
+		if err != nil {
+			httpapi.WriteError(w, r, a.base.Log, err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}
+}
+
+func writeResource(w http.ResponseWriter, r *http.Request, a *API, status int, doc configstore.Document) {
+	res, err := resource(doc)
+	if err != nil {
+		httpapi.WriteError(w, r, a.base.Log, err)
+		return
+	}
+	w.Header().Set("ETag", `"`+jsonNumber(doc.Version)+`"`)
+	httpapi.WriteJSON(w, status, res)
+}
+
+// resource is a document as the API shows it: its spec's fields with id,
+// version and updatedAt.
+func resource(doc configstore.Document) (map[string]any, error) {
+	res := map[string]any{}
+	if err := json.Unmarshal(doc.Spec, &res); err != nil {
+		return nil, err
+	}
+	res["id"], res["version"], res["updatedAt"] = doc.ID, doc.Version, doc.UpdatedAt
+	return res, nil
+}
+
+func jsonNumber(v int64) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}

@@ -1,0 +1,148 @@
+// Package ingest is Herald's HTTP front door for upstream systems: it takes
+// entity-change events as JSON, checks them against the entity type's
+// registered Avro schema, and writes them to the events topic. An event is
+// acknowledged (202) only after the broker has acknowledged the record.
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/heraldhq/herald/pkg/httpapi"
+	"github.com/heraldhq/herald/pkg/service"
+)
+
+// Config is the ingest service's configuration.
+type Config struct {
+	service.Config
+	// MaxBatch bounds the events in one POST /v1/events:batch.
+	MaxBatch int `env:"INGEST_MAX_BATCH" envDefault:"500"`
+}
+
+// Validate checks the configuration.
+func (c Config) Validate() error {
+	if c.MaxBatch < 1 {
+		return errors.New("HERALD_INGEST_MAX_BATCH: must be at least 1")
+	}
+	return c.Config.Validate()
+}
+
+// Ingest accepts events over HTTP and produces them to Kafka.
+type Ingest struct {
+	base     *service.Base
+	producer *kgo.Client
+	keys     httpapi.KeyLookup
+	maxBatch int
+}
+
+// New connects the ingest service.
+func New(ctx context.Context, c Config) (*Ingest, error) {
+	base, err := service.Start(ctx, "ingest", c.Config)
+	if err != nil {
+		return nil, err
+	}
+	producer, err := base.NewClient(kgo.DefaultProduceTopic(base.Topics.Events))
+	if err != nil {
+		base.Close()
+		return nil, err
+	}
+	base.Health.AddCheck("kafka", func() error { return producer.Ping(context.Background()) })
+	return &Ingest{base: base, producer: producer, keys: httpapi.StoreKeys(base.Config), maxBatch: c.MaxBatch}, nil
+}
+
+// Routes adds POST /v1/events and POST /v1/events:batch.
+func (in *Ingest) Routes(mux *http.ServeMux) {
+	mux.Handle("POST /v1/events", httpapi.RequireKey(in.keys, httpapi.ScopeEventsWrite, in.postEvent))
+	mux.Handle("POST /v1/events:batch", httpapi.RequireKey(in.keys, httpapi.ScopeEventsWrite, in.postBatch))
+}
+
+// Run follows the configuration (API keys) until ctx ends.
+func (in *Ingest) Run(ctx context.Context) error { return in.base.FollowConfig(ctx) }
+
+// Close flushes and releases the clients.
+func (in *Ingest) Close() {
+	in.producer.Close()
+	in.base.Close()
+}
+
+// Run runs the ingest service until ctx ends.
+func Run(ctx context.Context, c Config) error {
+	in, err := New(ctx, c)
+	if err != nil {
+		return err
+	}
+	return service.Serve(ctx, c.HTTPAddr, in.base, in)
+}
+
+func (in *Ingest) postEvent(w http.ResponseWriter, r *http.Request) {
+	var req Event
+	if err := httpapi.DecodeJSON(w, r, &req); err != nil {
+		httpapi.WriteError(w, r, in.base.Log, err)
+		return
+	}
+	tenant := httpapi.PrincipalFrom(r.Context()).Tenant
+	rec, err := in.record(r.Context(), tenant, &req, "")
+	if err != nil {
+		httpapi.WriteError(w, r, in.base.Log, err)
+		return
+	}
+	if err := in.producer.ProduceSync(r.Context(), rec).FirstErr(); err != nil {
+		httpapi.WriteError(w, r, in.base.Log, fmt.Errorf("produce event %s: %w", req.EventID, err))
+		return
+	}
+	httpapi.WriteJSON(w, http.StatusAccepted, map[string]string{"eventId": req.EventID})
+}
+
+type batchRequest struct {
+	Events []Event `json:"events"`
+}
+
+// postBatch checks every event before producing any: a batch with one bad
+// event is refused whole, naming each bad field.
+func (in *Ingest) postBatch(w http.ResponseWriter, r *http.Request) {
+	var req batchRequest
+	if err := httpapi.DecodeJSON(w, r, &req); err != nil {
+		httpapi.WriteError(w, r, in.base.Log, err)
+		return
+	}
+	if len(req.Events) == 0 || len(req.Events) > in.maxBatch {
+		httpapi.WriteProblem(w, httpapi.NewProblem(http.StatusBadRequest,
+			fmt.Sprintf("a batch holds 1 to %d events", in.maxBatch), httpapi.FieldError{Field: "events", Message: fmt.Sprintf("has %d events", len(req.Events))}))
+		return
+	}
+	tenant := httpapi.PrincipalFrom(r.Context()).Tenant
+	recs := make([]*kgo.Record, len(req.Events))
+	var bad *httpapi.Problem
+	for i := range req.Events {
+		rec, err := in.record(r.Context(), tenant, &req.Events[i], fmt.Sprintf("events[%d].", i))
+		var p *httpapi.Problem
+		switch {
+		case errors.As(err, &p) && p.Status < 500:
+			if bad == nil {
+				bad = httpapi.NewProblem(p.Status, "some events are not valid; none was accepted")
+			}
+			bad.Errors = append(bad.Errors, p.Errors...)
+		case err != nil:
+			httpapi.WriteError(w, r, in.base.Log, err)
+			return
+		}
+		recs[i] = rec
+	}
+	if bad != nil {
+		httpapi.WriteProblem(w, bad)
+		return
+	}
+	if err := in.producer.ProduceSync(r.Context(), recs...).FirstErr(); err != nil {
+		httpapi.WriteError(w, r, in.base.Log, fmt.Errorf("produce batch: %w", err))
+		return
+	}
+	ids := make([]string, len(req.Events))
+	for i := range req.Events {
+		ids[i] = req.Events[i].EventID
+	}
+	httpapi.WriteJSON(w, http.StatusAccepted, map[string][]string{"eventIds": ids})
+}

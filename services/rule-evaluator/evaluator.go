@@ -1,0 +1,145 @@
+// Package ruleevaluator turns entity-change events into notifications.
+//
+// It consumes the events topic in a consumer group, decodes each event with
+// its writer's schema into generic values, evaluates the tenant's rules that
+// watch the event's entity type and operation, and writes one Notification
+// per match to the notifications topic. Reading, evaluating and writing are
+// one Kafka transaction per poll: the produced notifications and the
+// consumed offsets commit together, so each (event, rule) yields exactly one
+// committed notification, whose id is derived from both. Records that
+// cannot be decoded go to the events dead-letter topic with the reason and
+// never stop the partition.
+package ruleevaluator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/heraldhq/herald/pkg/configstore"
+	"github.com/heraldhq/herald/pkg/rules"
+	"github.com/heraldhq/herald/pkg/service"
+)
+
+// Config is the rule evaluator's configuration.
+type Config struct {
+	service.Config
+	// Group is the consumer group of the evaluator's replicas.
+	Group string `env:"EVALUATOR_GROUP" envDefault:"herald-rule-evaluator"`
+	// TransactionalID must be unique per replica and stable across its
+	// restarts, so that a restarted replica fences its predecessor and
+	// aborts its open transaction at once. Default: the group and the
+	// host name (the pod name on Kubernetes).
+	TransactionalID string `env:"EVALUATOR_TRANSACTIONAL_ID"`
+}
+
+// Validate checks the configuration.
+func (c Config) Validate() error {
+	if c.Group == "" {
+		return errors.New("HERALD_EVALUATOR_GROUP: required")
+	}
+	return c.Config.Validate()
+}
+
+// Evaluator runs rules over events.
+type Evaluator struct {
+	base  *service.Base
+	sess  *kgo.GroupTransactSession
+	env   *rules.Env
+	index *rules.Index
+}
+
+// New connects the evaluator.
+func New(ctx context.Context, c Config) (*Evaluator, error) {
+	base, err := service.Start(ctx, "rule-evaluator", c.Config)
+	if err != nil {
+		return nil, err
+	}
+	env, err := rules.NewEnv()
+	if err != nil {
+		base.Close()
+		return nil, err
+	}
+	txid := c.TransactionalID
+	if txid == "" {
+		host, _ := os.Hostname()
+		txid = c.Group + "-" + host
+	}
+	opts := append(append([]kgo.Opt(nil), base.KafkaOpts...),
+		kgo.TransactionalID(txid),
+		// An evaluator killed mid-transaction leaves it open until its
+		// successor fences it or this timeout ends it; keep the stall short.
+		kgo.TransactionTimeout(15*time.Second),
+		kgo.ConsumerGroup(c.Group),
+		kgo.ConsumeTopics(base.Topics.Events),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.RequireStableFetchOffsets(),
+	)
+	sess, err := kgo.NewGroupTransactSession(opts...)
+	if err != nil {
+		base.Close()
+		return nil, fmt.Errorf("transactional session: %w", err)
+	}
+	e := &Evaluator{base: base, sess: sess, env: env, index: rules.NewIndex()}
+	base.Config.OnApply(e.applyConfig)
+	base.Health.AddCheck("kafka", func() error { return sess.Client().Ping(context.Background()) })
+	return e, nil
+}
+
+// Run runs the evaluator until ctx ends.
+func Run(ctx context.Context, c Config) error {
+	e, err := New(ctx, c)
+	if err != nil {
+		return err
+	}
+	return service.Serve(ctx, c.HTTPAddr, e.base, e)
+}
+
+// Routes adds nothing: the evaluator serves health only.
+func (e *Evaluator) Routes(*http.ServeMux) {}
+
+// Close leaves the group and releases the clients.
+func (e *Evaluator) Close() {
+	e.sess.Close()
+	e.base.Close()
+}
+
+// Run follows the configuration and, once it has caught up, evaluates
+// events until ctx ends.
+func (e *Evaluator) Run(ctx context.Context) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return e.base.FollowConfig(ctx) })
+	g.Go(func() error {
+		// Rules must be loaded before the first event is judged.
+		if err := e.base.Config.WaitCaughtUp(ctx); err != nil {
+			return nil
+		}
+		return e.consume(ctx)
+	})
+	return g.Wait()
+}
+
+// applyConfig keeps the rule index in step with the configuration.
+func (e *Evaluator) applyConfig(doc configstore.Document, deleted bool) {
+	if doc.Kind != configstore.KindRule {
+		return
+	}
+	if deleted {
+		e.index.Remove(doc.Tenant, doc.ID)
+		return
+	}
+	r, err := e.env.Compile(doc.Tenant, doc.ID, configstore.Spec[configstore.Rule](doc))
+	if err != nil {
+		e.base.Log.Error("rule does not compile; disabled", "tenant", doc.Tenant, "rule", doc.ID, "err", err)
+		e.index.Remove(doc.Tenant, doc.ID)
+		return
+	}
+	e.index.Put(r)
+}
