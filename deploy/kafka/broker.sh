@@ -26,6 +26,8 @@ KAFKA_VERSION="${HERALD_KAFKA_VERSION:-4.2.1}" # keep in sync with <kafka.versio
 PORT="${HERALD_KAFKA_PORT:-19092}"
 CTRL_PORT="${HERALD_KAFKA_CONTROLLER_PORT:-19093}"
 CACHE_DIR="${HERALD_KAFKA_CACHE:-$REPO_ROOT/.cache/kafka}"
+# Absolute, so the pid/props paths (and the broker command line) don't depend on cwd.
+[[ "$CACHE_DIR" == /* ]] || CACHE_DIR="$PWD/$CACHE_DIR"
 HEAP="${HERALD_KAFKA_HEAP:-768m}"
 START_TIMEOUT="${HERALD_KAFKA_START_TIMEOUT:-90}"
 read -r -a EXTRA_JVM_OPTS <<<"${HERALD_KAFKA_JVM_OPTS:-}"
@@ -76,7 +78,9 @@ broker_pid() {
 check_ports() {
   local p
   for p in "$PORT" "$CTRL_PORT"; do
-    [[ "$p" =~ ^[0-9]+$ ]] && ((p > 0 && p < 65536)) || die "invalid port '$p'"
+    if ! [[ "$p" =~ ^[0-9]+$ ]] || ((p < 1 || p > 65535)); then
+      die "invalid port '$p'"
+    fi
   done
   [[ "$PORT" != "$CTRL_PORT" ]] || die "HERALD_KAFKA_PORT and HERALD_KAFKA_CONTROLLER_PORT are both $PORT"
 }
@@ -92,8 +96,9 @@ find_java() {
   local spec
   spec="$("$JAVA" -XshowSettings:properties -version 2>&1 | awk '$1 == "java.specification.version" {print $3}')"
   # Kafka 4 brokers need Java 17+; "1.8" style versions are older than that.
-  [[ "$spec" =~ ^[0-9]+$ ]] && ((spec >= 17)) ||
+  if ! [[ "$spec" =~ ^[0-9]+$ ]] || ((spec < 17)); then
     die "Kafka $KAFKA_VERSION needs Java 17+, but $JAVA is Java '${spec:-unknown}'"
+  fi
 }
 
 # Copy the broker's runtime classpath into $LIB_DIR, once per Kafka version.

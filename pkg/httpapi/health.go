@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"fmt"
 	"net/http"
 	"sync"
 )
@@ -32,7 +33,16 @@ func (h *Health) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /readyz", h.ready)
 }
 
-func (h *Health) ready(w http.ResponseWriter, _ *http.Request) {
+// Err returns nil when every check passes, else an error naming the first
+// failing one.
+func (h *Health) Err() error {
+	for name, msg := range h.failing() {
+		return fmt.Errorf("%s: %s", name, msg)
+	}
+	return nil
+}
+
+func (h *Health) failing() map[string]string {
 	h.mu.Lock()
 	checks := append([]check(nil), h.checks...)
 	h.mu.Unlock()
@@ -42,7 +52,11 @@ func (h *Health) ready(w http.ResponseWriter, _ *http.Request) {
 			failing[c.name] = err.Error()
 		}
 	}
-	if len(failing) > 0 {
+	return failing
+}
+
+func (h *Health) ready(w http.ResponseWriter, _ *http.Request) {
+	if failing := h.failing(); len(failing) > 0 {
 		WriteJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "not ready", "failing": failing})
 		return
 	}

@@ -25,6 +25,8 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 	"github.com/twmb/franz-go/plugin/kslog"
+
+	"github.com/heraldhq/herald/pkg/telemetry"
 )
 
 // Config says how to reach the cluster and how Herald's topics are laid out.
@@ -77,7 +79,7 @@ func ClientOptions(c Config, service string, log *slog.Logger) ([]kgo.Opt, error
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(c.Brokers...),
 		kgo.ClientID("herald-" + service),
-		kgo.WithLogger(kslog.New(log.With("component", "kafka"))),
+		kgo.WithLogger(kslog.New(telemetry.AtLeast(log.With("component", "kafka"), slog.LevelWarn))),
 		// Herald's records are small and latency matters more than batch
 		// size: a notification should leave within milliseconds.
 		kgo.ProducerLinger(0),

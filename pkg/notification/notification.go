@@ -34,8 +34,8 @@ type Notification struct {
 	Destinations []string          `avro:"destinations"`
 	CreatedAt    time.Time         `avro:"createdAt"`
 	Event        EventRef          `avro:"event"`
-	Old          *string           `avro:"old"` // JSON
-	New          *string           `avro:"new"` // JSON
+	Old          *string           `avro:"old"`    // JSON
+	New          *string           `avro:"new"`    // JSON
 	Fields       map[string]string `avro:"fields"` // name → JSON value
 }
 

@@ -82,9 +82,10 @@ func Start(ctx context.Context, name string, c Config) (*Base, error) {
 	log := c.Logger
 	if log == nil {
 		var err error
-		if log, err = telemetry.Logger(c.Telemetry, name, os.Stderr); err != nil {
+		if log, err = telemetry.Logger(c.Telemetry, os.Stderr); err != nil {
 			return nil, err
 		}
+		log = log.With("service", name)
 	}
 	opts, err := kafka.ClientOptions(c.Kafka, name, log)
 	if err != nil {
@@ -184,21 +185,23 @@ type Component interface {
 	Run(ctx context.Context) error
 	// Close releases the service's clients.
 	Close()
+	// Base returns what the service shares with every other.
+	Base() *Base
 }
 
 // Serve runs c's background work and serves its routes, with the health
 // endpoints, on addr until ctx ends or either fails.
-func Serve(ctx context.Context, addr string, base *Base, c Component) error {
+func Serve(ctx context.Context, addr string, c Component) error {
 	defer c.Close()
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("HERALD_HTTP_ADDR: %w", err)
 	}
 	mux := http.NewServeMux()
-	base.Health.Register(mux)
+	c.Base().Health.Register(mux)
 	c.Routes(mux)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return c.Run(gctx) })
-	g.Go(func() error { return httpapi.Serve(gctx, ln, mux, 10*time.Second, base.Log) })
+	g.Go(func() error { return httpapi.Serve(gctx, ln, mux, 10*time.Second, c.Base().Log) })
 	return g.Wait()
 }

@@ -4,6 +4,7 @@
 package telemetry
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -16,8 +17,8 @@ type Config struct {
 	LogLevel  string `env:"LOG_LEVEL" envDefault:"info"`
 }
 
-// Logger returns the logger for service, writing to w.
-func Logger(c Config, service string, w io.Writer) (*slog.Logger, error) {
+// Logger returns a logger writing to w.
+func Logger(c Config, w io.Writer) (*slog.Logger, error) {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {
 		return nil, fmt.Errorf("HERALD_LOG_LEVEL: %q is not debug, info, warn or error", c.LogLevel)
@@ -32,5 +33,29 @@ func Logger(c Config, service string, w io.Writer) (*slog.Logger, error) {
 	default:
 		return nil, fmt.Errorf("HERALD_LOG_FORMAT: %q is not json or text", c.LogFormat)
 	}
-	return slog.New(h).With("service", service), nil
+	return slog.New(h), nil
+}
+
+// AtLeast returns a logger that drops log's records below min. Kafka
+// clients log every group and connection event at info; Herald keeps
+// those for debugging.
+func AtLeast(log *slog.Logger, min slog.Level) *slog.Logger {
+	return slog.New(&minLevel{Handler: log.Handler(), min: min})
+}
+
+type minLevel struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (h *minLevel) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.min && h.Handler.Enabled(ctx, l)
+}
+
+func (h *minLevel) WithAttrs(as []slog.Attr) slog.Handler {
+	return &minLevel{Handler: h.Handler.WithAttrs(as), min: h.min}
+}
+
+func (h *minLevel) WithGroup(name string) slog.Handler {
+	return &minLevel{Handler: h.Handler.WithGroup(name), min: h.min}
 }

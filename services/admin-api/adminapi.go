@@ -51,7 +51,7 @@ func Run(ctx context.Context, c Config) error {
 	if err != nil {
 		return err
 	}
-	return service.Serve(ctx, c.HTTPAddr, api.base, api)
+	return service.Serve(ctx, c.HTTPAddr, api)
 }
 
 // Run follows the configuration until ctx ends.
@@ -62,6 +62,9 @@ func (a *API) Close() { a.base.Close() }
 
 // Store returns the configuration view the API writes through.
 func (a *API) Store() *configstore.Store { return a.base.Config }
+
+// Base returns what the service shares with every other.
+func (a *API) Base() *service.Base { return a.base }
 
 // Routes adds the configuration routes.
 func (a *API) Routes(mux *http.ServeMux) {

@@ -54,6 +54,9 @@ func New(ctx context.Context, c Config) (*Ingest, error) {
 	return &Ingest{base: base, producer: producer, keys: httpapi.StoreKeys(base.Config), maxBatch: c.MaxBatch}, nil
 }
 
+// Base returns what the service shares with every other.
+func (in *Ingest) Base() *service.Base { return in.base }
+
 // Routes adds POST /v1/events and POST /v1/events:batch.
 func (in *Ingest) Routes(mux *http.ServeMux) {
 	mux.Handle("POST /v1/events", httpapi.RequireKey(in.keys, httpapi.ScopeEventsWrite, in.postEvent))
@@ -75,7 +78,7 @@ func Run(ctx context.Context, c Config) error {
 	if err != nil {
 		return err
 	}
-	return service.Serve(ctx, c.HTTPAddr, in.base, in)
+	return service.Serve(ctx, c.HTTPAddr, in)
 }
 
 func (in *Ingest) postEvent(w http.ResponseWriter, r *http.Request) {

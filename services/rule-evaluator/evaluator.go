@@ -99,8 +99,11 @@ func Run(ctx context.Context, c Config) error {
 	if err != nil {
 		return err
 	}
-	return service.Serve(ctx, c.HTTPAddr, e.base, e)
+	return service.Serve(ctx, c.HTTPAddr, e)
 }
+
+// Base returns what the service shares with every other.
+func (e *Evaluator) Base() *service.Base { return e.base }
 
 // Routes adds nothing: the evaluator serves health only.
 func (e *Evaluator) Routes(*http.ServeMux) {}

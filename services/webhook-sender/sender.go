@@ -90,8 +90,11 @@ func Run(ctx context.Context, c Config) error {
 	if err != nil {
 		return err
 	}
-	return service.Serve(ctx, c.HTTPAddr, s.base, s)
+	return service.Serve(ctx, c.HTTPAddr, s)
 }
+
+// Base returns what the service shares with every other.
+func (s *Sender) Base() *service.Base { return s.base }
 
 // Routes adds nothing: the sender serves health only.
 func (s *Sender) Routes(*http.ServeMux) {}

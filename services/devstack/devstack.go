@@ -1,0 +1,198 @@
+// Package devstack runs all of Herald in one process for local use: an
+// embedded Kafka broker (franz-go's kfake, on a real port that any Kafka
+// client can reach), an embedded schema registry (srfake), and the ingest,
+// admin-api, rule-evaluator and webhook-sender services, each through the
+// same New and Run as in production, talking only through Kafka topics. The
+// ingest and admin routes share one HTTP port. A demo tenant and its API key
+// are created at start.
+package devstack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/heraldhq/herald/pkg/httpapi"
+	"github.com/heraldhq/herald/pkg/kafka"
+	"github.com/heraldhq/herald/pkg/service"
+	"github.com/heraldhq/herald/pkg/telemetry"
+	adminapi "github.com/heraldhq/herald/services/admin-api"
+	"github.com/heraldhq/herald/services/ingest"
+	ruleevaluator "github.com/heraldhq/herald/services/rule-evaluator"
+	webhooksender "github.com/heraldhq/herald/services/webhook-sender"
+)
+
+// DemoTenant is the id of the tenant the devstack creates.
+const DemoTenant = "demo"
+
+// Config is the devstack's configuration.
+type Config struct {
+	HTTPAddr     string `env:"HTTP_ADDR" envDefault:"127.0.0.1:8080"`
+	KafkaAddr    string `env:"DEV_KAFKA_ADDR" envDefault:"127.0.0.1:9092"`
+	RegistryAddr string `env:"DEV_REGISTRY_ADDR" envDefault:"127.0.0.1:8081"`
+	// APIKey is the demo tenant's key; generated and printed when empty.
+	APIKey string `env:"DEV_API_KEY"`
+	// DataDir, when set, keeps events, configuration and schemas across
+	// restarts; otherwise everything lives in memory.
+	DataDir    string `env:"DEV_DATA_DIR"`
+	Partitions int32  `env:"DEV_PARTITIONS" envDefault:"3"`
+	LogLevel   string `env:"LOG_LEVEL" envDefault:"info"`
+
+	// Ready, when set, is called once every service is running.
+	Ready func(Stack) `env:"-"`
+}
+
+// Validate checks the configuration.
+func (c Config) Validate() error {
+	for name, addr := range map[string]string{"HERALD_HTTP_ADDR": c.HTTPAddr, "HERALD_DEV_KAFKA_ADDR": c.KafkaAddr, "HERALD_DEV_REGISTRY_ADDR": c.RegistryAddr} {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	if c.Partitions < 1 {
+		return errors.New("HERALD_DEV_PARTITIONS: must be at least 1")
+	}
+	return nil
+}
+
+// Stack tells where the running devstack can be reached.
+type Stack struct {
+	HTTPAddr     string
+	KafkaAddr    string
+	RegistryAddr string
+	APIKey       string
+}
+
+// Run runs the devstack until ctx ends.
+func Run(ctx context.Context, c Config) error {
+	root, err := telemetry.Logger(telemetry.Config{LogFormat: "text", LogLevel: c.LogLevel}, os.Stderr)
+	if err != nil {
+		return err
+	}
+	log := root.With("service", "devstack")
+	listeners := map[string]net.Listener{}
+	for name, addr := range map[string]string{"http": c.HTTPAddr, "kafka": c.KafkaAddr, "registry": c.RegistryAddr} {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("listen for %s on %s: %w", name, addr, err)
+		}
+		defer ln.Close()
+		listeners[name] = ln
+	}
+	broker, err := startBroker(c, listeners["kafka"])
+	if err != nil {
+		return err
+	}
+	defer broker.Close()
+	reg, err := openRegistry(c.DataDir)
+	if err != nil {
+		return err
+	}
+	defer reg.save(log)
+
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		return httpapi.Serve(ctx, listeners["registry"], reg.Handler(), time.Second, log.With("component", "registry"))
+	})
+
+	stack := Stack{
+		HTTPAddr:     listeners["http"].Addr().String(),
+		KafkaAddr:    listeners["kafka"].Addr().String(),
+		RegistryAddr: listeners["registry"].Addr().String(),
+		APIKey:       c.APIKey,
+	}
+	common := service.Config{
+		Kafka: kafka.Config{
+			Brokers: []string{stack.KafkaAddr}, TopicPrefix: "herald.",
+			Partitions: c.Partitions, ReplicationFactor: -1, CreateTopics: true,
+		},
+		Registry: service.RegistryConfig{URL: "http://" + stack.RegistryAddr, RegisterSchemas: true, LatestTTL: 5 * time.Second},
+		HTTPAddr: stack.HTTPAddr,
+	}
+	with := func(name string) service.Config {
+		cc := common
+		cc.Logger = root.With("service", name)
+		return cc
+	}
+
+	in, err := ingest.New(ctx, ingest.Config{Config: with("ingest"), MaxBatch: 500})
+	if err != nil {
+		return err
+	}
+	api, err := adminapi.New(ctx, adminapi.Config{Config: with("admin-api")})
+	if err != nil {
+		return err
+	}
+	ev, err := ruleevaluator.New(ctx, ruleevaluator.Config{Config: with("rule-evaluator"), Group: "herald-rule-evaluator", TransactionalID: "herald-rule-evaluator-devstack"})
+	if err != nil {
+		return err
+	}
+	ws, err := webhooksender.New(ctx, webhooksender.Config{
+		Config: with("webhook-sender"), Group: "herald-webhook-sender",
+		Attempts: 4, Backoff: 200 * time.Millisecond, Timeout: 10 * time.Second, AllowPrivate: true,
+	})
+	if err != nil {
+		return err
+	}
+	components := map[string]service.Component{"ingest": in, "admin-api": api, "rule-evaluator": ev, "webhook-sender": ws}
+	health := &httpapi.Health{}
+	mux := http.NewServeMux()
+	health.Register(mux)
+	for name, comp := range components {
+		comp.Routes(mux)
+		health.AddCheck(name, comp.Base().Health.Err)
+		g.Go(func() error {
+			defer comp.Close()
+			if err := comp.Run(ctx); err != nil {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+			return nil
+		})
+	}
+	g.Go(func() error {
+		return httpapi.Serve(ctx, listeners["http"], mux, 5*time.Second, log.With("component", "http"))
+	})
+	g.Go(func() error {
+		key, err := api.SeedTenant(ctx, DemoTenant, "Demo", c.APIKey)
+		if err != nil {
+			return fmt.Errorf("seed demo tenant: %w", err)
+		}
+		stack.APIKey = key
+		reg.save(log)
+		log.Info("devstack ready", "http", "http://"+stack.HTTPAddr, "kafka", stack.KafkaAddr,
+			"registry", "http://"+stack.RegistryAddr, "tenant", DemoTenant)
+		fmt.Fprintf(os.Stderr, "\n  Herald devstack is up.\n  HTTP API:  http://%s\n  Kafka:     %s\n  Registry:  http://%s\n  Tenant:    %s\n  API key:   %s\n\n",
+			stack.HTTPAddr, stack.KafkaAddr, stack.RegistryAddr, DemoTenant, key)
+		if c.Ready != nil {
+			c.Ready(stack)
+		}
+		return nil
+	})
+	return g.Wait()
+}
+
+func startBroker(c Config, ln net.Listener) (*kfake.Cluster, error) {
+	opts := []kfake.Opt{
+		kfake.NumBrokers(1),
+		kfake.ClusterID("herald-devstack"),
+		// Hand kfake the listener opened above, so the address is the one
+		// configured and is taken before any service starts.
+		kfake.ListenFn(func(string, string) (net.Listener, error) { return ln, nil }),
+	}
+	if c.DataDir != "" {
+		opts = append(opts, kfake.DataDir(filepath.Join(c.DataDir, "kafka")))
+	}
+	cl, err := kfake.NewCluster(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("embedded kafka: %w", err)
+	}
+	return cl, nil
+}
