@@ -98,81 +98,122 @@ func Run(ctx context.Context, c Config) error {
 	}
 	defer reg.save(log)
 
-	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		return httpapi.Serve(ctx, listeners["registry"], reg.Handler(), time.Second, log.With("component", "registry"))
-	})
-
 	stack := Stack{
 		HTTPAddr:     listeners["http"].Addr().String(),
 		KafkaAddr:    listeners["kafka"].Addr().String(),
 		RegistryAddr: listeners["registry"].Addr().String(),
-		APIKey:       c.APIKey,
 	}
-	common := service.Config{
-		Kafka: kafka.Config{
-			Brokers: []string{stack.KafkaAddr}, TopicPrefix: "herald.",
-			Partitions: c.Partitions, ReplicationFactor: -1, CreateTopics: true,
-		},
-		Registry: service.RegistryConfig{URL: "http://" + stack.RegistryAddr, RegisterSchemas: true, LatestTTL: 5 * time.Second},
-		HTTPAddr: stack.HTTPAddr,
-	}
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		return httpapi.Serve(ctx, listeners["registry"], reg.Handler(), time.Second, log.With("component", "registry"))
+	})
+	g.Go(func() error {
+		return RunServices(ctx, Services{
+			Common: service.Config{
+				Kafka: kafka.Config{
+					Brokers: []string{stack.KafkaAddr}, TopicPrefix: "herald.",
+					Partitions: c.Partitions, ReplicationFactor: -1, CreateTopics: true,
+				},
+				Registry: service.RegistryConfig{URL: "http://" + stack.RegistryAddr, RegisterSchemas: true, LatestTTL: 5 * time.Second},
+				Logger:   root,
+			},
+			HTTP:   listeners["http"],
+			APIKey: c.APIKey,
+			Ready: func(key string) {
+				stack.APIKey = key
+				reg.save(log)
+				fmt.Fprintf(os.Stderr, "\n  Herald devstack is up.\n  HTTP API:  http://%s\n  Kafka:     %s\n  Registry:  http://%s\n  Tenant:    %s\n  API key:   %s\n\n",
+					stack.HTTPAddr, stack.KafkaAddr, stack.RegistryAddr, DemoTenant, key)
+				if c.Ready != nil {
+					c.Ready(stack)
+				}
+			},
+		})
+	})
+	return g.Wait()
+}
+
+// Services says how RunServices reaches Kafka and the registry and where it
+// serves HTTP.
+type Services struct {
+	// Common is every service's shared configuration; its Logger is the
+	// root logger, and its topic prefix also prefixes consumer groups.
+	Common service.Config
+	// HTTP is where the ingest and admin routes are served.
+	HTTP net.Listener
+	// APIKey is the demo tenant's key; a new one when empty.
+	APIKey string
+	// Ready is called with the demo tenant's key once everything runs.
+	Ready func(apiKey string)
+}
+
+// RunServices runs ingest, admin-api, rule-evaluator and webhook-sender in
+// this process, with the ingest and admin routes on one listener, and seeds
+// the demo tenant. It returns when ctx ends or a service fails.
+func RunServices(ctx context.Context, s Services) error {
+	root := s.Common.Logger
 	with := func(name string) service.Config {
-		cc := common
+		cc := s.Common
 		cc.Logger = root.With("service", name)
 		return cc
 	}
-
+	groups := s.Common.Kafka.TopicPrefix
+	var comps []service.Component
+	defer func() {
+		for _, c := range comps {
+			c.Close()
+		}
+	}()
 	in, err := ingest.New(ctx, ingest.Config{Config: with("ingest"), MaxBatch: 500})
 	if err != nil {
 		return err
 	}
+	comps = append(comps, in)
 	api, err := adminapi.New(ctx, adminapi.Config{Config: with("admin-api")})
 	if err != nil {
 		return err
 	}
-	ev, err := ruleevaluator.New(ctx, ruleevaluator.Config{Config: with("rule-evaluator"), Group: "herald-rule-evaluator", TransactionalID: "herald-rule-evaluator-devstack"})
+	comps = append(comps, api)
+	ev, err := ruleevaluator.New(ctx, ruleevaluator.Config{
+		Config: with("rule-evaluator"), Group: groups + "rule-evaluator", TransactionalID: groups + "rule-evaluator-devstack",
+	})
 	if err != nil {
 		return err
 	}
+	comps = append(comps, ev)
 	ws, err := webhooksender.New(ctx, webhooksender.Config{
-		Config: with("webhook-sender"), Group: "herald-webhook-sender",
+		Config: with("webhook-sender"), Group: groups + "webhook-sender",
 		Attempts: 4, Backoff: 200 * time.Millisecond, Timeout: 10 * time.Second, AllowPrivate: true,
 	})
 	if err != nil {
 		return err
 	}
-	components := map[string]service.Component{"ingest": in, "admin-api": api, "rule-evaluator": ev, "webhook-sender": ws}
+	comps = append(comps, ws)
+
+	g, ctx := errgroup.WithContext(ctx)
 	health := &httpapi.Health{}
 	mux := http.NewServeMux()
 	health.Register(mux)
-	for name, comp := range components {
+	for _, comp := range comps {
 		comp.Routes(mux)
+		name := comp.Base().Name
 		health.AddCheck(name, comp.Base().Health.Err)
 		g.Go(func() error {
-			defer comp.Close()
 			if err := comp.Run(ctx); err != nil {
 				return fmt.Errorf("%s: %w", name, err)
 			}
 			return nil
 		})
 	}
+	g.Go(func() error { return httpapi.Serve(ctx, s.HTTP, mux, 5*time.Second, root.With("component", "http")) })
 	g.Go(func() error {
-		return httpapi.Serve(ctx, listeners["http"], mux, 5*time.Second, log.With("component", "http"))
-	})
-	g.Go(func() error {
-		key, err := api.SeedTenant(ctx, DemoTenant, "Demo", c.APIKey)
+		key, err := api.SeedTenant(ctx, DemoTenant, "Demo", s.APIKey)
 		if err != nil {
 			return fmt.Errorf("seed demo tenant: %w", err)
 		}
-		stack.APIKey = key
-		reg.save(log)
-		log.Info("devstack ready", "http", "http://"+stack.HTTPAddr, "kafka", stack.KafkaAddr,
-			"registry", "http://"+stack.RegistryAddr, "tenant", DemoTenant)
-		fmt.Fprintf(os.Stderr, "\n  Herald devstack is up.\n  HTTP API:  http://%s\n  Kafka:     %s\n  Registry:  http://%s\n  Tenant:    %s\n  API key:   %s\n\n",
-			stack.HTTPAddr, stack.KafkaAddr, stack.RegistryAddr, DemoTenant, key)
-		if c.Ready != nil {
-			c.Ready(stack)
+		root.Info("devstack ready", "http", "http://"+s.HTTP.Addr().String(), "tenant", DemoTenant)
+		if s.Ready != nil {
+			s.Ready(key)
 		}
 		return nil
 	})

@@ -1,0 +1,46 @@
+# Herald's Makefile. `make help` lists the targets.
+SHELL := bash
+.DEFAULT_GOAL := help
+
+GO ?= go
+# Every module of the workspace; `go test ./...` at the root matches none.
+MODULES := $(shell $(GO) list -m -f '{{.Dir}}')
+PKGS := $(addsuffix /...,$(MODULES))
+BROKER := deploy/kafka/broker.sh
+TESTFLAGS ?= -shuffle=on -count=1 -timeout=20m
+ifdef CI
+TESTFLAGS += -race
+endif
+
+.PHONY: help run build lint test test-unit kafka-start kafka-stop tidy
+
+help: ## List the targets.
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+run: ## Run the devstack: embedded Kafka and registry, every service, a demo tenant.
+	$(GO) run ./services/devstack/cmd/devstack
+
+build: ## Build every service's binary into bin/.
+	@mkdir -p bin
+	@for m in services/*/cmd/*; do echo "build $$m"; $(GO) build -o bin/ ./$$m || exit 1; done
+
+lint: ## gofmt and go vet over every module.
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+test: lint ## Lint, then every test of every module, integration tests on a real Kafka broker.
+	@bash $(BROKER) start
+	@trap 'bash $(BROKER) stop >/dev/null 2>&1' EXIT; \
+	  HERALD_TEST_KAFKA_BROKERS=$$(bash $(BROKER) brokers) $(GO) test $(TESTFLAGS) $(PKGS)
+
+test-unit: ## Every test that needs no broker (integration tests skip).
+	$(GO) test $(TESTFLAGS) $(PKGS)
+
+kafka-start: ## Start the test broker (Apache Kafka from Maven Central, KRaft, loopback).
+	@bash $(BROKER) start
+
+kafka-stop: ## Stop the test broker.
+	@bash $(BROKER) stop
+
+tidy: ## go mod tidy in every module.
+	@for m in $(MODULES); do (cd $$m && $(GO) mod tidy) || exit 1; done
