@@ -3,6 +3,7 @@ package avro
 import (
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/twmb/avro"
 )
@@ -22,7 +23,7 @@ func CheckFields(s *avro.Schema, v any) error {
 	root := s.Root()
 	named := map[string]*avro.SchemaNode{}
 	collectNamed(root, named)
-	return checkNode(root, v, "", named)
+	return checkNode(root, v, "", "", named)
 }
 
 func collectNamed(n *avro.SchemaNode, named map[string]*avro.SchemaNode) {
@@ -44,14 +45,26 @@ func collectNamed(n *avro.SchemaNode, named map[string]*avro.SchemaNode) {
 }
 
 func fullName(n *avro.SchemaNode) string {
-	if n.Namespace == "" {
+	if n.Namespace == "" || strings.Contains(n.Name, ".") {
 		return n.Name
 	}
 	return n.Namespace + "." + n.Name
 }
 
-func checkNode(n *avro.SchemaNode, v any, path string, named map[string]*avro.SchemaNode) error {
-	if def, ok := named[n.Type]; ok {
+// lookupNamed returns the named type a reference names: a short name is
+// relative to the enclosing namespace ns, as the Avro specification says.
+func lookupNamed(named map[string]*avro.SchemaNode, name, ns string) (*avro.SchemaNode, bool) {
+	if ns != "" && !strings.Contains(name, ".") {
+		if def, ok := named[ns+"."+name]; ok {
+			return def, true
+		}
+	}
+	def, ok := named[name]
+	return def, ok
+}
+
+func checkNode(n *avro.SchemaNode, v any, path, ns string, named map[string]*avro.SchemaNode) error {
+	if def, ok := lookupNamed(named, n.Type, ns); ok {
 		n = def
 	}
 	switch n.Type {
@@ -60,6 +73,8 @@ func checkNode(n *avro.SchemaNode, v any, path string, named map[string]*avro.Sc
 		if !ok {
 			return nil // a type mismatch is the encoder's to report
 		}
+		name := fullName(n)
+		ns := name[:max(strings.LastIndexByte(name, '.'), 0)]
 		fields := make(map[string]*avro.SchemaNode, len(n.Fields))
 		for i := range n.Fields {
 			fields[n.Fields[i].Name] = &n.Fields[i].Type
@@ -69,7 +84,7 @@ func checkNode(n *avro.SchemaNode, v any, path string, named map[string]*avro.Sc
 			if !ok {
 				return &UnknownFieldError{Field: join(path, k)}
 			}
-			if err := checkNode(ft, fv, join(path, k), named); err != nil {
+			if err := checkNode(ft, fv, join(path, k), ns, named); err != nil {
 				return err
 			}
 		}
@@ -80,7 +95,7 @@ func checkNode(n *avro.SchemaNode, v any, path string, named map[string]*avro.Sc
 		for i := range n.Branches {
 			b := &n.Branches[i]
 			if b.Type != "null" {
-				if err := checkNode(b, v, path, named); err != nil {
+				if err := checkNode(b, v, path, ns, named); err != nil {
 					return err
 				}
 			}
@@ -88,7 +103,7 @@ func checkNode(n *avro.SchemaNode, v any, path string, named map[string]*avro.Sc
 	case "array":
 		if items, ok := v.([]any); ok {
 			for i, it := range items {
-				if err := checkNode(n.Items, it, path+"["+strconv.Itoa(i)+"]", named); err != nil {
+				if err := checkNode(n.Items, it, path+"["+strconv.Itoa(i)+"]", ns, named); err != nil {
 					return err
 				}
 			}
@@ -96,7 +111,7 @@ func checkNode(n *avro.SchemaNode, v any, path string, named map[string]*avro.Sc
 	case "map":
 		if m, ok := v.(map[string]any); ok {
 			for k, mv := range m {
-				if err := checkNode(n.Values, mv, fmt.Sprintf("%s[%q]", path, k), named); err != nil {
+				if err := checkNode(n.Values, mv, fmt.Sprintf("%s[%q]", path, k), ns, named); err != nil {
 					return err
 				}
 			}

@@ -151,11 +151,11 @@ func seedKey(ctx context.Context, t *testing.T, store *configstore.Store, tenant
 type reply struct {
 	Status      int
 	ContentType string
-	EventID     string                `json:"eventId"`
-	EventIDs    []string              `json:"eventIds"`
-	Detail      string                `json:"detail"`
-	Errors      []httpapi.FieldError  `json:"errors"`
-	Header      http.Header           `json:"-"`
+	EventID     string               `json:"eventId"`
+	EventIDs    []string             `json:"eventIds"`
+	Detail      string               `json:"detail"`
+	Errors      []httpapi.FieldError `json:"errors"`
+	Header      http.Header          `json:"-"`
 }
 
 // fields returns the field paths a problem names.
