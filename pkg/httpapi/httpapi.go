@@ -5,6 +5,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -75,7 +76,17 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 // DecodeJSON reads a JSON request body into v, refusing unknown fields,
 // trailing data and bodies over MaxBody, with a *Problem that says why.
 func DecodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxBody))
+	return decodeStrict(http.MaxBytesReader(w, r.Body, MaxBody), v)
+}
+
+// Unmarshal is DecodeJSON for a JSON value already read, such as one item
+// of a batch.
+func Unmarshal(data []byte, v any) error {
+	return decodeStrict(bytes.NewReader(data), v)
+}
+
+func decodeStrict(r io.Reader, v any) error {
+	dec := json.NewDecoder(r)
 	dec.DisallowUnknownFields()
 	// Numbers in free-form objects stay exact (a long above 2^53 survives).
 	dec.UseNumber()

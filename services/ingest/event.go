@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"regexp"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/oklog/ulid/v2"
@@ -24,7 +25,7 @@ type Event struct {
 	EntityType    string         `json:"entityType"`
 	EntityID      string         `json:"entityId"`
 	Operation     string         `json:"operation"`
-	OccurredAt    *time.Time     `json:"occurredAt"`
+	OccurredAt    string         `json:"occurredAt"` // RFC 3339; default: now
 	AccountID     *string        `json:"accountId"`
 	DeviceID      *string        `json:"deviceId"`
 	CorrelationID *string        `json:"correlationId"`
@@ -50,6 +51,11 @@ func (e *Event) check() []httpapi.FieldError {
 	}
 	if len(e.EventID) > maxIDLen {
 		add("eventId", fmt.Sprintf("at most %d bytes", maxIDLen))
+	}
+	if e.OccurredAt != "" {
+		if _, err := time.Parse(time.RFC3339Nano, e.OccurredAt); err != nil {
+			add("occurredAt", "must be an RFC 3339 time, such as 2026-03-04T05:06:07Z")
+		}
 	}
 	if !slices.Contains(event.Operations, e.Operation) {
 		add("operation", "must be CREATE, UPDATE or DELETE")
@@ -104,8 +110,8 @@ func (in *Ingest) record(ctx context.Context, tenant string, e *Event, prefix st
 		e.EventID = ulid.Make().String()
 	}
 	occurred := time.Now().UTC()
-	if e.OccurredAt != nil {
-		occurred = *e.OccurredAt
+	if e.OccurredAt != "" {
+		occurred, _ = time.Parse(time.RFC3339Nano, e.OccurredAt) // checked above
 	}
 	envelope := map[string]any{
 		"eventId":       e.EventID,
@@ -141,6 +147,10 @@ func (in *Ingest) record(ctx context.Context, tenant string, e *Event, prefix st
 }
 
 func schemaMessage(se *avro.SemanticError) string {
+	// A record missing one of its fields is reported against the field.
+	if se.AvroType == "record" && se.Err != nil && strings.Contains(se.Err.Error(), "missing key") {
+		return "required"
+	}
 	if se.Err != nil {
 		return fmt.Sprintf("must be %s: %v", se.AvroType, se.Err)
 	}

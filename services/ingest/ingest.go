@@ -6,9 +6,11 @@ package ingest
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -101,7 +103,8 @@ func (in *Ingest) postEvent(w http.ResponseWriter, r *http.Request) {
 }
 
 type batchRequest struct {
-	Events []Event `json:"events"`
+	// Events are decoded one by one, so that an error names its index.
+	Events []json.RawMessage `json:"events"`
 }
 
 // postBatch checks every event before producing any: a batch with one bad
@@ -119,9 +122,16 @@ func (in *Ingest) postBatch(w http.ResponseWriter, r *http.Request) {
 	}
 	tenant := httpapi.PrincipalFrom(r.Context()).Tenant
 	recs := make([]*kgo.Record, len(req.Events))
+	events := make([]Event, len(req.Events))
 	var bad *httpapi.Problem
-	for i := range req.Events {
-		rec, err := in.record(r.Context(), tenant, &req.Events[i], fmt.Sprintf("events[%d].", i))
+	for i, raw := range req.Events {
+		prefix := fmt.Sprintf("events[%d].", i)
+		rec, err := (*kgo.Record)(nil), httpapi.Unmarshal(raw, &events[i])
+		if err != nil {
+			err = prefixFields(err, prefix)
+		} else {
+			rec, err = in.record(r.Context(), tenant, &events[i], prefix)
+		}
 		var p *httpapi.Problem
 		switch {
 		case errors.As(err, &p) && p.Status < 500:
@@ -143,9 +153,26 @@ func (in *Ingest) postBatch(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteError(w, r, in.base.Log, fmt.Errorf("produce batch: %w", err))
 		return
 	}
-	ids := make([]string, len(req.Events))
-	for i := range req.Events {
-		ids[i] = req.Events[i].EventID
+	ids := make([]string, len(events))
+	for i := range events {
+		ids[i] = events[i].EventID
 	}
 	httpapi.WriteJSON(w, http.StatusAccepted, map[string][]string{"eventIds": ids})
+}
+
+// prefixFields puts prefix before every field a problem names; a problem
+// that names none is given one naming the item itself.
+func prefixFields(err error, prefix string) error {
+	var p *httpapi.Problem
+	if !errors.As(err, &p) {
+		return err
+	}
+	if len(p.Errors) == 0 {
+		p.Errors = []httpapi.FieldError{{Field: strings.TrimSuffix(prefix, "."), Message: p.Detail}}
+		return p
+	}
+	for i := range p.Errors {
+		p.Errors[i].Field = prefix + p.Errors[i].Field
+	}
+	return p
 }

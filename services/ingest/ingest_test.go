@@ -69,11 +69,12 @@ func TestAcceptedEventIsProducedAsAvroKeyedByTenant(t *testing.T) {
 			if r.Status != http.StatusAccepted {
 				t.Fatalf("status %d (%s %v), want 202", r.Status, r.Detail, r.Errors)
 			}
-			if tc.wantID != "" && r.EventID != tc.wantID {
+			if tc.wantID == "" {
+				if _, err := ulid.ParseStrict(r.EventID); err != nil {
+					t.Errorf("generated eventId %q is not a ULID: %v", r.EventID, err)
+				}
+			} else if r.EventID != tc.wantID {
 				t.Errorf("eventId %q, want the given %q", r.EventID, tc.wantID)
-			}
-			if _, err := ulid.ParseStrict(r.EventID); tc.wantID == "" && err != nil {
-				t.Errorf("eventId %q is not a ULID: %v", r.EventID, err)
 			}
 
 			rec := s.next(1)[0]
@@ -121,8 +122,12 @@ func TestInvalidEventIsRefusedNamingTheFieldAndNotProduced(t *testing.T) {
 		{"missing entityType", `{"entityId":"bal-1","operation":"UPDATE","old":` + balanceBefore + `,"new":` + balanceAfter + `}`, 400, "entityType"},
 		{"missing entityId", `{"entityType":"Balance","operation":"UPDATE","old":` + balanceBefore + `,"new":` + balanceAfter + `}`, 400, "entityId"},
 		{"operation not CREATE, UPDATE or DELETE", `{"entityType":"Balance","entityId":"bal-1","operation":"MERGE","old":` + balanceBefore + `,"new":` + balanceAfter + `}`, 400, "operation"},
+		{"entityType that is not a name", `{"entityType":"../Balance","entityId":"bal-1","operation":"UPDATE","old":` + balanceBefore + `,"new":` + balanceAfter + `}`, 400, "entityType"},
+		{"eventId over 256 bytes", `{"eventId":"` + strings.Repeat("e", 257) + `","entityType":"Balance","entityId":"bal-1","operation":"UPDATE","old":` + balanceBefore + `,"new":` + balanceAfter + `}`, 400, "eventId"},
+		{"CREATE without a new image", `{"entityType":"Balance","entityId":"bal-1","operation":"CREATE"}`, 400, "new"},
 		{"CREATE with an old image", `{"entityType":"Balance","entityId":"bal-1","operation":"CREATE","old":` + balanceBefore + `,"new":` + balanceAfter + `}`, 400, "old"},
 		{"UPDATE without an old image", `{"entityType":"Balance","entityId":"bal-1","operation":"UPDATE","new":` + balanceAfter + `}`, 400, "old"},
+		{"DELETE without an old image", `{"entityType":"Balance","entityId":"bal-1","operation":"DELETE"}`, 400, "old"},
 		{"DELETE with a new image", `{"entityType":"Balance","entityId":"bal-1","operation":"DELETE","old":` + balanceBefore + `,"new":` + balanceAfter + `}`, 400, "new"},
 		{"entity type with no registered schema", `{"entityType":"Spaceship","entityId":"s-1","operation":"CREATE","new":{"id":"s-1"}}`, 422, "entityType"},
 		{"field of the wrong type", `{"entityType":"Balance","entityId":"bal-1","operation":"UPDATE","old":` + balanceBefore + `,"new":{"id":"bal-1","accountId":"acc-1","unit":"MB","total":"lots","used":1000,"remaining":24}}`, 400, "new.total"},
@@ -130,6 +135,8 @@ func TestInvalidEventIsRefusedNamingTheFieldAndNotProduced(t *testing.T) {
 		{"field the schema does not have", `{"entityType":"Balance","entityId":"bal-1","operation":"UPDATE","old":` + balanceBefore + `,"new":{"id":"bal-1","accountId":"acc-1","unit":"MB","total":1024,"used":1000,"remaining":24,"extra":1}}`, 400, "new.extra"},
 		{"tenantId in the body", `{"tenantId":"globex","entityType":"Balance","entityId":"bal-1","operation":"UPDATE","old":` + balanceBefore + `,"new":` + balanceAfter + `}`, 400, "tenantId"},
 		{"unknown top-level field", `{"entityType":"Balance","entityId":"bal-1","operation":"UPDATE","colour":"red","old":` + balanceBefore + `,"new":` + balanceAfter + `}`, 400, "colour"},
+		{"field of the wrong type in the envelope", `{"entityType":"Balance","entityId":7,"operation":"UPDATE","old":` + balanceBefore + `,"new":` + balanceAfter + `}`, 400, "entityId"},
+		{"occurredAt not an RFC 3339 time", `{"occurredAt":"2026-03-04","entityType":"Balance","entityId":"bal-1","operation":"UPDATE","old":` + balanceBefore + `,"new":` + balanceAfter + `}`, 400, "occurredAt"},
 		{"invalid JSON", `{"entityType":"Balance",`, 400, ""},
 		{"not JSON", `entityType=Balance`, 400, ""},
 		{"two JSON values", balanceUpdate + balanceUpdate, 400, ""},
@@ -205,6 +212,12 @@ func TestBatchIsProducedWholeOrNotAtAll(t *testing.T) {
 			body:   batch(event("y1", "", balanceAfter), event("y2", "bal-2", balanceAfter), event("y3", "bal-3", wrongType)),
 			status: 400,
 			fields: []string{"events[0].entityId", "events[2].new.total"},
+		},
+		{
+			name:   "a JSON type error is named by index",
+			body:   batch(event("w1", "bal-1", balanceAfter), `{"entityType":"Balance","entityId":5,"operation":"CREATE","new":{}}`),
+			status: 400,
+			fields: []string{"events[1].entityId"},
 		},
 		{
 			name:   "unknown entity type in a batch",
