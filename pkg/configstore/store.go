@@ -98,7 +98,7 @@ func (s *Store) Close() { s.cl.Close() }
 func (s *Store) Run(ctx context.Context) error {
 	for {
 		fetches := s.cl.PollFetches(ctx)
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || fetches.IsClientClosed() {
 			return nil
 		}
 		fetches.EachError(func(t string, p int32, err error) {
@@ -110,36 +110,31 @@ func (s *Store) Run(ctx context.Context) error {
 
 func (s *Store) apply(r *kgo.Record) {
 	doc, deleted, err := parseRecord(r)
-	s.mu.Lock()
-	s.next[r.Partition] = r.Offset + 1
 	if err != nil {
-		s.mu.Unlock()
 		s.log.Error("skip config record", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "err", err)
-		s.broadcast()
-		return
-	}
-	key := string(r.Key)
-	if prev, ok := s.docs[key]; ok && prev.Kind == KindAPIKey {
-		delete(s.apiKeys, prev.value.(APIKey).Hash)
-	}
-	if deleted {
-		delete(s.docs, key)
 	} else {
-		s.docs[key] = doc
-		if k, ok := doc.value.(APIKey); ok {
-			s.apiKeys[k.Hash] = doc
+		s.mu.Lock()
+		key := string(r.Key)
+		if prev, ok := s.docs[key]; ok && prev.Kind == KindAPIKey {
+			delete(s.apiKeys, prev.value.(APIKey).Hash)
+		}
+		if deleted {
+			delete(s.docs, key)
+		} else {
+			s.docs[key] = doc
+			if k, ok := doc.value.(APIKey); ok {
+				s.apiKeys[k.Hash] = doc
+			}
+		}
+		s.mu.Unlock()
+		for _, fn := range s.onApply {
+			fn(doc, deleted)
 		}
 	}
-	hooks := s.onApply
-	s.mu.Unlock()
-	for _, fn := range hooks {
-		fn(doc, deleted)
-	}
-	s.broadcast()
-}
-
-func (s *Store) broadcast() {
+	// The offset moves only after the hooks ran, so a writer waiting for
+	// its record also waits for the state the hooks derive from it.
 	s.mu.Lock()
+	s.next[r.Partition] = r.Offset + 1
 	close(s.changed)
 	s.changed = make(chan struct{})
 	s.mu.Unlock()

@@ -38,8 +38,8 @@ func PrincipalFrom(ctx context.Context) Principal {
 // that holds scope.
 func RequireKey(lookup KeyLookup, scope string, next http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		key, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || key == "" {
+		scheme, key, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+		if !strings.EqualFold(scheme, "Bearer") || key == "" {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="herald"`)
 			WriteProblem(w, NewProblem(http.StatusUnauthorized, "an API key is required: Authorization: Bearer <key>"))
 			return

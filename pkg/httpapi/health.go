@@ -36,8 +36,15 @@ func (h *Health) Register(mux *http.ServeMux) {
 // Err returns nil when every check passes, else an error naming the first
 // failing one.
 func (h *Health) Err() error {
-	for name, msg := range h.failing() {
-		return fmt.Errorf("%s: %s", name, msg)
+	failing := h.failing()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	// In the order checks were added: a map's order would name a different
+	// check from one call to the next.
+	for _, c := range h.checks {
+		if msg, ok := failing[c.name]; ok {
+			return fmt.Errorf("%s: %s", c.name, msg)
+		}
 	}
 	return nil
 }

@@ -143,6 +143,11 @@ func (r *Rule) Match(act interpreter.Activation) (bool, map[string]any, error) {
 		if err != nil {
 			return false, nil, fmt.Errorf("rule %s: field %s: %w", r.ID, name, err)
 		}
+		if v.Type() == types.NullType {
+			// CEL's null is structpb.NullValue, which JSON encodes as 0.
+			fields[name] = nil
+			continue
+		}
 		fields[name] = v.Value()
 	}
 	return true, fields, nil

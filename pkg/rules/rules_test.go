@@ -1,0 +1,390 @@
+package rules_test
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/heraldhq/herald/pkg/configstore"
+	"github.com/heraldhq/herald/pkg/rules"
+)
+
+// lowBalance is the Balance example: fire when the remaining allowance
+// drops below 20% of the total, once per crossing.
+const lowBalance = "new.remaining < new.total * 0.2 && old.remaining >= old.total * 0.2"
+
+func newEnv(t *testing.T) *rules.Env {
+	t.Helper()
+	env, err := rules.NewEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return env
+}
+
+// spec returns a rule on Balance events with condition when.
+func spec(when string) configstore.Rule {
+	return configstore.Rule{
+		Name: "low balance",
+		On:   configstore.RuleOn{EntityTypes: []string{"Balance"}, Operations: []string{"UPDATE"}},
+		When: when,
+	}
+}
+
+func compile(t *testing.T, env *rules.Env, s configstore.Rule) *rules.Rule {
+	t.Helper()
+	r, err := env.Compile("acme", "r-1", s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func TestCompileRefusesABadExpressionWithItsPosition(t *testing.T) {
+	env := newEnv(t)
+	position := regexp.MustCompile(`\b\d+:\d+\b`)
+	withField := func(name, expr string) configstore.Rule {
+		s := spec("true")
+		s.Notification.Fields = map[string]string{name: expr}
+		return s
+	}
+
+	tests := []struct {
+		name      string
+		spec      configstore.Rule
+		wantField string
+	}{
+		{"syntax error in the condition", spec("new.remaining <"), "when"},
+		{"undeclared variable", spec("balance.remaining < 10"), "when"},
+		{"wrong argument types", spec("new.remaining < 'ten' + 1"), "when"},
+		{"syntax error on a later line", spec("new.remaining < 10 &&\n  old.remaining >="), "when"},
+		{"syntax error in a notification field", withField("percent", "new.remaining / * 100"), "notification.fields.percent"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := env.Compile("acme", "r-1", tt.spec)
+			var ce *rules.CompileError
+			if !errors.As(err, &ce) {
+				t.Fatalf("Compile error = %v (%T), want a *CompileError", err, err)
+			}
+			if ce.Field != tt.wantField {
+				t.Errorf("Field = %q, want %q", ce.Field, tt.wantField)
+			}
+			if !position.MatchString(ce.Error()) {
+				t.Errorf("message has no line:column position: %s", ce.Error())
+			}
+		})
+	}
+}
+
+func TestCompileRefusesAConditionThatIsNotBool(t *testing.T) {
+	env := newEnv(t)
+	for _, when := range []string{"new.total * 0.2", "'yes'", "1 + 2", "[true]"} {
+		t.Run(when, func(t *testing.T) {
+			_, err := env.Compile("acme", "r-1", spec(when))
+			var ce *rules.CompileError
+			if !errors.As(err, &ce) || ce.Field != "when" || !strings.Contains(ce.Message, "bool") {
+				t.Errorf("Compile(%q) error = %v, want a *CompileError on when saying it must be a bool", when, err)
+			}
+		})
+	}
+}
+
+func TestCompileRefusesAnIncompleteRule(t *testing.T) {
+	env := newEnv(t)
+	tests := []struct {
+		name     string
+		on       configstore.RuleOn
+		when     string
+		wantText string
+	}{
+		{"unknown operation", configstore.RuleOn{EntityTypes: []string{"Balance"}, Operations: []string{"UPSERT"}}, "true", "UPSERT"},
+		{"lower-case operation", configstore.RuleOn{EntityTypes: []string{"Balance"}, Operations: []string{"update"}}, "true", "update"},
+		{"no entity type", configstore.RuleOn{Operations: []string{"UPDATE"}}, "true", "entityTypes"},
+		{"empty condition", configstore.RuleOn{EntityTypes: []string{"Balance"}}, "", "empty"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := env.Compile("acme", "r-1", configstore.Rule{On: tt.on, When: tt.when})
+			if err == nil || !strings.Contains(err.Error(), tt.wantText) {
+				t.Errorf("Compile error = %v, want one mentioning %q", err, tt.wantText)
+			}
+		})
+	}
+}
+
+func TestLowBalanceRuleFiresOncePerCrossing(t *testing.T) {
+	r := compile(t, newEnv(t), spec(lowBalance))
+	bal := func(remaining, total float64) map[string]any {
+		return map[string]any{"id": "bal-1", "remaining": remaining, "total": total, "used": total - remaining}
+	}
+	tests := []struct {
+		name     string
+		old, new map[string]any
+		want     bool
+	}{
+		{"drops from 50% to 10%", bal(500, 1000), bal(100, 1000), true},
+		{"drops from exactly 20% to just below", bal(200, 1000), bal(199.9, 1000), true},
+		{"drops to exactly 20% is not below", bal(500, 1000), bal(200, 1000), false},
+		{"stays above", bal(900, 1000), bal(800, 1000), false},
+		{"already below drops further", bal(150, 1000), bal(50, 1000), false},
+		{"goes back up above (re-arms, no fire)", bal(100, 1000), bal(900, 1000), false},
+		{"a top-up raises the total so the share crosses", bal(300, 1000), bal(300, 2000), true},
+		{"unchanged below", bal(10, 1000), bal(10, 1000), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fired, _, err := r.Match(rules.Input{Old: tt.old, New: tt.new, Event: map[string]any{"operation": "UPDATE"}}.Activation())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fired != tt.want {
+				t.Errorf("fired = %v, want %v", fired, tt.want)
+			}
+		})
+	}
+}
+
+func TestMatchEvaluatesNotificationFields(t *testing.T) {
+	occurred := time.Date(2025, 3, 1, 10, 0, 0, 0, time.UTC)
+	in := rules.Input{
+		Old:   map[string]any{"remaining": 500.0, "total": 1000.0, "planId": nil},
+		New:   map[string]any{"remaining": 150.0, "total": 1000.0, "planId": nil, "unit": "MB"},
+		Event: map[string]any{"id": "evt-1", "occurredAt": occurred, "accountId": "acc-1"},
+	}
+	tests := []struct {
+		expr string
+		want any
+	}{
+		{"new.remaining / new.total * 100.0", 15.0},
+		{"new.unit", "MB"},
+		{"event.accountId + '/' + new.unit", "acc-1/MB"},
+		{"old.remaining - new.remaining", 350.0},
+		{"new.remaining < 200.0", true},
+		{"event.occurredAt", occurred},
+		{"new.planId", nil},
+	}
+	env := newEnv(t)
+	for _, tt := range tests {
+		t.Run(tt.expr, func(t *testing.T) {
+			s := spec("true")
+			s.Notification.Fields = map[string]string{"value": tt.expr}
+			fired, fields, err := compile(t, env, s).Match(in.Activation())
+			if err != nil || !fired {
+				t.Fatalf("Match = %v, %v", fired, err)
+			}
+			if got := fields["value"]; !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("field = %#v (%T), want %#v (%T)", got, got, tt.want, tt.want)
+			}
+		})
+	}
+
+	t.Run("not evaluated when the rule does not fire", func(t *testing.T) {
+		s := spec("false")
+		s.Notification.Fields = map[string]string{"value": "new.remaining"}
+		fired, fields, err := compile(t, env, s).Match(in.Activation())
+		if err != nil || fired || fields != nil {
+			t.Errorf("Match = %v, %v, %v; want false, nil, nil", fired, fields, err)
+		}
+	})
+}
+
+func TestMatchComparesTimestamps(t *testing.T) {
+	r := compile(t, newEnv(t), spec("new.expiresAt < event.occurredAt"))
+	occurred := time.Date(2025, 3, 1, 10, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name      string
+		expiresAt time.Time
+		want      bool
+	}{
+		{"expired a day before the event", occurred.Add(-24 * time.Hour), true},
+		{"expired a millisecond before", occurred.Add(-time.Millisecond), true},
+		{"expires at the event", occurred, false},
+		{"expires later", occurred.Add(time.Hour), false},
+		{"same instant in another zone", occurred.In(time.FixedZone("CET", 3600)), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := rules.Input{New: map[string]any{"expiresAt": tt.expiresAt}, Event: map[string]any{"occurredAt": occurred}}
+			fired, _, err := r.Match(in.Activation())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fired != tt.want {
+				t.Errorf("fired = %v, want %v", fired, tt.want)
+			}
+		})
+	}
+}
+
+// nestedAll returns a condition that iterates 10^depth times over lists it
+// builds itself.
+func nestedAll(depth int) string {
+	expr := "true"
+	for i := range depth {
+		expr = fmt.Sprintf("[0, 1, 2, 3, 4, 5, 6, 7, 8, 9].all(v%d, %s)", i, expr)
+	}
+	return expr
+}
+
+func TestEvaluationStopsAtTheCostLimit(t *testing.T) {
+	env := newEnv(t)
+	withField := func(expr string) configstore.Rule {
+		s := spec("true")
+		s.Notification.Fields = map[string]string{"heavy": expr}
+		return s
+	}
+	tests := []struct {
+		name     string
+		spec     configstore.Rule
+		wantCost bool
+	}{
+		{"condition of 10^4 iterations is within the limit", spec(nestedAll(4)), false},
+		{"condition of 10^5 iterations exceeds it", spec(nestedAll(5)), true},
+		{"field of 10^5 iterations exceeds it", withField("[" + nestedAll(5) + "]"), true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := compile(t, env, tt.spec)
+			fired, _, err := r.Match(rules.Input{Event: map[string]any{}}.Activation())
+			switch {
+			case tt.wantCost && (err == nil || !strings.Contains(err.Error(), "cost limit")):
+				t.Errorf("Match = %v, %v; want a cost limit error (limit %d)", fired, err, rules.CostLimit)
+			case !tt.wantCost && (err != nil || !fired):
+				t.Errorf("Match = %v, %v; want it to fire", fired, err)
+			}
+		})
+	}
+}
+
+func TestIndexMatchesByTenantEntityTypeAndOperation(t *testing.T) {
+	env := newEnv(t)
+	off := false
+	rule := func(tenant, id string, on configstore.RuleOn, enabled *bool) *rules.Rule {
+		r, err := env.Compile(tenant, id, configstore.Rule{On: on, When: "true", Enabled: enabled})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	balanceUpdates := configstore.RuleOn{EntityTypes: []string{"Balance"}, Operations: []string{"UPDATE"}}
+	allPlanOps := configstore.RuleOn{EntityTypes: []string{"Plan"}}
+	simAndPlanDeletes := configstore.RuleOn{EntityTypes: []string{"Sim", "Plan"}, Operations: []string{"DELETE"}}
+
+	type query struct{ tenant, entityType, operation string }
+	tests := []struct {
+		name  string
+		setup func(ix *rules.Index)
+		want  map[query][]string // rule ids, in any order
+	}{
+		{
+			name:  "rule watches only its entity type and operation",
+			setup: func(ix *rules.Index) { ix.Put(rule("acme", "low", balanceUpdates, nil)) },
+			want: map[query][]string{
+				{"acme", "Balance", "UPDATE"}: {"low"},
+				{"acme", "Balance", "CREATE"}: nil,
+				{"acme", "Plan", "UPDATE"}:    nil,
+			},
+		},
+		{
+			name:  "no operations means all of them",
+			setup: func(ix *rules.Index) { ix.Put(rule("acme", "plans", allPlanOps, nil)) },
+			want: map[query][]string{
+				{"acme", "Plan", "CREATE"}:    {"plans"},
+				{"acme", "Plan", "UPDATE"}:    {"plans"},
+				{"acme", "Plan", "DELETE"}:    {"plans"},
+				{"acme", "Balance", "UPDATE"}: nil,
+			},
+		},
+		{
+			name: "several entity types and rules on one key",
+			setup: func(ix *rules.Index) {
+				ix.Put(rule("acme", "plans", allPlanOps, nil))
+				ix.Put(rule("acme", "gone", simAndPlanDeletes, nil))
+			},
+			want: map[query][]string{
+				{"acme", "Plan", "DELETE"}: {"plans", "gone"},
+				{"acme", "Sim", "DELETE"}:  {"gone"},
+				{"acme", "Sim", "UPDATE"}:  nil,
+			},
+		},
+		{
+			name: "put replaces the rule with the same id",
+			setup: func(ix *rules.Index) {
+				ix.Put(rule("acme", "low", balanceUpdates, nil))
+				ix.Put(rule("acme", "low", allPlanOps, nil))
+			},
+			want: map[query][]string{
+				{"acme", "Balance", "UPDATE"}: nil,
+				{"acme", "Plan", "UPDATE"}:    {"low"},
+			},
+		},
+		{
+			name: "remove drops the rule",
+			setup: func(ix *rules.Index) {
+				ix.Put(rule("acme", "plans", allPlanOps, nil))
+				ix.Put(rule("acme", "gone", simAndPlanDeletes, nil))
+				ix.Remove("acme", "gone")
+				ix.Remove("acme", "never-there")
+			},
+			want: map[query][]string{
+				{"acme", "Plan", "DELETE"}: {"plans"},
+				{"acme", "Sim", "DELETE"}:  nil,
+			},
+		},
+		{
+			name:  "a disabled rule is not indexed",
+			setup: func(ix *rules.Index) { ix.Put(rule("acme", "low", balanceUpdates, &off)) },
+			want:  map[query][]string{{"acme", "Balance", "UPDATE"}: nil},
+		},
+		{
+			name: "disabling an indexed rule takes it out",
+			setup: func(ix *rules.Index) {
+				ix.Put(rule("acme", "low", balanceUpdates, nil))
+				ix.Put(rule("acme", "low", balanceUpdates, &off))
+			},
+			want: map[query][]string{{"acme", "Balance", "UPDATE"}: nil},
+		},
+		{
+			name: "tenants never see each other's rules",
+			setup: func(ix *rules.Index) {
+				ix.Put(rule("acme", "low", balanceUpdates, nil))
+				ix.Put(rule("globex", "low", balanceUpdates, nil))
+				ix.Put(rule("globex", "plans", allPlanOps, nil))
+				ix.Remove("globex", "low")
+			},
+			want: map[query][]string{
+				{"acme", "Balance", "UPDATE"}:   {"low"},
+				{"acme", "Plan", "UPDATE"}:      nil,
+				{"globex", "Balance", "UPDATE"}: nil,
+				{"globex", "Plan", "UPDATE"}:    {"plans"},
+				{"initech", "Plan", "UPDATE"}:   nil,
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ix := rules.NewIndex()
+			tt.setup(ix)
+			for q, want := range tt.want {
+				var got []string
+				for _, r := range ix.Match(q.tenant, q.entityType, q.operation) {
+					if r.Tenant != q.tenant {
+						t.Errorf("Match%v returned tenant %s's rule %s", q, r.Tenant, r.ID)
+					}
+					got = append(got, r.ID)
+				}
+				slices.Sort(got)
+				slices.Sort(want)
+				if !slices.Equal(got, want) {
+					t.Errorf("Match%v = %v, want %v", q, got, want)
+				}
+			}
+		})
+	}
+}
