@@ -58,9 +58,15 @@ type Registry struct {
 	cl        *sr.Client
 	latestTTL time.Duration
 
-	mu     sync.RWMutex
-	byID   map[int]*avro.Schema
-	latest map[string]latestEntry
+	mu       sync.RWMutex
+	byID     map[int]*avro.Schema
+	latest   map[string]latestEntry
+	versions map[string]versionsEntry
+}
+
+type versionsEntry struct {
+	schemas []Schema
+	fetched time.Time
 }
 
 type latestEntry struct {
@@ -71,7 +77,7 @@ type latestEntry struct {
 // NewRegistry returns a Registry using cl. latestTTL bounds how long a
 // subject's latest version is reused before the registry is asked again.
 func NewRegistry(cl *sr.Client, latestTTL time.Duration) *Registry {
-	return &Registry{cl: cl, latestTTL: latestTTL, byID: map[int]*avro.Schema{}, latest: map[string]latestEntry{}}
+	return &Registry{cl: cl, latestTTL: latestTTL, byID: map[int]*avro.Schema{}, latest: map[string]latestEntry{}, versions: map[string]versionsEntry{}}
 }
 
 // Client returns the underlying registry client.
@@ -126,6 +132,45 @@ func (r *Registry) Latest(ctx context.Context, subject string) (Schema, error) {
 	r.latest[subject] = e
 	r.mu.Unlock()
 	return e.schema, nil
+}
+
+// Versions returns every version registered under subject, oldest first,
+// cached like Latest. fresh skips the cache.
+func (r *Registry) Versions(ctx context.Context, subject string, fresh bool) ([]Schema, error) {
+	r.mu.RLock()
+	e, ok := r.versions[subject]
+	r.mu.RUnlock()
+	if ok && !fresh && time.Since(e.fetched) < r.latestTTL {
+		return e.schemas, nil
+	}
+	all, err := r.cl.Schemas(ctx, subject)
+	if err != nil {
+		if c := registryCode(err); c == sr.ErrSubjectNotFound.Code || c == sr.ErrVersionNotFound.Code {
+			return nil, fmt.Errorf("%s: %w", subject, ErrSubjectNotFound)
+		}
+		return nil, fmt.Errorf("fetch versions of %s: %w", subject, err)
+	}
+	e = versionsEntry{fetched: time.Now()}
+	for _, ss := range all {
+		s, err := r.ByID(ctx, ss.ID)
+		if err != nil {
+			return nil, err
+		}
+		e.schemas = append(e.schemas, Schema{ID: ss.ID, Schema: s})
+	}
+	r.mu.Lock()
+	r.versions[subject] = e
+	r.mu.Unlock()
+	return e.schemas, nil
+}
+
+// Subjects returns the registry's subjects.
+func (r *Registry) Subjects(ctx context.Context) ([]string, error) {
+	subjects, err := r.cl.Subjects(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list subjects: %w", err)
+	}
+	return subjects, nil
 }
 
 // Decode decodes a wire-format record into v with its writer's schema and

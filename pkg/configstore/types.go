@@ -47,6 +47,9 @@ type Rule struct {
 	Notification RuleNotify   `json:"notification"`
 	Destinations []string     `json:"destinations"`
 	Ordering     OrderingMode `json:"ordering,omitempty"`
+	// OrderingKey is a CEL expression giving the key that orders the
+	// rule's notifications; empty means the event's partition key.
+	OrderingKey string `json:"orderingKey,omitempty"`
 }
 
 // IsEnabled reports whether the rule is evaluated; rules are enabled unless

@@ -1,58 +1,124 @@
 // Package rules compiles tenants' rules into CEL programs and finds the ones
 // an event concerns.
 //
-// A rule's condition and field expressions are CEL over three variables:
-// `old` and `new`, the entity before and after the change (null on CREATE
-// and DELETE respectively), and `event`, the envelope (id, entityType,
-// entityId, operation, occurredAt, accountId, deviceId, correlationId).
-// Env compiles and type-checks a rule once, when it is saved or loaded;
-// Index keeps compiled rules by tenant, entity type and operation so that an
-// event costs only the rules that watch it.
+// A rule's condition, notification fields and ordering key are CEL over
+// three variables: `old` and `new`, the entity before and after the change,
+// and `event`, the envelope (id, tenantId, entityType, entityId, operation,
+// occurredAt, accountId, deviceId, correlationId). The images are typed by
+// the entity's registered schema (every version), so a misspelt field is
+// refused when the rule is saved; reading any field of a null image, or a
+// field an older version lacks, gives null rather than an error, which makes
+// m3ter's `(old.amountSpent == null)` work on a CREATE. m3ter's AND and OR
+// are accepted (see Translate), int and double mix in arithmetic and
+// equality, and isnull, crossedBelow, crossedAbove and pct help with
+// thresholds.
+//
+// A Compiler turns a rule into one set of programs per entity type it
+// watches; an Index holds compiled rules by tenant, entity type and
+// operation, so an event costs only the rules that watch it.
 package rules
 
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
+	"strings"
 	"sync"
 
 	"cel.dev/cel-go/cel"
+	"cel.dev/cel-go/common/cost"
 	"cel.dev/cel-go/common/types"
+	"cel.dev/cel-go/common/types/ref"
 	"cel.dev/cel-go/interpreter"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/heraldhq/herald/pkg/configstore"
 	"github.com/heraldhq/herald/pkg/event"
 )
 
-// CostLimit bounds the work one evaluation of one expression may do, so that
-// no tenant's rule can stall the evaluator for everyone else.
-const CostLimit = 100_000
+// Limits bound what one rule may ask of the evaluator.
+type Limits struct {
+	// MaxExpressionLength bounds each expression, in bytes.
+	MaxExpressionLength int
+	// MaxNesting bounds how deeply an expression may nest.
+	MaxNesting int
+	// MaxEstimatedCost bounds the cost CEL estimates for an expression
+	// when it is compiled (lists and maps counted at MaxListSize).
+	MaxEstimatedCost uint64
+	// MaxListSize is the size assumed for lists and maps in estimates.
+	MaxListSize uint64
+	// MaxRuntimeCost bounds one evaluation of one expression; a rule that
+	// hits it does not fire, and the evaluator reports it.
+	MaxRuntimeCost uint64
+	// MaxFields bounds a notification's computed fields.
+	MaxFields int
+	// MaxRulesPerTenant bounds a tenant's rules.
+	MaxRulesPerTenant int
+}
+
+// DefaultLimits are the limits Herald runs with.
+var DefaultLimits = Limits{
+	MaxExpressionLength: 4096,
+	MaxNesting:          32,
+	MaxEstimatedCost:    1_000_000,
+	MaxListSize:         1000,
+	MaxRuntimeCost:      100_000,
+	MaxFields:           32,
+	MaxRulesPerTenant:   1000,
+}
 
 // CompileError reports an expression that does not compile or type-check.
 type CompileError struct {
-	Field   string // "when" or "notification.fields.<name>"
+	Field   string // "when", "orderingKey" or "notification.fields.<name>"
+	Entity  string // the entity type it was checked against
 	Message string // CEL's message, with line:column positions
 }
 
-func (e *CompileError) Error() string { return e.Field + ": " + e.Message }
-
-// Env compiles rules.
-type Env struct {
-	env *cel.Env
+func (e *CompileError) Error() string {
+	return fmt.Sprintf("%s (on %s): %s", e.Field, e.Entity, e.Message)
 }
 
-// NewEnv returns the CEL environment rules are compiled in.
-func NewEnv() (*Env, error) {
-	object := cel.MapType(cel.StringType, cel.DynType)
-	env, err := cel.NewEnv(
-		cel.Variable("old", object),
-		cel.Variable("new", object),
-		cel.Variable("event", object),
-	)
-	if err != nil {
-		return nil, fmt.Errorf("cel environment: %w", err)
+// SpecError reports a rule whose structure is wrong, before any CEL.
+type SpecError struct {
+	Field   string
+	Message string
+}
+
+func (e *SpecError) Error() string { return e.Field + ": " + e.Message }
+
+// ErrCostLimit is wrapped by evaluation errors of rules that hit the runtime
+// cost limit.
+var ErrCostLimit = errors.New("rule exceeded its cost limit")
+
+// Compiler compiles rules, keeping one CEL environment per entity shape.
+type Compiler struct {
+	limits Limits
+	mu     sync.Mutex
+	envs   map[string]*cel.Env
+}
+
+// NewCompiler returns a compiler enforcing l.
+func NewCompiler(l Limits) *Compiler {
+	return &Compiler{limits: l, envs: map[string]*cel.Env{}}
+}
+
+// Limits returns the compiler's limits.
+func (c *Compiler) Limits() Limits { return c.limits }
+
+func (c *Compiler) env(e Entity) (*cel.Env, error) {
+	key := fmt.Sprintf("%s%v", e.Name, e.Fields)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if env, ok := c.envs[key]; ok {
+		return env, nil
 	}
-	return &Env{env: env}, nil
+	env, err := newCELEnv(e, c.limits)
+	if err != nil {
+		return nil, fmt.Errorf("cel environment for %s: %w", e.Name, err)
+	}
+	c.envs[key] = env
+	return env, nil
 }
 
 // Rule is a compiled rule.
@@ -60,97 +126,205 @@ type Rule struct {
 	ID     string
 	Tenant string
 	Spec   configstore.Rule
-	when   cel.Program
-	fields map[string]cel.Program
+	byType map[string]*programs
 }
 
-// Compile checks spec and returns it compiled. Errors in expressions are
-// returned as *CompileError.
-func (e *Env) Compile(tenant, id string, spec configstore.Rule) (*Rule, error) {
-	if len(spec.On.EntityTypes) == 0 {
-		return nil, errors.New("on.entityTypes: at least one entity type is required")
-	}
-	for _, op := range spec.On.Operations {
-		if !slices.Contains(event.Operations, op) {
-			return nil, fmt.Errorf("on.operations: %q is not one of CREATE, UPDATE, DELETE", op)
-		}
-	}
-	r := &Rule{ID: id, Tenant: tenant, Spec: spec, fields: map[string]cel.Program{}}
-	var err error
-	if r.when, err = e.program("when", spec.When, true); err != nil {
+type programs struct {
+	when        cel.Program
+	fields      map[string]cel.Program
+	orderingKey cel.Program
+}
+
+// Compile checks spec against the entities it watches, which entities must
+// hold by name, and compiles it. Errors are *SpecError or *CompileError.
+func (c *Compiler) Compile(tenant, id string, spec configstore.Rule, entities map[string]Entity) (*Rule, error) {
+	if err := c.checkSpec(spec); err != nil {
 		return nil, err
 	}
-	for name, expr := range spec.Notification.Fields {
-		if r.fields[name], err = e.program("notification.fields."+name, expr, false); err != nil {
+	r := &Rule{ID: id, Tenant: tenant, Spec: spec, byType: map[string]*programs{}}
+	for _, et := range spec.On.EntityTypes {
+		e, ok := entities[et]
+		if !ok {
+			return nil, &SpecError{Field: "on.entityTypes", Message: fmt.Sprintf("no schema is registered for entity type %q", et)}
+		}
+		env, err := c.env(e)
+		if err != nil {
 			return nil, err
 		}
+		p := &programs{fields: map[string]cel.Program{}}
+		if p.when, err = c.program(env, et, "when", spec.When, cel.BoolType); err != nil {
+			return nil, err
+		}
+		for name, expr := range spec.Notification.Fields {
+			if p.fields[name], err = c.program(env, et, "notification.fields."+name, expr, nil); err != nil {
+				return nil, err
+			}
+		}
+		if spec.OrderingKey != "" {
+			if p.orderingKey, err = c.program(env, et, "orderingKey", spec.OrderingKey, cel.StringType); err != nil {
+				return nil, err
+			}
+		}
+		r.byType[et] = p
 	}
 	return r, nil
 }
 
-func (e *Env) program(field, expr string, boolean bool) (cel.Program, error) {
-	if expr == "" {
-		return nil, &CompileError{Field: field, Message: "expression is empty"}
+func (c *Compiler) checkSpec(spec configstore.Rule) error {
+	if len(spec.On.EntityTypes) == 0 {
+		return &SpecError{Field: "on.entityTypes", Message: "at least one entity type is required"}
 	}
-	ast, iss := e.env.Compile(expr)
+	for i, op := range spec.On.Operations {
+		if !slices.Contains(event.Operations, op) {
+			return &SpecError{Field: fmt.Sprintf("on.operations[%d]", i), Message: fmt.Sprintf("%q is not one of CREATE, UPDATE, DELETE", op)}
+		}
+	}
+	if len(spec.Notification.Fields) > c.limits.MaxFields {
+		return &SpecError{Field: "notification.fields", Message: fmt.Sprintf("at most %d fields", c.limits.MaxFields)}
+	}
+	return nil
+}
+
+// program compiles one expression. want, when set, is the type the
+// expression must have (a nullable wrapper of it, or dyn, also passes).
+func (c *Compiler) program(env *cel.Env, entity, field, expr string, want *cel.Type) (cel.Program, error) {
+	fail := func(msg string) error { return &CompileError{Field: field, Entity: entity, Message: msg} }
+	if strings.TrimSpace(expr) == "" {
+		return nil, fail("the expression is empty")
+	}
+	if len(expr) > c.limits.MaxExpressionLength {
+		return nil, fail(fmt.Sprintf("the expression is %d bytes; at most %d", len(expr), c.limits.MaxExpressionLength))
+	}
+	ast, iss := env.Compile(Translate(expr))
 	if iss.Err() != nil {
-		return nil, &CompileError{Field: field, Message: iss.Err().Error()}
+		return nil, fail(iss.Err().Error())
 	}
-	if boolean && !ast.OutputType().IsExactType(types.BoolType) && !ast.OutputType().IsExactType(types.DynType) {
-		return nil, &CompileError{Field: field, Message: fmt.Sprintf("condition must be a bool, not %s", ast.OutputType())}
+	if want != nil {
+		out := ast.OutputType()
+		if !out.IsExactType(want) && !out.IsExactType(cel.DynType) && !out.IsExactType(types.NewNullableType(want)) {
+			return nil, fail(fmt.Sprintf("must be a %s, not a %s", want, out))
+		}
 	}
-	prg, err := e.env.Program(ast, cel.CostLimit(CostLimit))
+	est, err := env.EstimateCost(ast, sizeHint{c.limits.MaxListSize})
 	if err != nil {
-		return nil, &CompileError{Field: field, Message: err.Error()}
+		return nil, fail(err.Error())
+	}
+	if est.Max > c.limits.MaxEstimatedCost {
+		return nil, fail(fmt.Sprintf("estimated cost up to %d; at most %d", est.Max, c.limits.MaxEstimatedCost))
+	}
+	prg, err := env.Program(ast, cel.CostLimit(c.limits.MaxRuntimeCost), cel.CustomDecoratorV2(promote))
+	if err != nil {
+		return nil, fail(err.Error())
 	}
 	return prg, nil
 }
 
-// Input is what a rule is evaluated against.
+// sizeHint makes cost estimates count every list and map at a fixed size.
+type sizeHint struct{ max uint64 }
+
+func (h sizeHint) EstimateSize(cost.AstNode) *cost.SizeEstimate {
+	return &cost.SizeEstimate{Min: 0, Max: h.max}
+}
+
+func (sizeHint) EstimateCallCost(string, string, *cost.AstNode, []cost.AstNode) *cost.CallEstimate {
+	return nil
+}
+
+// Input is what a rule is evaluated against: the generic values an event
+// decodes into. It is a CEL activation, shared by every rule an event meets.
 type Input struct {
 	Old, New, Event map[string]any
 }
 
-// Activation returns the CEL variables for in, to share across the rules an
-// event is evaluated against.
-func (in Input) Activation() interpreter.Activation {
-	vars := map[string]any{"old": nullable(in.Old), "new": nullable(in.New), "event": in.Event}
-	act, _ := interpreter.NewActivation(vars)
-	return act
+// ResolveName implements interpreter.Activation.
+func (in *Input) ResolveName(name string) (any, bool) {
+	switch name {
+	case "old":
+		return image(in.Old), true
+	case "new":
+		return image(in.New), true
+	case "event":
+		return in.Event, true
+	}
+	return nil, false
 }
 
-// nullable keeps an absent entity image null in CEL rather than a typed nil map.
-func nullable(m map[string]any) any {
+// Parent implements interpreter.Activation.
+func (in *Input) Parent() interpreter.Activation { return nil }
+
+// image keeps an absent entity image null in CEL rather than a typed nil map.
+func image(m map[string]any) any {
 	if m == nil {
 		return types.NullValue
 	}
 	return m
 }
 
-// Match reports whether the rule fires for act and, if it does, evaluates the
-// notification's fields.
-func (r *Rule) Match(act interpreter.Activation) (bool, map[string]any, error) {
-	out, _, err := r.when.Eval(act)
+// Result is what a rule made of an event.
+type Result struct {
+	Fired bool
+	// Fields are the notification's computed fields as JSON-ready values.
+	Fields map[string]any
+	// OrderingKey is the rule's own ordering key; empty for the default.
+	OrderingKey string
+}
+
+// Evaluate runs the rule against an event of entityType.
+func (r *Rule) Evaluate(entityType string, in *Input) (Result, error) {
+	p, ok := r.byType[entityType]
+	if !ok {
+		return Result{}, nil
+	}
+	out, _, err := p.when.Eval(in)
 	if err != nil {
-		return false, nil, fmt.Errorf("rule %s: when: %w", r.ID, err)
+		return Result{}, evalError(r.ID, "when", err)
 	}
 	if fired, ok := out.Value().(bool); !ok || !fired {
-		return false, nil, nil
+		return Result{}, nil
 	}
-	fields := make(map[string]any, len(r.fields))
-	for name, prg := range r.fields {
-		v, _, err := prg.Eval(act)
+	res := Result{Fired: true}
+	if len(p.fields) > 0 {
+		res.Fields = make(map[string]any, len(p.fields))
+		for name, prg := range p.fields {
+			v, _, err := prg.Eval(in)
+			if err != nil {
+				return Result{}, evalError(r.ID, "notification.fields."+name, err)
+			}
+			if res.Fields[name], err = jsonValue(v); err != nil {
+				return Result{}, fmt.Errorf("rule %s: field %s: %w", r.ID, name, err)
+			}
+		}
+	}
+	if p.orderingKey != nil {
+		v, _, err := p.orderingKey.Eval(in)
 		if err != nil {
-			return false, nil, fmt.Errorf("rule %s: field %s: %w", r.ID, name, err)
+			return Result{}, evalError(r.ID, "orderingKey", err)
 		}
-		if v.Type() == types.NullType {
-			// CEL's null is structpb.NullValue, which JSON encodes as 0.
-			fields[name] = nil
-			continue
-		}
-		fields[name] = v.Value()
+		res.OrderingKey, _ = v.Value().(string)
 	}
-	return true, fields, nil
+	return res, nil
+}
+
+func evalError(rule, field string, err error) error {
+	if strings.Contains(err.Error(), "cost limit exceeded") {
+		return fmt.Errorf("rule %s: %s: %w", rule, field, ErrCostLimit)
+	}
+	return fmt.Errorf("rule %s: %s: %w", rule, field, err)
+}
+
+var jsonValueType = reflect.TypeFor[*structpb.Value]()
+
+// jsonValue converts a CEL value to what encoding/json writes as the same
+// JSON: null stays null, timestamps become RFC 3339 strings.
+func jsonValue(v ref.Val) (any, error) {
+	if v.Type() == types.NullType {
+		return nil, nil
+	}
+	native, err := v.ConvertToNative(jsonValueType)
+	if err != nil {
+		return nil, err
+	}
+	return native.(*structpb.Value).AsInterface(), nil
 }
 
 // Index holds compiled rules by tenant, entity type and operation.
@@ -165,7 +339,8 @@ func NewIndex() *Index {
 	return &Index{byID: map[string]*Rule{}, match: map[string][]*Rule{}}
 }
 
-// Put adds r, replacing the rule with the same tenant and id.
+// Put adds r, replacing the rule with the same tenant and id. A disabled
+// rule is removed instead.
 func (ix *Index) Put(r *Rule) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
@@ -199,12 +374,15 @@ func (ix *Index) remove(tenant, id string) {
 		return
 	}
 	delete(ix.byID, tenant+"/"+id)
-	for k, rs := range ix.match {
-		rs = slices.DeleteFunc(slices.Clone(rs), func(r *Rule) bool { return r == old })
-		if len(rs) == 0 {
-			delete(ix.match, k)
-		} else {
-			ix.match[k] = rs
+	for _, et := range old.Spec.On.EntityTypes {
+		for _, op := range event.Operations {
+			k := matchKey(tenant, et, op)
+			rs := slices.DeleteFunc(slices.Clone(ix.match[k]), func(r *Rule) bool { return r == old })
+			if len(rs) == 0 {
+				delete(ix.match, k)
+			} else {
+				ix.match[k] = rs
+			}
 		}
 	}
 }
@@ -218,3 +396,10 @@ func (ix *Index) Match(tenant, entityType, operation string) []*Rule {
 }
 
 func matchKey(tenant, entityType, op string) string { return tenant + "/" + entityType + "/" + op }
+
+// Watches reports whether the rule is evaluated for events of this entity
+// type and operation.
+func (r *Rule) Watches(entityType, operation string) bool {
+	ops := r.Spec.On.Operations
+	return slices.Contains(r.Spec.On.EntityTypes, entityType) && (len(ops) == 0 || slices.Contains(ops, operation))
+}

@@ -10,21 +10,20 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/avro"
+
 	"github.com/heraldhq/herald/pkg/configstore"
 	"github.com/heraldhq/herald/pkg/rules"
+	"github.com/heraldhq/herald/schemas"
 )
 
 // lowBalance is the Balance example: fire when the remaining allowance
 // drops below 20% of the total, once per crossing.
 const lowBalance = "new.remaining < new.total * 0.2 && old.remaining >= old.total * 0.2"
 
-func newEnv(t *testing.T) *rules.Env {
+func newEnv(t *testing.T) *rules.Compiler {
 	t.Helper()
-	env, err := rules.NewEnv()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return env
+	return rules.NewCompiler(rules.DefaultLimits)
 }
 
 // spec returns a rule on Balance events with condition when.
@@ -36,9 +35,9 @@ func spec(when string) configstore.Rule {
 	}
 }
 
-func compile(t *testing.T, env *rules.Env, s configstore.Rule) *rules.Rule {
+func compile(t *testing.T, env *rules.Compiler, s configstore.Rule) *rules.Rule {
 	t.Helper()
-	r, err := env.Compile("acme", "r-1", s)
+	r, err := env.Compile("acme", "r-1", s, builtinEntities(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +66,7 @@ func TestCompileRefusesABadExpressionWithItsPosition(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := env.Compile("acme", "r-1", tt.spec)
+			_, err := env.Compile("acme", "r-1", tt.spec, builtinEntities(t))
 			var ce *rules.CompileError
 			if !errors.As(err, &ce) {
 				t.Fatalf("Compile error = %v (%T), want a *CompileError", err, err)
@@ -86,7 +85,7 @@ func TestCompileRefusesAConditionThatIsNotBool(t *testing.T) {
 	env := newEnv(t)
 	for _, when := range []string{"new.total * 0.2", "'yes'", "1 + 2", "[true]"} {
 		t.Run(when, func(t *testing.T) {
-			_, err := env.Compile("acme", "r-1", spec(when))
+			_, err := env.Compile("acme", "r-1", spec(when), builtinEntities(t))
 			var ce *rules.CompileError
 			if !errors.As(err, &ce) || ce.Field != "when" || !strings.Contains(ce.Message, "bool") {
 				t.Errorf("Compile(%q) error = %v, want a *CompileError on when saying it must be a bool", when, err)
@@ -110,7 +109,7 @@ func TestCompileRefusesAnIncompleteRule(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := env.Compile("acme", "r-1", configstore.Rule{On: tt.on, When: tt.when})
+			_, err := env.Compile("acme", "r-1", configstore.Rule{On: tt.on, When: tt.when}, builtinEntities(t))
 			if err == nil || !strings.Contains(err.Error(), tt.wantText) {
 				t.Errorf("Compile error = %v, want one mentioning %q", err, tt.wantText)
 			}
@@ -139,7 +138,8 @@ func TestLowBalanceRuleFiresOncePerCrossing(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			fired, _, err := r.Match(rules.Input{Old: tt.old, New: tt.new, Event: map[string]any{"operation": "UPDATE"}}.Activation())
+			res, err := r.Evaluate("Balance", &rules.Input{Old: tt.old, New: tt.new, Event: map[string]any{"operation": "UPDATE"}})
+			fired := res.Fired
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -166,7 +166,7 @@ func TestMatchEvaluatesNotificationFields(t *testing.T) {
 		{"event.accountId + '/' + new.unit", "acc-1/MB"},
 		{"old.remaining - new.remaining", 350.0},
 		{"new.remaining < 200.0", true},
-		{"event.occurredAt", occurred},
+		{"event.occurredAt", "2025-03-01T10:00:00Z"},
 		{"new.planId", nil},
 	}
 	env := newEnv(t)
@@ -174,9 +174,10 @@ func TestMatchEvaluatesNotificationFields(t *testing.T) {
 		t.Run(tt.expr, func(t *testing.T) {
 			s := spec("true")
 			s.Notification.Fields = map[string]string{"value": tt.expr}
-			fired, fields, err := compile(t, env, s).Match(in.Activation())
+			res, err := compile(t, env, s).Evaluate("Balance", &in)
+			fired, fields := res.Fired, res.Fields
 			if err != nil || !fired {
-				t.Fatalf("Match = %v, %v", fired, err)
+				t.Fatalf("Evaluate = %v, %v", fired, err)
 			}
 			if got := fields["value"]; !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("field = %#v (%T), want %#v (%T)", got, got, tt.want, tt.want)
@@ -187,7 +188,8 @@ func TestMatchEvaluatesNotificationFields(t *testing.T) {
 	t.Run("not evaluated when the rule does not fire", func(t *testing.T) {
 		s := spec("false")
 		s.Notification.Fields = map[string]string{"value": "new.remaining"}
-		fired, fields, err := compile(t, env, s).Match(in.Activation())
+		res, err := compile(t, env, s).Evaluate("Balance", &in)
+		fired, fields := res.Fired, res.Fields
 		if err != nil || fired || fields != nil {
 			t.Errorf("Match = %v, %v, %v; want false, nil, nil", fired, fields, err)
 		}
@@ -195,7 +197,9 @@ func TestMatchEvaluatesNotificationFields(t *testing.T) {
 }
 
 func TestMatchComparesTimestamps(t *testing.T) {
-	r := compile(t, newEnv(t), spec("new.expiresAt < event.occurredAt"))
+	plan := spec("new.expiresAt < event.occurredAt")
+	plan.On.EntityTypes = []string{"Plan"}
+	r := compile(t, newEnv(t), plan)
 	occurred := time.Date(2025, 3, 1, 10, 0, 0, 0, time.UTC)
 	tests := []struct {
 		name      string
@@ -211,7 +215,8 @@ func TestMatchComparesTimestamps(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			in := rules.Input{New: map[string]any{"expiresAt": tt.expiresAt}, Event: map[string]any{"occurredAt": occurred}}
-			fired, _, err := r.Match(in.Activation())
+			res, err := r.Evaluate("Plan", &in)
+			fired := res.Fired
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -251,10 +256,11 @@ func TestEvaluationStopsAtTheCostLimit(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := compile(t, env, tt.spec)
-			fired, _, err := r.Match(rules.Input{Event: map[string]any{}}.Activation())
+			res, err := r.Evaluate("Balance", &rules.Input{Event: map[string]any{}})
+			fired := res.Fired
 			switch {
 			case tt.wantCost && (err == nil || !strings.Contains(err.Error(), "cost limit")):
-				t.Errorf("Match = %v, %v; want a cost limit error (limit %d)", fired, err, rules.CostLimit)
+				t.Errorf("Match = %v, %v; want a cost limit error (limit %d)", fired, err, rules.DefaultLimits.MaxRuntimeCost)
 			case !tt.wantCost && (err != nil || !fired):
 				t.Errorf("Match = %v, %v; want it to fire", fired, err)
 			}
@@ -266,7 +272,7 @@ func TestIndexMatchesByTenantEntityTypeAndOperation(t *testing.T) {
 	env := newEnv(t)
 	off := false
 	rule := func(tenant, id string, on configstore.RuleOn, enabled *bool) *rules.Rule {
-		r, err := env.Compile(tenant, id, configstore.Rule{On: on, When: "true", Enabled: enabled})
+		r, err := env.Compile(tenant, id, configstore.Rule{On: on, When: "true", Enabled: enabled}, builtinEntities(t))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -388,3 +394,30 @@ func TestIndexMatchesByTenantEntityTypeAndOperation(t *testing.T) {
 		})
 	}
 }
+
+// builtinEntities returns the built-in entity types as rules see them.
+func builtinEntities(t testing.TB) map[string]rules.Entity {
+	t.Helper()
+	out := map[string]rules.Entity{}
+	for _, rec := range schemas.Events() {
+		var versions []*avro.Schema
+		for _, text := range rec.Versions {
+			s, err := avro.Parse(text)
+			if err != nil {
+				t.Fatal(err)
+			}
+			versions = append(versions, s)
+		}
+		name := strings.TrimPrefix(rec.Name, schemas.EventNamespace+".")
+		e, err := rules.EntityFromSchemas(name, versions)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[name] = e
+	}
+	return out
+}
+
+type avroSchema = avro.Schema
+
+func mustParse(text string) *avro.Schema { return avro.MustParse(text) }

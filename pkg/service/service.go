@@ -21,6 +21,7 @@ import (
 
 	"github.com/heraldhq/herald/pkg/avro"
 	"github.com/heraldhq/herald/pkg/configstore"
+	"github.com/heraldhq/herald/pkg/event"
 	"github.com/heraldhq/herald/pkg/httpapi"
 	"github.com/heraldhq/herald/pkg/kafka"
 	"github.com/heraldhq/herald/pkg/telemetry"
@@ -157,7 +158,7 @@ func (b *Base) Close() { b.Config.Close() }
 // EventSubject returns the registry subject of an entity type's events on
 // the events topic (TopicRecordNameStrategy).
 func (b *Base) EventSubject(entityType string) string {
-	return b.Topics.Events + "-" + schemas.EventRecordName(entityType)
+	return event.Subject(b.Topics.Events, entityType)
 }
 
 // NotificationSubject returns the registry subject of notifications.

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/oklog/ulid/v2"
@@ -28,7 +29,7 @@ type Config struct {
 type API struct {
 	base  *service.Base
 	keys  httpapi.KeyLookup
-	rules *rules.Env
+	rules *rules.Compiler
 }
 
 // New connects the admin API.
@@ -37,12 +38,7 @@ func New(ctx context.Context, c Config) (*API, error) {
 	if err != nil {
 		return nil, err
 	}
-	env, err := rules.NewEnv()
-	if err != nil {
-		base.Close()
-		return nil, err
-	}
-	return &API{base: base, keys: httpapi.StoreKeys(base.Config), rules: env}, nil
+	return &API{base: base, keys: httpapi.StoreKeys(base.Config), rules: rules.NewCompiler(rules.DefaultLimits)}, nil
 }
 
 // Run runs the admin API until ctx ends.
@@ -74,8 +70,10 @@ func (a *API) Routes(mux *http.ServeMux) {
 		mux.Handle("POST /v1/"+k.plural, write(a.create(k)))
 		mux.Handle("GET /v1/"+k.plural, read(a.list(k)))
 		mux.Handle("GET /v1/"+k.plural+"/{id}", read(a.get(k)))
+		mux.Handle("PUT /v1/"+k.plural+"/{id}", write(a.replace(k)))
 		mux.Handle("DELETE /v1/"+k.plural+"/{id}", write(a.remove(k)))
 	}
+	a.ruleRoutes(mux, read)
 }
 
 // kind is one resource type of the API.
@@ -83,14 +81,15 @@ type kind struct {
 	name   string // the document kind
 	plural string // the path segment
 	prefix string // of generated ids
-	// check decodes and validates a request body into a spec.
-	check func(r *http.Request, w http.ResponseWriter, tenant string) (any, error)
+	// check decodes and validates a request body into a spec; id is empty
+	// when the resource is being created.
+	check func(r *http.Request, w http.ResponseWriter, tenant, id string) (any, error)
 }
 
 func (a *API) create(k kind) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		tenant := httpapi.PrincipalFrom(r.Context()).Tenant
-		spec, err := k.check(r, w, tenant)
+		spec, err := k.check(r, w, tenant, "")
 		if err != nil {
 			httpapi.WriteError(w, r, a.base.Log, err)
 			return
@@ -129,6 +128,45 @@ func (a *API) get(k kind) http.HandlerFunc {
 		doc, ok := a.base.Config.Get(httpapi.PrincipalFrom(r.Context()).Tenant, k.name, r.PathValue("id"))
 		if !ok {
 			httpapi.WriteProblem(w, httpapi.NewProblem(http.StatusNotFound, "no "+k.name+" with this id"))
+			return
+		}
+		writeResource(w, r, a, http.StatusOK, doc)
+	}
+}
+
+// replace stores a new spec for an existing resource. With If-Match it
+// answers 412 unless the stored version is the one given.
+func (a *API) replace(k kind) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		tenant, id := httpapi.PrincipalFrom(r.Context()).Tenant, r.PathValue("id")
+		if _, ok := a.base.Config.Get(tenant, k.name, id); !ok {
+			httpapi.WriteProblem(w, httpapi.NewProblem(http.StatusNotFound, "no "+k.name+" with this id"))
+			return
+		}
+		var expect int64
+		if m := r.Header.Get("If-Match"); m != "" {
+			v, err := strconv.ParseInt(strings.Trim(strings.TrimPrefix(m, "W/"), `"`), 10, 64)
+			if err != nil || v < 1 {
+				httpapi.WriteProblem(w, httpapi.NewProblem(http.StatusBadRequest, "If-Match must be the version (ETag) the resource was read at"))
+				return
+			}
+			expect = v
+		}
+		spec, err := k.check(r, w, tenant, id)
+		if err != nil {
+			httpapi.WriteError(w, r, a.base.Log, err)
+			return
+		}
+		doc, err := configstore.NewDocument(tenant, k.name, id, spec)
+		if err == nil {
+			doc, err = a.base.Config.Put(r.Context(), doc, expect)
+		}
+		if errors.Is(err, configstore.ErrVersionConflict) {
+			httpapi.WriteProblem(w, httpapi.NewProblem(http.StatusPreconditionFailed, "the "+k.name+" changed since it was read; read it again"))
+			return
+		}
+		if err != nil {
+			httpapi.WriteError(w, r, a.base.Log, err)
 			return
 		}
 		writeResource(w, r, a, http.StatusOK, doc)
@@ -175,3 +213,8 @@ func jsonNumber(v int64) string {
 	b, _ := json.Marshal(v)
 	return string(b)
 }
+
+// jsonRaw is JSON already encoded, written as it is.
+type jsonRaw []byte
+
+func (j jsonRaw) MarshalJSON() ([]byte, error) { return j, nil }

@@ -1,14 +1,11 @@
 package adminapi
 
 import (
-	"errors"
-	"fmt"
 	"net/http"
 	"net/url"
 
 	"github.com/heraldhq/herald/pkg/configstore"
 	"github.com/heraldhq/herald/pkg/httpapi"
-	"github.com/heraldhq/herald/pkg/rules"
 )
 
 func badRequest(field, msg string) error {
@@ -19,7 +16,7 @@ func destinationKind() kind {
 	return kind{name: configstore.KindDestination, plural: "destinations", prefix: "dst_", check: checkDestination}
 }
 
-func checkDestination(r *http.Request, w http.ResponseWriter, _ string) (any, error) {
+func checkDestination(r *http.Request, w http.ResponseWriter, _, _ string) (any, error) {
 	var d configstore.Destination
 	if err := httpapi.DecodeJSON(w, r, &d); err != nil {
 		return nil, err
@@ -40,44 +37,4 @@ func checkDestination(r *http.Request, w http.ResponseWriter, _ string) (any, er
 		return nil, badRequest("type", `must be "webhook"`)
 	}
 	return d, nil
-}
-
-func (a *API) ruleKind() kind {
-	return kind{name: configstore.KindRule, plural: "rules", prefix: "rul_", check: a.checkRule}
-}
-
-// checkRule compiles the rule's expressions and checks its destinations
-// belong to the tenant.
-func (a *API) checkRule(r *http.Request, w http.ResponseWriter, tenant string) (any, error) {
-	var spec configstore.Rule
-	if err := httpapi.DecodeJSON(w, r, &spec); err != nil {
-		return nil, err
-	}
-	if spec.Name == "" {
-		return nil, badRequest("name", "required")
-	}
-	if spec.Notification.Name == "" {
-		return nil, badRequest("notification.name", "required")
-	}
-	if spec.Notification.State == "" {
-		return nil, badRequest("notification.state", "required")
-	}
-	switch spec.Ordering {
-	case "", configstore.Keyed, configstore.Unordered:
-	default:
-		return nil, badRequest("ordering", `must be "keyed" or "unordered"`)
-	}
-	for i, id := range spec.Destinations {
-		if _, ok := a.base.Config.Get(tenant, configstore.KindDestination, id); !ok {
-			return nil, badRequest(fmt.Sprintf("destinations[%d]", i), fmt.Sprintf("no destination %q", id))
-		}
-	}
-	if _, err := a.rules.Compile(tenant, "", spec); err != nil {
-		var ce *rules.CompileError
-		if errors.As(err, &ce) {
-			return nil, badRequest(ce.Field, ce.Message)
-		}
-		return nil, badRequest("on", err.Error())
-	}
-	return spec, nil
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/heraldhq/herald/pkg/event"
 	"github.com/heraldhq/herald/pkg/httpapi"
 	"github.com/heraldhq/herald/pkg/service"
 )
@@ -84,7 +85,7 @@ func Run(ctx context.Context, c Config) error {
 }
 
 func (in *Ingest) postEvent(w http.ResponseWriter, r *http.Request) {
-	var req Event
+	var req event.Event
 	if err := httpapi.DecodeJSON(w, r, &req); err != nil {
 		httpapi.WriteError(w, r, in.base.Log, err)
 		return
@@ -122,7 +123,7 @@ func (in *Ingest) postBatch(w http.ResponseWriter, r *http.Request) {
 	}
 	tenant := httpapi.PrincipalFrom(r.Context()).Tenant
 	recs := make([]*kgo.Record, len(req.Events))
-	events := make([]Event, len(req.Events))
+	events := make([]event.Event, len(req.Events))
 	var bad *httpapi.Problem
 	for i, raw := range req.Events {
 		prefix := fmt.Sprintf("events[%d].", i)

@@ -2,7 +2,6 @@ package ruleevaluator
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -10,7 +9,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	havro "github.com/heraldhq/herald/pkg/avro"
-	"github.com/heraldhq/herald/pkg/configstore"
 	"github.com/heraldhq/herald/pkg/event"
 	"github.com/heraldhq/herald/pkg/notification"
 	"github.com/heraldhq/herald/pkg/rules"
@@ -50,7 +48,9 @@ func (e *Evaluator) transact(ctx context.Context, fetches kgo.Fetches) error {
 		return fmt.Errorf("begin transaction: %w", err)
 	}
 	var out []*kgo.Record
-	var err error
+	// A rule still waiting to compile aborts the transaction: the session
+	// rewinds, and these events are judged once it has compiled.
+	err := e.loadPending(ctx)
 	fetches.EachRecord(func(r *kgo.Record) {
 		if err != nil {
 			return
@@ -93,36 +93,34 @@ func (e *Evaluator) evaluate(ctx context.Context, r *kgo.Record) ([]*kgo.Record,
 	if !ok {
 		return []*kgo.Record{e.deadLetter(r, "event is not a record")}, nil
 	}
-	ev := envelope(env)
-	if ev.tenant == "" || ev.entityType == "" || ev.operation == "" {
+	ev, tenant := notification.Ref(env)
+	if tenant == "" || ev.EntityType == "" || ev.Operation == "" {
 		return []*kgo.Record{e.deadLetter(r, "event lacks tenantId, entityType or operation")}, nil
 	}
-	matched := e.index.Match(ev.tenant, ev.entityType, ev.operation)
+	matched := e.index.Match(tenant, ev.EntityType, ev.Operation)
 	if len(matched) == 0 {
 		return nil, nil
 	}
 	old, _ := env["old"].(map[string]any)
 	nw, _ := env["new"].(map[string]any)
-	eventVar := make(map[string]any, len(env))
-	for k, v := range env {
-		if k != "old" && k != "new" {
-			eventVar[k] = v
-		}
-	}
-	eventVar["id"] = ev.id
-	act := rules.Input{Old: old, New: nw, Event: eventVar}.Activation()
+	in := &rules.Input{Old: old, New: nw, Event: env}
 	var out []*kgo.Record
 	for _, rule := range matched {
-		fired, fields, err := rule.Match(act)
+		res, err := rule.Evaluate(ev.EntityType, in)
 		if err != nil {
-			e.base.Log.Warn("rule not evaluated", "tenant", ev.tenant, "rule", rule.ID, "err", err,
-				"topic", r.Topic, "partition", r.Partition, "offset", r.Offset)
+			// A rule that errors or hits its cost limit does not fire;
+			// the others still judge the event.
+			e.base.Log.Warn("rule did not fire: evaluation failed", "tenant", tenant, "rule", rule.ID, "err", err,
+				"cost_limit", errors.Is(err, rules.ErrCostLimit), "topic", r.Topic, "partition", r.Partition, "offset", r.Offset)
 			continue
 		}
-		if !fired {
+		if !res.Fired {
 			continue
 		}
-		rec, err := e.notification(ctx, ev, rule, old, nw, fields)
+		rec, err := e.notification(ctx, notification.Match{
+			Tenant: tenant, Event: ev, Old: old, New: nw,
+			RuleID: rule.ID, Rule: rule.Spec, Fields: res.Fields, OrderingKey: res.OrderingKey,
+		})
 		if err != nil {
 			return nil, err
 		}
@@ -131,74 +129,16 @@ func (e *Evaluator) evaluate(ctx context.Context, r *kgo.Record) ([]*kgo.Record,
 	return out, nil
 }
 
-// eventHeader is the part of the envelope a notification refers to.
-type eventHeader struct {
-	id, tenant, entityType, entityID, operation string
-	occurredAt                                  time.Time
-	accountID, deviceID, correlationID          *string
-}
-
-func envelope(m map[string]any) eventHeader {
-	str := func(k string) string { s, _ := m[k].(string); return s }
-	opt := func(k string) *string {
-		if s, ok := m[k].(string); ok {
-			return &s
-		}
-		return nil
-	}
-	at, _ := m["occurredAt"].(time.Time)
-	return eventHeader{
-		id: str("eventId"), tenant: str("tenantId"), entityType: str("entityType"), entityID: str("entityId"),
-		operation: str("operation"), occurredAt: at,
-		accountID: opt("accountId"), deviceID: opt("deviceId"), correlationID: opt("correlationId"),
-	}
-}
-
-func (e *Evaluator) notification(ctx context.Context, ev eventHeader, rule *rules.Rule, old, nw map[string]any, fields map[string]any) (*kgo.Record, error) {
-	spec := rule.Spec
-	acct := ""
-	if ev.accountID != nil {
-		acct = *ev.accountID
-	}
-	n := notification.Notification{
-		ID:           notification.ID(ev.tenant, ev.id, rule.ID),
-		TenantID:     ev.tenant,
-		RuleID:       rule.ID,
-		Name:         spec.Notification.Name,
-		State:        spec.Notification.State,
-		Threshold:    spec.Notification.Threshold,
-		OrderingKey:  event.PartitionKey(acct, ev.entityType, ev.entityID),
-		Ordered:      spec.Ordering != configstore.Unordered,
-		Destinations: spec.Destinations,
-		CreatedAt:    time.Now().UTC(),
-		Event: notification.EventRef{
-			ID: ev.id, EntityType: ev.entityType, EntityID: ev.entityID, Operation: ev.operation,
-			OccurredAt: ev.occurredAt, AccountID: ev.accountID, DeviceID: ev.deviceID, CorrelationID: ev.correlationID,
-		},
-		Fields: make(map[string]string, len(fields)),
-	}
-	if spec.Notification.PrevState != "" {
-		n.PrevState = &spec.Notification.PrevState
-	}
-	var err error
-	if n.Old, err = jsonText(old); err != nil {
+func (e *Evaluator) notification(ctx context.Context, m notification.Match) (*kgo.Record, error) {
+	n, err := notification.FromMatch(m, time.Now())
+	if err != nil {
 		return nil, err
-	}
-	if n.New, err = jsonText(nw); err != nil {
-		return nil, err
-	}
-	for k, v := range fields {
-		b, err := json.Marshal(v)
-		if err != nil {
-			return nil, fmt.Errorf("rule %s: field %s: %w", rule.ID, k, err)
-		}
-		n.Fields[k] = string(b)
 	}
 	schema, err := e.base.Registry.Latest(ctx, e.base.NotificationSubject())
 	if err != nil {
 		return nil, err
 	}
-	value, err := schema.Encode(&n)
+	value, err := schema.Encode(n)
 	if err != nil {
 		return nil, fmt.Errorf("encode notification %s: %w", n.ID, err)
 	}
@@ -207,18 +147,6 @@ func (e *Evaluator) notification(ctx context.Context, ev eventHeader, rule *rule
 		Key:   event.RecordKey(n.TenantID, n.OrderingKey),
 		Value: value,
 	}, nil
-}
-
-func jsonText(m map[string]any) (*string, error) {
-	if m == nil {
-		return nil, nil
-	}
-	b, err := json.Marshal(m)
-	if err != nil {
-		return nil, fmt.Errorf("entity to JSON: %w", err)
-	}
-	s := string(b)
-	return &s, nil
 }
 
 // deadLetter copies an unreadable event to the dead-letter topic with

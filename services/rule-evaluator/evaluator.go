@@ -17,11 +17,13 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
 
+	havro "github.com/heraldhq/herald/pkg/avro"
 	"github.com/heraldhq/herald/pkg/configstore"
 	"github.com/heraldhq/herald/pkg/rules"
 	"github.com/heraldhq/herald/pkg/service"
@@ -49,21 +51,21 @@ func (c Config) Validate() error {
 
 // Evaluator runs rules over events.
 type Evaluator struct {
-	base  *service.Base
-	sess  *kgo.GroupTransactSession
-	env   *rules.Env
-	index *rules.Index
+	base     *service.Base
+	sess     *kgo.GroupTransactSession
+	compiler *rules.Compiler
+	index    *rules.Index
+
+	mu sync.Mutex
+	// pending holds rules that could not be compiled for a reason that may
+	// pass (the registry unreachable); no event is judged until they are.
+	pending map[string]configstore.Document
 }
 
 // New connects the evaluator.
 func New(ctx context.Context, c Config) (*Evaluator, error) {
 	base, err := service.Start(ctx, "rule-evaluator", c.Config)
 	if err != nil {
-		return nil, err
-	}
-	env, err := rules.NewEnv()
-	if err != nil {
-		base.Close()
 		return nil, err
 	}
 	txid := c.TransactionalID
@@ -87,7 +89,7 @@ func New(ctx context.Context, c Config) (*Evaluator, error) {
 		base.Close()
 		return nil, fmt.Errorf("transactional session: %w", err)
 	}
-	e := &Evaluator{base: base, sess: sess, env: env, index: rules.NewIndex()}
+	e := &Evaluator{base: base, sess: sess, compiler: rules.NewCompiler(rules.DefaultLimits), index: rules.NewIndex(), pending: map[string]configstore.Document{}}
 	base.Config.OnApply(e.applyConfig)
 	base.Health.AddCheck("kafka", func() error { return sess.Client().Ping(context.Background()) })
 	return e, nil
@@ -134,15 +136,69 @@ func (e *Evaluator) applyConfig(doc configstore.Document, deleted bool) {
 	if doc.Kind != configstore.KindRule {
 		return
 	}
+	e.mu.Lock()
+	delete(e.pending, doc.Key())
+	e.mu.Unlock()
 	if deleted {
 		e.index.Remove(doc.Tenant, doc.ID)
 		return
 	}
-	r, err := e.env.Compile(doc.Tenant, doc.ID, configstore.Spec[configstore.Rule](doc))
-	if err != nil {
-		e.base.Log.Error("rule does not compile; disabled", "tenant", doc.Tenant, "rule", doc.ID, "err", err)
-		e.index.Remove(doc.Tenant, doc.ID)
-		return
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := e.load(ctx, doc); err != nil {
+		e.base.Log.Warn("rule not compiled yet; events wait for it", "tenant", doc.Tenant, "rule", doc.ID, "err", err)
+		e.mu.Lock()
+		e.pending[doc.Key()] = doc
+		e.mu.Unlock()
 	}
-	e.index.Put(r)
+}
+
+// load compiles a rule against its entity types' schemas and indexes it. A
+// rule that cannot compile is dropped from the index and logged; an error
+// is returned only when trying again may succeed.
+func (e *Evaluator) load(ctx context.Context, doc configstore.Document) error {
+	spec := configstore.Spec[configstore.Rule](doc)
+	var r *rules.Rule
+	var err error
+	// A rule may name a field of a version registered since the entity
+	// was last fetched: try once more against the registry's current view.
+	for _, fresh := range []bool{false, true} {
+		var entities map[string]rules.Entity
+		if entities, err = e.base.Entities(ctx, spec.On.EntityTypes, fresh); err != nil {
+			break
+		}
+		if r, err = e.compiler.Compile(doc.Tenant, doc.ID, spec, entities); err == nil {
+			e.index.Put(r)
+			return nil
+		}
+	}
+	var ce *rules.CompileError
+	var se *rules.SpecError
+	if errors.As(err, &ce) || errors.As(err, &se) || errors.Is(err, havro.ErrSubjectNotFound) {
+		e.base.Log.Error("rule does not compile; not evaluated", "tenant", doc.Tenant, "rule", doc.ID, "err", err)
+		e.index.Remove(doc.Tenant, doc.ID)
+		return nil
+	}
+	return err
+}
+
+// loadPending compiles the rules that failed for a passing reason.
+func (e *Evaluator) loadPending(ctx context.Context) error {
+	e.mu.Lock()
+	docs := make([]configstore.Document, 0, len(e.pending))
+	for _, d := range e.pending {
+		docs = append(docs, d)
+	}
+	e.mu.Unlock()
+	for _, d := range docs {
+		if err := e.load(ctx, d); err != nil {
+			return fmt.Errorf("compile rule %s/%s: %w", d.Tenant, d.ID, err)
+		}
+		e.mu.Lock()
+		if cur, ok := e.pending[d.Key()]; ok && cur.Version == d.Version {
+			delete(e.pending, d.Key())
+		}
+		e.mu.Unlock()
+	}
+	return nil
 }

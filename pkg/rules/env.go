@@ -1,0 +1,303 @@
+package rules
+
+import (
+	"math"
+	"strings"
+
+	"cel.dev/cel-go/cel"
+	"cel.dev/cel-go/common/env"
+	"cel.dev/cel-go/common/operators"
+	"cel.dev/cel-go/common/types"
+	"cel.dev/cel-go/common/types/ref"
+	"cel.dev/cel-go/common/types/traits"
+	"cel.dev/cel-go/interpreter"
+)
+
+// EventType is the CEL type of the `event` variable.
+const EventType = "herald.Event"
+
+// eventFields are the envelope fields rules read through `event`, from the
+// decoded envelope itself.
+var eventFields = []Field{
+	{Name: "id", Type: "string", key: "eventId", cel: types.StringType},
+	{Name: "eventId", Type: "string", cel: types.StringType},
+	{Name: "tenantId", Type: "string", cel: types.StringType},
+	{Name: "entityType", Type: "string", cel: types.StringType},
+	{Name: "entityId", Type: "string", cel: types.StringType},
+	{Name: "operation", Type: "string", cel: types.StringType},
+	{Name: "occurredAt", Type: "timestamp", cel: types.TimestampType},
+	{Name: "accountId", Type: "string", Nullable: true, cel: types.NewNullableType(types.StringType)},
+	{Name: "deviceId", Type: "string", Nullable: true, cel: types.NewNullableType(types.StringType)},
+	{Name: "correlationId", Type: "string", Nullable: true, cel: types.NewNullableType(types.StringType)},
+}
+
+// entityTypeName is the CEL type of an entity's old and new images.
+func entityTypeName(entity string) string { return "herald.entities." + entity }
+
+// provider declares the entity's records to CEL as object types whose
+// fields read from the generic maps Avro decodes into. Reading a field of a
+// null or absent record, or a field the record lacks, gives null.
+type provider struct {
+	types.Provider
+	records map[string]map[string]*types.FieldType
+}
+
+func newProvider(base types.Provider, e Entity) *provider {
+	p := &provider{Provider: base, records: map[string]map[string]*types.FieldType{}}
+	p.declare(EventType, eventFields)
+	p.declare(entityTypeName(e.Name), e.Fields)
+	return p
+}
+
+func (p *provider) declare(name string, fields []Field) {
+	fts := make(map[string]*types.FieldType, len(fields))
+	for _, f := range fields {
+		fts[f.Name] = fieldType(f)
+		if f.record != "" {
+			p.declare(f.record, f.Fields)
+		}
+		for it := f.Items; it != nil; it = it.Items {
+			if it.record != "" {
+				p.declare(it.record, it.Fields)
+			}
+		}
+	}
+	p.records[name] = fts
+}
+
+func fieldType(f Field) *types.FieldType {
+	name := f.Name
+	if f.key != "" {
+		name = f.key
+	}
+	return &types.FieldType{
+		Type: f.cel,
+		IsSet: func(obj any) bool {
+			m, _ := obj.(map[string]any)
+			return m[name] != nil
+		},
+		GetFrom: func(obj any) (any, error) {
+			m, _ := obj.(map[string]any)
+			if v, ok := m[name]; ok && v != nil {
+				return v, nil
+			}
+			return types.NullValue, nil
+		},
+	}
+}
+
+func (p *provider) FindStructType(name string) (*types.Type, bool) {
+	if _, ok := p.records[name]; ok {
+		return types.NewTypeTypeWithParam(types.NewObjectType(name)), true
+	}
+	return p.Provider.FindStructType(name)
+}
+
+func (p *provider) FindStructFieldNames(name string) ([]string, bool) {
+	fts, ok := p.records[name]
+	if !ok {
+		return p.Provider.FindStructFieldNames(name)
+	}
+	names := make([]string, 0, len(fts))
+	for n := range fts {
+		names = append(names, n)
+	}
+	return names, true
+}
+
+func (p *provider) FindStructFieldType(name, field string) (*types.FieldType, bool) {
+	fts, ok := p.records[name]
+	if !ok {
+		return p.Provider.FindStructFieldType(name, field)
+	}
+	ft, ok := fts[field]
+	return ft, ok
+}
+
+// newCELEnv returns the environment a rule on entity e compiles in.
+func newCELEnv(e Entity, l Limits) (*cel.Env, error) {
+	reg, err := types.NewRegistry()
+	if err != nil {
+		return nil, err
+	}
+	entity := cel.ObjectType(entityTypeName(e.Name))
+	number := []*cel.Type{cel.IntType, cel.DoubleType}
+	opts := []cel.EnvOption{
+		cel.CustomTypeProvider(newProvider(reg, e)),
+		cel.CustomTypeAdapter(reg),
+		cel.Variable("old", entity),
+		cel.Variable("new", entity),
+		cel.Variable("event", cel.ObjectType(EventType)),
+		cel.CrossTypeNumericComparisons(true),
+		cel.ParserExpressionSizeLimit(l.MaxExpressionLength),
+		cel.ParserRecursionLimit(l.MaxNesting),
+		cel.Function("isnull",
+			cel.Overload("isnull_dyn", []*cel.Type{cel.DynType}, cel.BoolType,
+				cel.UnaryBinding(func(v ref.Val) ref.Val { return types.Bool(v == types.NullValue || v.Type() == types.NullType) }))),
+		cel.Function("crossedBelow",
+			cel.Overload("crossed_below", []*cel.Type{cel.DynType, cel.DynType, cel.DynType}, cel.BoolType,
+				cel.FunctionBinding(func(args ...ref.Val) ref.Val { return crossed(args, false) }))),
+		cel.Function("crossedAbove",
+			cel.Overload("crossed_above", []*cel.Type{cel.DynType, cel.DynType, cel.DynType}, cel.BoolType,
+				cel.FunctionBinding(func(args ...ref.Val) ref.Val { return crossed(args, true) }))),
+		cel.Function("pct",
+			cel.Overload("pct_dyn_dyn", []*cel.Type{cel.DynType, cel.DynType}, cel.DynType,
+				cel.BinaryBinding(pct))),
+	}
+	// Mixed int and double arithmetic and equality, as in m3ter's
+	// calculations (`new.amount*100` with amount a double): declared here
+	// for the checker, and computed by promoting the int (see promote).
+	for _, op := range []string{operators.Add, operators.Subtract, operators.Multiply, operators.Divide} {
+		opts = append(opts, cel.Function(op,
+			cel.Overload(overloadID(op, "int_double"), number, cel.DoubleType),
+			cel.Overload(overloadID(op, "double_int"), []*cel.Type{cel.DoubleType, cel.IntType}, cel.DoubleType)))
+	}
+	// Equality is CEL's heterogeneous equality (3 == 3.0) for any two
+	// values; the standard declaration, (A, A), would refuse `new.amount ==
+	// 100` with amount a double at check time.
+	opts = append(opts,
+		cel.Function(operators.Equals, cel.Overload("herald_equals", []*cel.Type{cel.DynType, cel.DynType}, cel.BoolType,
+			cel.BinaryBinding(func(a, b ref.Val) ref.Val { return a.Equal(b) }))),
+		cel.Function(operators.NotEquals, cel.Overload("herald_not_equals", []*cel.Type{cel.DynType, cel.DynType}, cel.BoolType,
+			cel.BinaryBinding(func(a, b ref.Val) ref.Val {
+				eq := a.Equal(b)
+				if b, ok := eq.(types.Bool); ok {
+					return !b
+				}
+				return eq
+			}))),
+	)
+	std := cel.StdLib(cel.StdLibSubset(&env.LibrarySubset{ExcludeFunctions: []*env.Function{
+		{Name: operators.Equals}, {Name: operators.NotEquals},
+	}}))
+	return cel.NewCustomEnv(append([]cel.EnvOption{std}, opts...)...)
+}
+
+func overloadID(op, suffix string) string {
+	return "herald_" + strings.Trim(op, "_!") + "_" + suffix
+}
+
+// number returns v as a float64, or false when it is not a number.
+func number(v ref.Val) (float64, bool) {
+	switch n := v.(type) {
+	case types.Double:
+		return float64(n), true
+	case types.Int:
+		return float64(n), true
+	case types.Uint:
+		return float64(n), true
+	}
+	return 0, false
+}
+
+// crossed reports whether a value went from one side of a threshold to the
+// other: below means old ≥ threshold > new, above means old < threshold ≤
+// new. A null old value (the entity is new) counts as on the far side, so
+// an entity created past the threshold has crossed it. Once crossed, the
+// rule fires again only after the value has gone back.
+func crossed(args []ref.Val, above bool) ref.Val {
+	nw, ok1 := number(args[1])
+	t, ok2 := number(args[2])
+	if !ok1 || !ok2 {
+		return types.False
+	}
+	old, hasOld := number(args[0])
+	if above {
+		return types.Bool(nw >= t && (!hasOld || old < t))
+	}
+	return types.Bool(nw < t && (!hasOld || old >= t))
+}
+
+// pct returns part as a percentage of whole, or null when either is null or
+// whole is zero.
+func pct(part, whole ref.Val) ref.Val {
+	p, ok1 := number(part)
+	w, ok2 := number(whole)
+	if !ok1 || !ok2 || w == 0 {
+		return types.NullValue
+	}
+	r := p * 100 / w
+	if math.IsInf(r, 0) || math.IsNaN(r) {
+		return types.NullValue
+	}
+	return types.Double(r)
+}
+
+// promote replaces each arithmetic call with one that turns an int operand
+// into a double when the other is a double, then applies the operator as
+// CEL's standard library does.
+func promote(i interpreter.InterpretableV2) (interpreter.InterpretableV2, error) {
+	call, ok := i.(interpreter.InterpretableCall)
+	if !ok || len(call.Args()) != 2 {
+		return i, nil
+	}
+	var apply func(a, b ref.Val) ref.Val
+	switch call.Function() {
+	case operators.Add:
+		apply = func(a, b ref.Val) ref.Val { return withTrait[traits.Adder](a, b, traits.Adder.Add) }
+	case operators.Subtract:
+		apply = func(a, b ref.Val) ref.Val { return withTrait[traits.Subtractor](a, b, traits.Subtractor.Subtract) }
+	case operators.Multiply:
+		apply = func(a, b ref.Val) ref.Val { return withTrait[traits.Multiplier](a, b, traits.Multiplier.Multiply) }
+	case operators.Divide:
+		apply = func(a, b ref.Val) ref.Val { return withTrait[traits.Divider](a, b, traits.Divider.Divide) }
+	default:
+		return i, nil
+	}
+	args := call.Args()
+	return &promoted{InterpretableCall: call, lhs: args[0], rhs: args[1], apply: apply}, nil
+}
+
+func withTrait[T any](a, b ref.Val, op func(T, ref.Val) ref.Val) ref.Val {
+	a, b = widen(a, b)
+	t, ok := a.(T)
+	if !ok {
+		return types.MaybeNoSuchOverloadErr(a)
+	}
+	return op(t, b)
+}
+
+// widen turns an Int into a Double when the other operand is a Double.
+func widen(a, b ref.Val) (ref.Val, ref.Val) {
+	ai, aInt := a.(types.Int)
+	bi, bInt := b.(types.Int)
+	_, aDouble := a.(types.Double)
+	_, bDouble := b.(types.Double)
+	switch {
+	case aInt && bDouble:
+		return types.Double(ai), b
+	case aDouble && bInt:
+		return a, types.Double(bi)
+	}
+	return a, b
+}
+
+type promoted struct {
+	interpreter.InterpretableCall
+	lhs, rhs interpreter.InterpretableV2
+	apply    func(a, b ref.Val) ref.Val
+}
+
+func (p *promoted) Eval(act interpreter.Activation) ref.Val {
+	a := p.lhs.Eval(act)
+	if types.IsUnknownOrError(a) {
+		return a
+	}
+	b := p.rhs.Eval(act)
+	if types.IsUnknownOrError(b) {
+		return b
+	}
+	return p.apply(a, b)
+}
+
+func (p *promoted) Exec(frame *interpreter.ExecutionFrame) ref.Val {
+	a := p.lhs.Exec(frame)
+	if types.IsUnknownOrError(a) {
+		return a
+	}
+	b := p.rhs.Exec(frame)
+	if types.IsUnknownOrError(b) {
+		return b
+	}
+	return p.apply(a, b)
+}
