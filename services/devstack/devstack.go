@@ -176,6 +176,7 @@ func RunServices(ctx context.Context, s Services) error {
 	comps = append(comps, api)
 	ev, err := ruleevaluator.New(ctx, ruleevaluator.Config{
 		Config: with("rule-evaluator"), Group: groups + "rule-evaluator", TransactionalID: groups + "rule-evaluator-devstack",
+		SessionTimeout: 10 * time.Second, MaxBatch: 1000,
 	})
 	if err != nil {
 		return err

@@ -17,7 +17,7 @@ import (
 // consume runs one transaction per poll until ctx ends.
 func (e *Evaluator) consume(ctx context.Context) error {
 	for {
-		fetches := e.sess.PollFetches(ctx)
+		fetches := e.sess.PollRecords(ctx, e.maxBatch)
 		if ctx.Err() != nil {
 			return nil
 		}

@@ -39,12 +39,24 @@ type Config struct {
 	// aborts its open transaction at once. Default: the group and the
 	// host name (the pod name on Kubernetes).
 	TransactionalID string `env:"EVALUATOR_TRANSACTIONAL_ID"`
+	// SessionTimeout is how long the group waits for a replica that stopped
+	// answering before its partitions move to the others.
+	SessionTimeout time.Duration `env:"EVALUATOR_SESSION_TIMEOUT" envDefault:"45s"`
+	// MaxBatch bounds the events one transaction takes, so that a
+	// transaction stays short and a restart redoes little.
+	MaxBatch int `env:"EVALUATOR_MAX_BATCH" envDefault:"1000"`
 }
 
 // Validate checks the configuration.
 func (c Config) Validate() error {
 	if c.Group == "" {
 		return errors.New("HERALD_EVALUATOR_GROUP: required")
+	}
+	if c.MaxBatch < 1 {
+		return errors.New("HERALD_EVALUATOR_MAX_BATCH: must be at least 1")
+	}
+	if c.SessionTimeout < 6*time.Second {
+		return errors.New("HERALD_EVALUATOR_SESSION_TIMEOUT: at least 6s, the broker's usual minimum")
 	}
 	return c.Config.Validate()
 }
@@ -55,6 +67,7 @@ type Evaluator struct {
 	sess     *kgo.GroupTransactSession
 	compiler *rules.Compiler
 	index    *rules.Index
+	maxBatch int
 
 	mu sync.Mutex
 	// pending holds rules that could not be compiled for a reason that may
@@ -79,6 +92,7 @@ func New(ctx context.Context, c Config) (*Evaluator, error) {
 		// successor fences it or this timeout ends it; keep the stall short.
 		kgo.TransactionTimeout(15*time.Second),
 		kgo.ConsumerGroup(c.Group),
+		kgo.SessionTimeout(c.SessionTimeout),
 		kgo.ConsumeTopics(base.Topics.Events),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
@@ -89,7 +103,7 @@ func New(ctx context.Context, c Config) (*Evaluator, error) {
 		base.Close()
 		return nil, fmt.Errorf("transactional session: %w", err)
 	}
-	e := &Evaluator{base: base, sess: sess, compiler: rules.NewCompiler(rules.DefaultLimits), index: rules.NewIndex(), pending: map[string]configstore.Document{}}
+	e := &Evaluator{base: base, sess: sess, compiler: rules.NewCompiler(rules.DefaultLimits), index: rules.NewIndex(), maxBatch: c.MaxBatch, pending: map[string]configstore.Document{}}
 	base.Config.OnApply(e.applyConfig)
 	base.Health.AddCheck("kafka", func() error { return sess.Client().Ping(context.Background()) })
 	return e, nil
