@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"time"
 )
 
 // Document kinds.
@@ -81,17 +82,91 @@ const (
 	Unordered OrderingMode = "unordered"
 )
 
-// Destination is where notifications go.
+// Destination is where notifications go. Type names the channel that
+// delivers to it; the fields outside the channel's own part apply to every
+// channel.
 type Destination struct {
 	Type    string              `json:"type"` // webhook
 	Name    string              `json:"name"`
 	Webhook *WebhookDestination `json:"webhook,omitempty"`
+
+	// Operational destinations receive Herald's notices about the tenant's
+	// own setup, such as DestinationDisabled.
+	Operational bool `json:"operational,omitempty"`
+	// RetrySchedule replaces the global retry schedule: the wait before
+	// each attempt, the first usually "0s" (Go durations).
+	RetrySchedule []string `json:"retrySchedule,omitempty"`
+	// Concurrency bounds the attempts in flight to this destination; 0
+	// means the sender's default.
+	Concurrency int `json:"concurrency,omitempty"`
+	// RatePerSecond bounds the attempts started per second; 0 means no
+	// limit.
+	RatePerSecond float64 `json:"ratePerSecond,omitempty"`
+	// Disabled is set when Herald stopped delivering to the destination.
+	Disabled *DisabledState `json:"disabled,omitempty"`
 }
+
+// DisabledState says when and why a destination was disabled.
+type DisabledState struct {
+	At     time.Time `json:"at"`
+	Reason string    `json:"reason"`
+}
+
+// Payload formats of a webhook destination.
+const (
+	FormatNative   = "native"
+	FormatTotogi   = "totogi"
+	FormatTruphone = "truphone"
+	FormatTemplate = "template"
+)
 
 // WebhookDestination is an HTTP endpoint that receives notifications as POSTs.
 type WebhookDestination struct {
 	URL     string            `json:"url"`
 	Headers map[string]string `json:"headers,omitempty"`
+	// Parameters are name/value pairs added to the callout's query string;
+	// a value may use the template syntax of PayloadTemplate.
+	Parameters []Parameter `json:"parameters,omitempty"`
+	// Format is the payload format: native (the default), totogi,
+	// truphone or template.
+	Format   string           `json:"format,omitempty"`
+	Template *PayloadTemplate `json:"template,omitempty"`
+	// Secrets sign each request (Standard Webhooks). The newest is the
+	// current one; during a rotation the previous one stays live until it
+	// expires, and both sign.
+	Secrets []SigningSecret `json:"secrets,omitempty"`
+}
+
+// Parameter is one name/value pair added to a webhook callout.
+type Parameter struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+}
+
+// PayloadTemplate is a tenant's own payload: a Go text/template over the
+// notification's native JSON form.
+type PayloadTemplate struct {
+	Body        string `json:"body"`
+	ContentType string `json:"contentType,omitempty"` // default application/json
+}
+
+// SigningSecret is one webhook signing secret, "whsec_" and base64.
+type SigningSecret struct {
+	Secret    string     `json:"secret"`
+	CreatedAt time.Time  `json:"createdAt"`
+	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
+}
+
+// LiveSecrets returns the secrets that sign at t, newest first.
+func (w *WebhookDestination) LiveSecrets(t time.Time) []string {
+	var out []string
+	for i := len(w.Secrets) - 1; i >= 0; i-- {
+		s := w.Secrets[i]
+		if s.ExpiresAt == nil || t.Before(*s.ExpiresAt) {
+			out = append(out, s.Secret)
+		}
+	}
+	return out
 }
 
 func decodeSpec(kind string, raw json.RawMessage) (any, error) {
