@@ -1,5 +1,6 @@
 // Package schemas holds Herald's Avro schemas: one entity-change event record
-// per built-in entity type, and the Notification record. Every version of a
+// per built-in entity type, the Notification record and the DeliveryAttempt
+// record. Every version of a
 // record is kept (v1.avsc, v2.avsc, …) so that the registry sees them in the
 // order they were written and compatibility can be checked against each
 // predecessor.
@@ -20,7 +21,7 @@ import (
 	"strings"
 )
 
-//go:embed events/*/*.avsc notification/*.avsc
+//go:embed events/*/*.avsc notification/*.avsc deliveryattempt/*.avsc
 var files embed.FS
 
 // EventNamespace is the Avro namespace of entity-change event records.
@@ -28,6 +29,9 @@ const EventNamespace = "herald.events"
 
 // NotificationRecord is the full name of the Notification record.
 const NotificationRecord = "herald.Notification"
+
+// DeliveryAttemptRecord is the full name of the DeliveryAttempt record.
+const DeliveryAttemptRecord = "herald.DeliveryAttempt"
 
 // Record is one Avro record with every version of its schema, oldest first.
 type Record struct {
@@ -58,6 +62,9 @@ func Events() []Record {
 
 // Notification returns the Notification record.
 func Notification() Record { return mustRecord("notification", NotificationRecord) }
+
+// DeliveryAttempt returns the DeliveryAttempt record.
+func DeliveryAttempt() Record { return mustRecord("deliveryattempt", DeliveryAttemptRecord) }
 
 func mustRecord(dir, name string) Record {
 	r, err := readRecord(dir, name)

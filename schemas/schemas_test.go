@@ -26,7 +26,7 @@ var envelopeOptional = []string{"accountId", "deviceId", "correlationId"}
 
 func TestEverySchemaFileParses(t *testing.T) {
 	var n int
-	for _, root := range []string{"events", "notification"} {
+	for _, root := range []string{"events", "notification", "deliveryattempt"} {
 		err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 			if err != nil || d.IsDir() {
 				return err
@@ -78,6 +78,10 @@ func TestRecordsAreNamedForTheirFolder(t *testing.T) {
 	if name := fullName(parse(t, n.Latest()).Root()); name != NotificationRecord || n.Name != NotificationRecord {
 		t.Errorf("Notification() is %s, its schema names %s; want %s", n.Name, name, NotificationRecord)
 	}
+	d := DeliveryAttempt()
+	if name := fullName(parse(t, d.Latest()).Root()); name != DeliveryAttemptRecord || d.Name != DeliveryAttemptRecord {
+		t.Errorf("DeliveryAttempt() is %s, its schema names %s; want %s", d.Name, name, DeliveryAttemptRecord)
+	}
 }
 
 func TestEventRecordsFollowTheEnvelope(t *testing.T) {
@@ -126,7 +130,7 @@ func TestEnvelopeCheck(t *testing.T) {
 }
 
 func TestEveryVersionIsFullyTransitivelyCompatible(t *testing.T) {
-	for _, r := range append(Events(), Notification()) {
+	for _, r := range append(Events(), Notification(), DeliveryAttempt()) {
 		if err := fullTransitiveErr(t, r.Versions); err != nil {
 			t.Errorf("%s: %v", r.Name, err)
 		}

@@ -62,8 +62,15 @@ func (c Config) Validate() error {
 // Topics returns the topic names for this configuration.
 func (c Config) Topics() Topics {
 	p := c.TopicPrefix
-	return Topics{Events: p + "events", Notifications: p + "notifications", Config: p + "config", EventsDLQ: p + "events.dlq"}
+	return Topics{
+		Events: p + "events", Notifications: p + "notifications", Config: p + "config", EventsDLQ: p + "events.dlq",
+		Deliveries: p + "deliveries", prefix: p,
+	}
 }
+
+// Channels names the delivery channels; each has a retry and a
+// dead-letter topic.
+var Channels = []string{"webhook"}
 
 // Topics names Herald's topics.
 type Topics struct {
@@ -72,7 +79,18 @@ type Topics struct {
 	Config        string
 	// EventsDLQ receives events the rule evaluator cannot decode.
 	EventsDLQ string
+	// Deliveries is the log of delivery attempts, keyed by notification id.
+	Deliveries string
+
+	prefix string
 }
+
+// Retry returns the retry topic of a delivery channel: deliveries waiting
+// for their next attempt, keyed as notifications and partitioned alike.
+func (t Topics) Retry(channel string) string { return t.prefix + channel + ".retry" }
+
+// DLQ returns the dead-letter topic of a delivery channel.
+func (t Topics) DLQ(channel string) string { return t.prefix + channel + ".dlq" }
 
 // ClientOptions returns the options every Herald client starts from.
 func ClientOptions(c Config, service string, log *slog.Logger) ([]kgo.Opt, error) {
@@ -109,8 +127,14 @@ func ClientOptions(c Config, service string, log *slog.Logger) ([]kgo.Opt, error
 	return opts, nil
 }
 
+// dlqRetention keeps dead letters for 90 days, long enough for a tenant to
+// fix an endpoint and replay them.
+const dlqRetention = "7776000000"
+
 // EnsureTopics creates Herald's topics that do not exist yet. The config
-// topic is compacted; the others delete by retention.
+// topic is compacted; the others delete by retention. A channel's retry
+// topic has as many partitions as the notifications topic, so that a key
+// lands on the same partition number in both.
 func EnsureTopics(ctx context.Context, cl *kgo.Client, c Config) error {
 	t := c.Topics()
 	adm := kadm.NewClient(cl)
@@ -118,8 +142,17 @@ func EnsureTopics(ctx context.Context, cl *kgo.Client, c Config) error {
 	if err := createTopic(ctx, adm, t.Config, 1, c.ReplicationFactor, map[string]*string{"cleanup.policy": &compact}); err != nil {
 		return err
 	}
-	for _, name := range []string{t.Events, t.Notifications, t.EventsDLQ} {
+	for _, name := range []string{t.Events, t.Notifications, t.EventsDLQ, t.Deliveries} {
 		if err := createTopic(ctx, adm, name, c.Partitions, c.ReplicationFactor, nil); err != nil {
+			return err
+		}
+	}
+	retention := dlqRetention
+	for _, ch := range Channels {
+		if err := createTopic(ctx, adm, t.Retry(ch), c.Partitions, c.ReplicationFactor, nil); err != nil {
+			return err
+		}
+		if err := createTopic(ctx, adm, t.DLQ(ch), c.Partitions, c.ReplicationFactor, map[string]*string{"retention.ms": &retention}); err != nil {
 			return err
 		}
 	}

@@ -166,8 +166,13 @@ func (b *Base) NotificationSubject() string {
 	return b.Topics.Notifications + "-" + schemas.NotificationRecord
 }
 
-// RegisterSchemas registers the built-in event schemas and the Notification
-// schema, with FULL_TRANSITIVE compatibility.
+// DeliveryAttemptSubject returns the registry subject of delivery attempts.
+func (b *Base) DeliveryAttemptSubject() string {
+	return b.Topics.Deliveries + "-" + schemas.DeliveryAttemptRecord
+}
+
+// RegisterSchemas registers the built-in event schemas, the Notification
+// schema and the DeliveryAttempt schema, with FULL_TRANSITIVE compatibility.
 func RegisterSchemas(ctx context.Context, reg *avro.Registry, t kafka.Topics) error {
 	for _, r := range schemas.Events() {
 		if err := reg.Register(ctx, t.Events+"-"+r.Name, r.Versions, sr.CompatFullTransitive); err != nil {
@@ -175,7 +180,11 @@ func RegisterSchemas(ctx context.Context, reg *avro.Registry, t kafka.Topics) er
 		}
 	}
 	n := schemas.Notification()
-	return reg.Register(ctx, t.Notifications+"-"+n.Name, n.Versions, sr.CompatFullTransitive)
+	if err := reg.Register(ctx, t.Notifications+"-"+n.Name, n.Versions, sr.CompatFullTransitive); err != nil {
+		return err
+	}
+	d := schemas.DeliveryAttempt()
+	return reg.Register(ctx, t.Deliveries+"-"+d.Name, d.Versions, sr.CompatFullTransitive)
 }
 
 // Component is a service's parts as Serve runs them.
