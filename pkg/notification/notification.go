@@ -1,6 +1,8 @@
 // Package notification defines the Notification record that the rule
 // evaluator writes to the notifications topic and the senders deliver, and
-// the JSON payload a receiver gets.
+// the payloads a receiver gets: Herald's native JSON (JSON), and the
+// formats a destination can choose instead (Format): Totogi's and
+// Truphone's notification structures, or a tenant's own template.
 package notification
 
 import (
@@ -72,13 +74,7 @@ func (n *Notification) JSON() ([]byte, error) {
 	p := payload{
 		ID: n.ID, Name: n.Name, State: n.State, PrevState: n.PrevState, Threshold: n.Threshold,
 		TenantID: n.TenantID, RuleID: n.RuleID, CreatedAt: n.CreatedAt, Event: n.Event,
-		Old: rawOrNull(n.Old), New: rawOrNull(n.New),
-	}
-	if len(n.Fields) > 0 {
-		p.Fields = make(map[string]json.RawMessage, len(n.Fields))
-		for k, v := range n.Fields {
-			p.Fields[k] = json.RawMessage(v)
-		}
+		Old: rawOrNull(n.Old), New: rawOrNull(n.New), Fields: rawFields(n.Fields),
 	}
 	return json.Marshal(p)
 }
