@@ -231,6 +231,12 @@ func promote(i interpreter.InterpretableV2) (interpreter.InterpretableV2, error)
 	if !ok || len(call.Args()) != 2 {
 		return i, nil
 	}
+	// A call the checker resolved to one standard overload (double *
+	// double) has operands of one type already; only the mixed overloads
+	// declared here, and calls left to dispatch at run time, need it.
+	if id := call.OverloadID(); id != "" && id != call.Function() && !strings.HasPrefix(id, "herald_") {
+		return i, nil
+	}
 	var apply func(a, b ref.Val) ref.Val
 	switch call.Function() {
 	case operators.Add:

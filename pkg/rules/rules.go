@@ -212,7 +212,13 @@ func (c *Compiler) program(env *cel.Env, entity, field, expr string, want *cel.T
 	if est.Max > c.limits.MaxEstimatedCost {
 		return nil, fail(fmt.Sprintf("estimated cost up to %d; at most %d", est.Max, c.limits.MaxEstimatedCost))
 	}
-	prg, err := env.Program(ast, cel.CostLimit(c.limits.MaxRuntimeCost), cel.CustomDecoratorV2(promote))
+	opts := []cel.ProgramOption{cel.CustomDecoratorV2(promote)}
+	// Tracking cost costs time on every evaluation; an expression whose
+	// estimated worst case is within the runtime limit can never hit it.
+	if est.Max > c.limits.MaxRuntimeCost {
+		opts = append(opts, cel.CostLimit(c.limits.MaxRuntimeCost))
+	}
+	prg, err := env.Program(ast, opts...)
 	if err != nil {
 		return nil, fail(err.Error())
 	}
