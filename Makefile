@@ -12,10 +12,10 @@ ifdef CI
 TESTFLAGS += -race
 endif
 
-.PHONY: help run build lint test test-unit kafka-start kafka-stop tidy
+.PHONY: help run build lint test test-unit kafka-start kafka-stop tidy bench-evaluator bench-rules
 
 help: ## List the targets.
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
 run: ## Run the devstack: embedded Kafka and registry, every service, a demo tenant.
 	$(GO) run ./services/devstack/cmd/devstack
@@ -44,3 +44,11 @@ kafka-stop: ## Stop the test broker.
 
 tidy: ## go mod tidy in every module.
 	@for m in $(MODULES); do (cd $$m && $(GO) mod tidy) || exit 1; done
+
+bench-evaluator: ## Rule evaluator events/s on the real broker next to a plain passthrough, and the ratio.
+	@bash $(BROKER) start
+	@trap 'bash $(BROKER) stop >/dev/null 2>&1' EXIT; \
+	  $(GO) run ./services/rule-evaluator/cmd/evaluator-bench -brokers $$(bash $(BROKER) brokers) -events 300000
+
+bench-rules: ## go test -bench: one event against 1, 10 and 100 rules, Avro decode included.
+	$(GO) test -run '^$$' -bench BenchmarkEvaluate -benchtime 2s ./services/rule-evaluator/

@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
+	"slices"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/sync/errgroup"
 
 	havro "github.com/heraldhq/herald/pkg/avro"
 	"github.com/heraldhq/herald/pkg/event"
@@ -47,18 +50,13 @@ func (e *Evaluator) transact(ctx context.Context, fetches kgo.Fetches) error {
 	if err := e.sess.Begin(); err != nil {
 		return fmt.Errorf("begin transaction: %w", err)
 	}
-	var out []*kgo.Record
 	// A rule still waiting to compile aborts the transaction: the session
 	// rewinds, and these events are judged once it has compiled.
 	err := e.loadPending(ctx)
-	fetches.EachRecord(func(r *kgo.Record) {
-		if err != nil {
-			return
-		}
-		var recs []*kgo.Record
-		recs, err = e.evaluate(ctx, r)
-		out = append(out, recs...)
-	})
+	var out []*kgo.Record
+	if err == nil {
+		out, err = e.evaluateAll(ctx, fetches)
+	}
 	if err == nil && len(out) > 0 {
 		err = e.sess.Client().ProduceSync(ctx, out...).FirstErr()
 	}
@@ -76,6 +74,33 @@ func (e *Evaluator) transact(ctx context.Context, fetches kgo.Fetches) error {
 		return errors.New("transaction not committed (group rebalanced)")
 	}
 	return nil
+}
+
+// evaluateAll evaluates a poll's partitions in parallel, each in order,
+// and returns their records partition after partition, so that the
+// notifications of one partition keep the order of its events.
+func (e *Evaluator) evaluateAll(ctx context.Context, fetches kgo.Fetches) ([]*kgo.Record, error) {
+	var parts []kgo.FetchTopicPartition
+	fetches.EachPartition(func(p kgo.FetchTopicPartition) { parts = append(parts, p) })
+	outs := make([][]*kgo.Record, len(parts))
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(runtime.GOMAXPROCS(0))
+	for i, p := range parts {
+		g.Go(func() error {
+			for _, r := range p.Records {
+				recs, err := e.evaluate(ctx, r)
+				if err != nil {
+					return err
+				}
+				outs[i] = append(outs[i], recs...)
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	return slices.Concat(outs...), nil
 }
 
 // evaluate returns the records one event yields: a notification per rule

@@ -44,7 +44,7 @@ type Config struct {
 	SessionTimeout time.Duration `env:"EVALUATOR_SESSION_TIMEOUT" envDefault:"45s"`
 	// MaxBatch bounds the events one transaction takes, so that a
 	// transaction stays short and a restart redoes little.
-	MaxBatch int `env:"EVALUATOR_MAX_BATCH" envDefault:"1000"`
+	MaxBatch int `env:"EVALUATOR_MAX_BATCH" envDefault:"5000"`
 }
 
 // Validate checks the configuration.
