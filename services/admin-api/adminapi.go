@@ -74,6 +74,7 @@ func (a *API) Routes(mux *http.ServeMux) {
 		mux.Handle("DELETE /v1/"+k.plural+"/{id}", write(a.remove(k)))
 	}
 	a.ruleRoutes(mux, read)
+	a.catalogRoutes(mux, read, write)
 }
 
 // kind is one resource type of the API.
