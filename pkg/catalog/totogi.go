@@ -115,13 +115,7 @@ func totogi() []*Entry {
 				{Name: "thresholdPercent", Type: Number, ExclusiveMinimum: ptr(0), Maximum: ptr(100),
 					Description: "The remaining allowance, as a percent of the total, below which the notification fires."},
 			},
-			build: func(v Values) parts {
-				p := v.Number("thresholdPercent")
-				return parts{
-					when:      "crossedBelow(pct(old.remaining, old.total), pct(new.remaining, new.total), " + formatNumber(p) + ")",
-					threshold: ptr(p),
-				}
-			},
+			build: func(v Values) parts { return percentCrosses("crossedBelow", "remaining", v.Number("thresholdPercent")) },
 		},
 		{
 			Name: "NewPlanActivated", Title: "New Plan Activated", Vendor: Totogi, Trigger: Change,
@@ -146,5 +140,15 @@ func balanceReaches(limit float64) parts {
 	return parts{
 		when:      "new.balance != null && new.balance <= " + l + " && (old.balance == null || old.balance > " + l + ")",
 		threshold: ptr(limit),
+	}
+}
+
+// percentCrosses fires when a Balance's field, as a percent of its total,
+// crosses percent in the direction crossing (crossedBelow or crossedAbove)
+// names, once per crossing.
+func percentCrosses(crossing, field string, percent float64) parts {
+	return parts{
+		when:      fmt.Sprintf("%s(pct(old.%s, old.total), pct(new.%s, new.total), %s)", crossing, field, field, formatNumber(percent)),
+		threshold: ptr(percent),
 	}
 }

@@ -16,12 +16,9 @@ func truphone() []*Entry {
 					Description: "Usage, as a percent of the allowance's total, at which the notification fires."},
 			},
 			build: func(v Values) parts {
-				p := v.Number("thresholdPercent")
-				return parts{
-					when:      "crossedAbove(pct(old.used, old.total), pct(new.used, new.total), " + formatNumber(p) + ")",
-					threshold: ptr(p),
-					fields:    map[string]string{"iccid": "event.deviceId", "subscription_id": "new.planId"},
-				}
+				p := percentCrosses("crossedAbove", "used", v.Number("thresholdPercent"))
+				p.fields = map[string]string{"iccid": "event.deviceId", "subscription_id": "new.planId"}
+				return p
 			},
 		},
 		{
