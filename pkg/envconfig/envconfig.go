@@ -51,3 +51,10 @@ func variable(t reflect.Type, field, prefix string) string {
 	}
 	return ""
 }
+
+// Defaults fills cfg, a pointer to a struct, with its envDefault values
+// alone, ignoring the environment: what a service gets when configured in
+// code, as the devstack and tests do.
+func Defaults(cfg any) error {
+	return env.ParseWithOptions(cfg, env.Options{Prefix: Prefix, Environment: map[string]string{}})
+}

@@ -61,3 +61,17 @@ func TestLoad(t *testing.T) {
 		})
 	}
 }
+
+func TestDefaultsIgnoreTheEnvironment(t *testing.T) {
+	t.Setenv("HERALD_SAMPLE_N", "9")
+	var c struct {
+		N int    `env:"SAMPLE_N" envDefault:"3"`
+		S string `env:"SAMPLE_S" envDefault:"x"`
+	}
+	if err := envconfig.Defaults(&c); err != nil {
+		t.Fatal(err)
+	}
+	if c.N != 3 || c.S != "x" {
+		t.Errorf("Defaults = %+v, want the envDefault values", c)
+	}
+}

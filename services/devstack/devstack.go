@@ -20,6 +20,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/heraldhq/herald/pkg/egress"
+	"github.com/heraldhq/herald/pkg/envconfig"
 	"github.com/heraldhq/herald/pkg/httpapi"
 	"github.com/heraldhq/herald/pkg/kafka"
 	"github.com/heraldhq/herald/pkg/service"
@@ -29,6 +31,13 @@ import (
 	ruleevaluator "github.com/heraldhq/herald/services/rule-evaluator"
 	webhooksender "github.com/heraldhq/herald/services/webhook-sender"
 )
+
+// DevEgress returns the devstack's egress policy: webhooks may use plain
+// HTTP, any port and loopback, so a receiver on the laptop works.
+// Production configuration allows none of these.
+func DevEgress() egress.Config {
+	return egress.Config{AllowLoopback: true, AllowHTTP: true, Ports: "any"}
+}
 
 // DemoTenant is the id of the tenant the devstack creates.
 const DemoTenant = "demo"
@@ -169,7 +178,7 @@ func RunServices(ctx context.Context, s Services) error {
 		return err
 	}
 	comps = append(comps, in)
-	api, err := adminapi.New(ctx, adminapi.Config{Config: with("admin-api")})
+	api, err := adminapi.New(ctx, adminapi.Config{Config: with("admin-api"), Egress: DevEgress(), SecretGrace: 24 * time.Hour})
 	if err != nil {
 		return err
 	}
@@ -182,10 +191,14 @@ func RunServices(ctx context.Context, s Services) error {
 		return err
 	}
 	comps = append(comps, ev)
-	ws, err := webhooksender.New(ctx, webhooksender.Config{
-		Config: with("webhook-sender"), Group: groups + "webhook-sender",
-		Attempts: 4, Backoff: 200 * time.Millisecond, Timeout: 10 * time.Second, AllowPrivate: true,
-	})
+	wcfg := webhooksender.Config{Config: with("webhook-sender"), Group: groups + "webhook-sender", Timeout: 10 * time.Second, Egress: DevEgress()}
+	if err := envconfig.Defaults(&wcfg.Delivery); err != nil {
+		return err
+	}
+	// Retries come quickly on a laptop: a receiver restarted by hand
+	// gets what it missed within seconds.
+	wcfg.Delivery.RetrySchedule = "0s,1s,5s,30s,2m,10m"
+	ws, err := webhooksender.New(ctx, wcfg)
 	if err != nil {
 		return err
 	}
