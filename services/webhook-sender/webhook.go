@@ -1,0 +1,274 @@
+package webhooksender
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/heraldhq/herald/pkg/configstore"
+	"github.com/heraldhq/herald/pkg/delivery"
+	"github.com/heraldhq/herald/pkg/egress"
+	"github.com/heraldhq/herald/pkg/notification"
+)
+
+// Standard Webhooks headers.
+const (
+	HeaderID        = "webhook-id"
+	HeaderTimestamp = "webhook-timestamp"
+	HeaderSignature = "webhook-signature"
+)
+
+// SecretPrefix starts every signing secret; the rest is base64.
+const SecretPrefix = "whsec_"
+
+// drainLimit bounds how much of a response is read past the excerpt, so
+// that a small answer leaves its connection reusable and a large one is
+// cut off.
+const drainLimit = 64 << 10
+
+// Webhook is the webhook channel: one signed HTTPS POST per delivery.
+type Webhook struct {
+	policy *egress.Policy
+	client *http.Client
+
+	mu      sync.Mutex
+	formats map[string]*notification.Format // by format and template
+}
+
+// NewWebhook returns the channel. Connections go through the egress policy
+// after DNS resolution; the pool keeps up to conns idle connections per
+// host; timeout bounds an attempt from dial to the end of the response.
+// rootCAs, when set, replaces the system roots (tests).
+func NewWebhook(policy *egress.Policy, conns int, timeout time.Duration, rootCAs *x509.CertPool) *Webhook {
+	dialer := policy.Dialer(net.Dialer{Timeout: min(timeout, 5*time.Second), KeepAlive: 30 * time.Second})
+	transport := &http.Transport{
+		DialContext:           dialer.DialContext,
+		Proxy:                 nil, // a proxy would make the connection check meaningless
+		TLSClientConfig:       &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: rootCAs},
+		TLSHandshakeTimeout:   min(timeout, 5*time.Second),
+		ResponseHeaderTimeout: timeout,
+		MaxIdleConns:          conns,
+		MaxIdleConnsPerHost:   conns,
+		IdleConnTimeout:       90 * time.Second,
+		ForceAttemptHTTP2:     true,
+	}
+	return &Webhook{
+		policy: policy,
+		client: &http.Client{
+			Timeout:   timeout,
+			Transport: transport,
+			// Redirects are not followed: a 3xx is a failed attempt.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+		formats: map[string]*notification.Format{},
+	}
+}
+
+// Close releases idle connections.
+func (w *Webhook) Close() { w.client.CloseIdleConnections() }
+
+// Deliver posts the notification to the destination.
+func (w *Webhook) Deliver(ctx context.Context, d *delivery.Delivery) (delivery.Response, error) {
+	wh := d.Destination.Webhook
+	if wh == nil {
+		return delivery.Response{}, delivery.PermanentError("config", errors.New("not a webhook destination"))
+	}
+	if err := w.policy.CheckURL(ctx, nil, wh.URL); err != nil {
+		return delivery.Response{}, delivery.PermanentError("forbidden-address", err)
+	}
+	req, err := w.request(ctx, d.Notification, wh, time.Now())
+	if err != nil {
+		return delivery.Response{}, err
+	}
+	resp, err := w.client.Do(req)
+	if err != nil {
+		return delivery.Response{}, classifyError(err)
+	}
+	defer resp.Body.Close()
+	excerpt, _ := io.ReadAll(io.LimitReader(resp.Body, delivery.MaxExcerpt))
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, drainLimit))
+	out := delivery.Response{StatusCode: resp.StatusCode, Excerpt: excerpt}
+	return out, classifyStatus(resp)
+}
+
+// request builds the signed request for n.
+func (w *Webhook) request(ctx context.Context, n *notification.Notification, wh *configstore.WebhookDestination, now time.Time) (*http.Request, error) {
+	f, err := w.format(wh)
+	if err != nil {
+		return nil, delivery.PermanentError("config", err)
+	}
+	body, contentType, err := f.Render(n)
+	if err != nil {
+		return nil, delivery.PermanentError("payload", err)
+	}
+	target, err := withParameters(wh.URL, wh.Parameters, n)
+	if err != nil {
+		return nil, delivery.PermanentError("config", err)
+	}
+	secrets := wh.LiveSecrets(now)
+	if len(secrets) == 0 {
+		return nil, delivery.PermanentError("config", errors.New("the destination has no live signing secret"))
+	}
+	sig, err := Sign(secrets, n.ID, now, body)
+	if err != nil {
+		return nil, delivery.PermanentError("config", err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(body))
+	if err != nil {
+		return nil, delivery.PermanentError("config", fmt.Errorf("build request: %w", err))
+	}
+	for k, v := range wh.Headers {
+		req.Header.Set(k, v)
+	}
+	req.Header.Set("Content-Type", contentType)
+	req.Header.Set("User-Agent", "Herald-Webhooks/1")
+	req.Header.Set(HeaderID, n.ID)
+	req.Header.Set(HeaderTimestamp, strconv.FormatInt(now.Unix(), 10))
+	req.Header.Set(HeaderSignature, sig)
+	return req, nil
+}
+
+func (w *Webhook) format(wh *configstore.WebhookDestination) (*notification.Format, error) {
+	var body, ct string
+	if wh.Template != nil {
+		body, ct = wh.Template.Body, wh.Template.ContentType
+	}
+	key := wh.Format + "\x00" + ct + "\x00" + body
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if f, ok := w.formats[key]; ok {
+		return f, nil
+	}
+	f, err := notification.NewFormat(wh.Format, body, ct)
+	if err != nil {
+		return nil, err
+	}
+	if len(w.formats) > 10000 {
+		clear(w.formats) // tenants' templates change rarely; keep the cache bounded
+	}
+	w.formats[key] = f
+	return f, nil
+}
+
+// withParameters adds the destination's parameters to the URL's query;
+// each value is a template over the notification's native JSON form.
+func withParameters(raw string, params []configstore.Parameter, n *notification.Notification) (string, error) {
+	if len(params) == 0 {
+		return raw, nil
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", err
+	}
+	q := u.Query()
+	data := n.Data()
+	for _, p := range params {
+		t, err := notification.ParseTemplate(p.Name, p.Value)
+		if err != nil {
+			return "", fmt.Errorf("parameter %s: %w", p.Name, err)
+		}
+		var b strings.Builder
+		if err := t.Execute(&b, data); err != nil {
+			return "", fmt.Errorf("parameter %s: %w", p.Name, err)
+		}
+		q.Add(p.Name, b.String())
+	}
+	u.RawQuery = q.Encode()
+	return u.String(), nil
+}
+
+// Sign returns the webhook-signature header value for a message: one
+// "v1,<base64 HMAC-SHA256 of id.timestamp.body>" per secret, separated by
+// spaces (Standard Webhooks).
+func Sign(secrets []string, id string, at time.Time, body []byte) (string, error) {
+	ts := strconv.FormatInt(at.Unix(), 10)
+	var out []string
+	for _, s := range secrets {
+		key, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(s, SecretPrefix))
+		if err != nil || !strings.HasPrefix(s, SecretPrefix) {
+			return "", errors.New("a signing secret is not whsec_ and base64")
+		}
+		mac := hmac.New(sha256.New, key)
+		mac.Write([]byte(id))
+		mac.Write([]byte{'.'})
+		mac.Write([]byte(ts))
+		mac.Write([]byte{'.'})
+		mac.Write(body)
+		out = append(out, "v1,"+base64.StdEncoding.EncodeToString(mac.Sum(nil)))
+	}
+	return strings.Join(out, " "), nil
+}
+
+// classifyError says what a failed round trip means.
+func classifyError(err error) error {
+	var ne net.Error
+	switch {
+	case errors.Is(err, egress.ErrForbidden):
+		return delivery.PermanentError("forbidden-address", err)
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return delivery.RetryError("timeout", err)
+	case errors.Is(err, context.Canceled):
+		return err
+	}
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		var oe *net.OpError
+		if errors.As(err, &oe) && oe.Op == "dial" {
+			return delivery.RetryError("connect", err)
+		}
+	}
+	return delivery.RetryError("network", err)
+}
+
+// classifyStatus says what a response status means: 2xx delivered; 410
+// gone; 408, 429 and 5xx retried (429 and 503 after their Retry-After);
+// 3xx retried (redirects are not followed); other 4xx permanent.
+func classifyStatus(resp *http.Response) error {
+	code := resp.StatusCode
+	if code >= 200 && code < 300 {
+		return nil
+	}
+	err := fmt.Errorf("endpoint answered %d", code)
+	switch {
+	case code == http.StatusGone:
+		return delivery.GoneError("status", err)
+	case code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable:
+		if d, ok := retryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
+			return delivery.RetryAfterError("status", d, err)
+		}
+		return delivery.RetryError("status", err)
+	case code >= 300 && code < 400:
+		return delivery.RetryError("redirect", fmt.Errorf("endpoint answered %d (redirects are not followed)", code))
+	case code == http.StatusRequestTimeout || code >= 500:
+		return delivery.RetryError("status", err)
+	}
+	return delivery.PermanentError("status", err)
+}
+
+// retryAfter reads a Retry-After value: seconds or an HTTP date.
+func retryAfter(v string, now time.Time) (time.Duration, bool) {
+	if v == "" {
+		return 0, false
+	}
+	if s, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && s >= 0 {
+		return time.Duration(s) * time.Second, true
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return max(t.Sub(now), 0), true
+	}
+	return 0, false
+}
