@@ -11,10 +11,13 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/oklog/ulid/v2"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/heraldhq/herald/pkg/configstore"
+	"github.com/heraldhq/herald/pkg/egress"
 	"github.com/heraldhq/herald/pkg/httpapi"
 	"github.com/heraldhq/herald/pkg/rules"
 	"github.com/heraldhq/herald/pkg/service"
@@ -23,6 +26,21 @@ import (
 // Config is the admin API's configuration.
 type Config struct {
 	service.Config
+	// Egress is the policy destination URLs are checked against when saved.
+	Egress egress.Config
+	// SecretGrace is how long a rotated signing secret stays live.
+	SecretGrace time.Duration `env:"WEBHOOK_SECRET_GRACE" envDefault:"24h"`
+}
+
+// Validate checks the configuration.
+func (c Config) Validate() error {
+	if err := c.Egress.Validate(); err != nil {
+		return err
+	}
+	if c.SecretGrace < 0 {
+		return errors.New("HERALD_WEBHOOK_SECRET_GRACE: must not be negative")
+	}
+	return c.Config.Validate()
 }
 
 // API serves the configuration routes.
@@ -30,15 +48,29 @@ type API struct {
 	base  *service.Base
 	keys  httpapi.KeyLookup
 	rules *rules.Compiler
+
+	policy      *egress.Policy
+	secretGrace time.Duration
+	deliveries  *deliveryLog
 }
 
 // New connects the admin API.
 func New(ctx context.Context, c Config) (*API, error) {
+	policy, err := egress.New(c.Egress)
+	if err != nil {
+		return nil, err
+	}
 	base, err := service.Start(ctx, "admin-api", c.Config)
 	if err != nil {
 		return nil, err
 	}
-	return &API{base: base, keys: httpapi.StoreKeys(base.Config), rules: rules.NewCompiler(rules.DefaultLimits)}, nil
+	dl, err := newDeliveryLog(base)
+	if err != nil {
+		base.Close()
+		return nil, err
+	}
+	return &API{base: base, keys: httpapi.StoreKeys(base.Config), rules: rules.NewCompiler(rules.DefaultLimits),
+		policy: policy, secretGrace: c.SecretGrace, deliveries: dl}, nil
 }
 
 // Run runs the admin API until ctx ends.
@@ -50,11 +82,19 @@ func Run(ctx context.Context, c Config) error {
 	return service.Serve(ctx, c.HTTPAddr, api)
 }
 
-// Run follows the configuration until ctx ends.
-func (a *API) Run(ctx context.Context) error { return a.base.FollowConfig(ctx) }
+// Run follows the configuration and the delivery log until ctx ends.
+func (a *API) Run(ctx context.Context) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return a.base.FollowConfig(ctx) })
+	g.Go(func() error { return a.deliveries.run(ctx) })
+	return g.Wait()
+}
 
 // Close releases the clients.
-func (a *API) Close() { a.base.Close() }
+func (a *API) Close() {
+	a.deliveries.close()
+	a.base.Close()
+}
 
 // Store returns the configuration view the API writes through.
 func (a *API) Store() *configstore.Store { return a.base.Config }
@@ -66,7 +106,7 @@ func (a *API) Base() *service.Base { return a.base }
 func (a *API) Routes(mux *http.ServeMux) {
 	read := func(h http.HandlerFunc) http.Handler { return httpapi.RequireKey(a.keys, httpapi.ScopeConfigRead, h) }
 	write := func(h http.HandlerFunc) http.Handler { return httpapi.RequireKey(a.keys, httpapi.ScopeConfigWrite, h) }
-	for _, k := range []kind{destinationKind(), a.ruleKind()} {
+	for _, k := range []kind{a.destinationKind(), a.ruleKind()} {
 		mux.Handle("POST /v1/"+k.plural, write(a.create(k)))
 		mux.Handle("GET /v1/"+k.plural, read(a.list(k)))
 		mux.Handle("GET /v1/"+k.plural+"/{id}", read(a.get(k)))
@@ -75,6 +115,7 @@ func (a *API) Routes(mux *http.ServeMux) {
 	}
 	a.ruleRoutes(mux, read)
 	a.catalogRoutes(mux, read, write)
+	a.deliveryRoutes(mux, read, write)
 }
 
 // kind is one resource type of the API.
@@ -195,6 +236,9 @@ func writeResource(w http.ResponseWriter, r *http.Request, a *API, status int, d
 		httpapi.WriteError(w, r, a.base.Log, err)
 		return
 	}
+	if status == http.StatusCreated {
+		revealSecret(doc, res)
+	}
 	w.Header().Set("ETag", `"`+jsonNumber(doc.Version)+`"`)
 	httpapi.WriteJSON(w, status, res)
 }
@@ -207,6 +251,7 @@ func resource(doc configstore.Document) (map[string]any, error) {
 		return nil, err
 	}
 	res["id"], res["version"], res["updatedAt"] = doc.ID, doc.Version, doc.UpdatedAt
+	hideSecrets(doc, res)
 	return res, nil
 }
 

@@ -1,0 +1,313 @@
+package adminapi
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/heraldhq/herald/pkg/configstore"
+	"github.com/heraldhq/herald/pkg/delivery"
+	"github.com/heraldhq/herald/pkg/httpapi"
+	"github.com/heraldhq/herald/pkg/notification"
+)
+
+func (a *API) destinationKind() kind {
+	return kind{name: configstore.KindDestination, plural: "destinations", prefix: "dst_", check: a.checkDestination}
+}
+
+// reservedHeaders are set by the sender; a destination may not set them.
+var reservedHeaders = []string{"content-type", "content-length", "host", "user-agent", "transfer-encoding", "connection", "webhook-"}
+
+// checkDestination validates a destination. Signing secrets and the
+// disabled state are Herald's: a new webhook destination gets a fresh
+// secret, and a replaced one keeps its stored secrets and state.
+func (a *API) checkDestination(r *http.Request, w http.ResponseWriter, tenant, id string) (any, error) {
+	var d configstore.Destination
+	if err := httpapi.DecodeJSON(w, r, &d); err != nil {
+		return nil, err
+	}
+	if d.Name == "" {
+		return nil, badRequest("name", "required")
+	}
+	if d.Disabled != nil {
+		return nil, badRequest("disabled", "set by Herald; enable with POST /v1/destinations/{id}:enable")
+	}
+	if len(d.RetrySchedule) > 0 {
+		if _, err := delivery.ParseScheduleList(d.RetrySchedule); err != nil {
+			return nil, badRequest("retrySchedule", err.Error())
+		}
+	}
+	if d.Concurrency < 0 || d.Concurrency > 1000 {
+		return nil, badRequest("concurrency", "must be between 0 (the default) and 1000")
+	}
+	if d.RatePerSecond < 0 {
+		return nil, badRequest("ratePerSecond", "must not be negative")
+	}
+	switch d.Type {
+	case "webhook":
+		if err := a.checkWebhook(r, d.Webhook); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, badRequest("type", `must be "webhook"`)
+	}
+	if id == "" {
+		secret, err := NewSigningSecret()
+		if err != nil {
+			return nil, err
+		}
+		d.Webhook.Secrets = []configstore.SigningSecret{{Secret: secret, CreatedAt: time.Now().UTC().Truncate(time.Millisecond)}}
+		return d, nil
+	}
+	if doc, ok := a.base.Config.Get(tenant, configstore.KindDestination, id); ok {
+		stored := configstore.Spec[configstore.Destination](doc)
+		d.Disabled = stored.Disabled
+		if stored.Webhook != nil {
+			d.Webhook.Secrets = stored.Webhook.Secrets
+		}
+	}
+	return d, nil
+}
+
+func (a *API) checkWebhook(r *http.Request, wh *configstore.WebhookDestination) error {
+	if wh == nil {
+		return badRequest("webhook", "required for a webhook destination")
+	}
+	if len(wh.Secrets) > 0 {
+		return badRequest("webhook.secrets", "set by Herald; rotate with POST /v1/destinations/{id}:rotate-secret")
+	}
+	if err := a.policy.CheckURL(r.Context(), net.DefaultResolver, wh.URL); err != nil {
+		return badRequest("webhook.url", err.Error())
+	}
+	for name, v := range wh.Headers {
+		lower := strings.ToLower(name)
+		for _, res := range reservedHeaders {
+			if lower == res || strings.HasSuffix(res, "-") && strings.HasPrefix(lower, res) {
+				return badRequest("webhook.headers."+name, "set by Herald")
+			}
+		}
+		if !validHeaderName(name) || strings.ContainsAny(v, "\r\n\x00") {
+			return badRequest("webhook.headers."+name, "not a valid HTTP header")
+		}
+	}
+	for i, p := range wh.Parameters {
+		if p.Name == "" {
+			return badRequest(fmt.Sprintf("webhook.parameters[%d].name", i), "required")
+		}
+		if _, err := notification.ParseTemplate(p.Name, p.Value); err != nil {
+			return badRequest(fmt.Sprintf("webhook.parameters[%d].value", i), err.Error())
+		}
+	}
+	var body, ct string
+	if wh.Template != nil {
+		body, ct = wh.Template.Body, wh.Template.ContentType
+		if wh.Format != configstore.FormatTemplate {
+			return badRequest("webhook.template", `only with "format": "template"`)
+		}
+	}
+	if _, err := notification.NewFormat(wh.Format, body, ct); err != nil {
+		field := "webhook.format"
+		if wh.Format == configstore.FormatTemplate {
+			field = "webhook.template"
+		}
+		return badRequest(field, err.Error())
+	}
+	return nil
+}
+
+// validHeaderName reports whether s is an HTTP token.
+func validHeaderName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, c := range s {
+		if c >= 0x7f || c <= ' ' || strings.ContainsRune(`"(),/:;<=>?@[\]{}`, c) {
+			return false
+		}
+	}
+	return true
+}
+
+// NewSigningSecret returns a fresh Standard Webhooks secret: "whsec_" and
+// 32 random bytes in base64.
+func NewSigningSecret() (string, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return "whsec_" + base64.StdEncoding.EncodeToString(b), nil
+}
+
+// hideSecrets removes signing secrets from a destination as the API shows
+// it; what remains says how many are live and when they expire.
+func hideSecrets(doc configstore.Document, res map[string]any) {
+	if doc.Kind != configstore.KindDestination {
+		return
+	}
+	wh, _ := res["webhook"].(map[string]any)
+	if wh == nil {
+		return
+	}
+	delete(wh, "secrets")
+	d := configstore.Spec[configstore.Destination](doc)
+	if d.Webhook == nil {
+		return
+	}
+	var live []map[string]any
+	for _, s := range d.Webhook.Secrets {
+		if s.ExpiresAt != nil && !time.Now().Before(*s.ExpiresAt) {
+			continue
+		}
+		m := map[string]any{"createdAt": s.CreatedAt}
+		if s.ExpiresAt != nil {
+			m["expiresAt"] = *s.ExpiresAt
+		}
+		live = append(live, m)
+	}
+	wh["signingSecrets"] = live
+}
+
+// revealSecret adds the current signing secret to a destination just
+// created: the one answer, with GET /v1/destinations/{id}/secret, that
+// shows it.
+func revealSecret(doc configstore.Document, res map[string]any) {
+	if doc.Kind != configstore.KindDestination {
+		return
+	}
+	if d := configstore.Spec[configstore.Destination](doc); d.Webhook != nil && len(d.Webhook.Secrets) > 0 {
+		res["secret"] = d.Webhook.Secrets[len(d.Webhook.Secrets)-1].Secret
+	}
+}
+
+// destinationAction serves POST /v1/destinations/{id}:rotate-secret and
+// POST /v1/destinations/{id}:enable.
+func (a *API) destinationAction(w http.ResponseWriter, r *http.Request) {
+	id, action, _ := strings.Cut(r.PathValue("action"), ":")
+	switch action {
+	case "rotate-secret":
+		a.rotateSecret(w, r, id)
+	case "enable":
+		a.enableDestination(w, r, id)
+	default:
+		httpapi.WriteProblem(w, httpapi.NewProblem(http.StatusNotFound, "no such action; use :rotate-secret or :enable"))
+	}
+}
+
+// updateDestination applies change to the stored destination and stores
+// it, retrying when someone else wrote in between.
+func (a *API) updateDestination(r *http.Request, id string, change func(*configstore.Destination) error) (configstore.Document, error) {
+	tenant := httpapi.PrincipalFrom(r.Context()).Tenant
+	for range 5 {
+		doc, ok := a.base.Config.Get(tenant, configstore.KindDestination, id)
+		if !ok {
+			return doc, httpapi.NewProblem(http.StatusNotFound, "no destination with this id")
+		}
+		d := configstore.Spec[configstore.Destination](doc)
+		if d.Webhook != nil {
+			wh := *d.Webhook
+			wh.Secrets = append([]configstore.SigningSecret(nil), wh.Secrets...)
+			d.Webhook = &wh
+		}
+		if err := change(&d); err != nil {
+			return doc, err
+		}
+		next, err := configstore.NewDocument(tenant, configstore.KindDestination, id, d)
+		if err != nil {
+			return doc, err
+		}
+		stored, err := a.base.Config.Put(r.Context(), next, doc.Version)
+		if errors.Is(err, configstore.ErrVersionConflict) {
+			continue
+		}
+		return stored, err
+	}
+	return configstore.Document{}, httpapi.NewProblem(http.StatusConflict, "the destination keeps changing; try again")
+}
+
+// rotateSecret makes a new current secret. The previous one stays live for
+// the grace period given as {"expireAfter": "24h"} (default
+// HERALD_WEBHOOK_SECRET_GRACE); older ones end now, so at most two are
+// live.
+func (a *API) rotateSecret(w http.ResponseWriter, r *http.Request, id string) {
+	var body struct {
+		ExpireAfter string `json:"expireAfter"`
+	}
+	if r.ContentLength != 0 {
+		if err := httpapi.DecodeJSON(w, r, &body); err != nil {
+			httpapi.WriteError(w, r, a.base.Log, err)
+			return
+		}
+	}
+	grace := a.secretGrace
+	if body.ExpireAfter != "" {
+		d, err := time.ParseDuration(body.ExpireAfter)
+		if err != nil || d < 0 || d > 30*24*time.Hour {
+			httpapi.WriteProblem(w, httpapi.NewProblem(http.StatusBadRequest, "the request is not valid",
+				httpapi.FieldError{Field: "expireAfter", Message: "a Go duration between 0s and 720h"}))
+			return
+		}
+		grace = d
+	}
+	secret, err := NewSigningSecret()
+	if err != nil {
+		httpapi.WriteError(w, r, a.base.Log, err)
+		return
+	}
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	expires := now.Add(grace)
+	doc, err := a.updateDestination(r, id, func(d *configstore.Destination) error {
+		if d.Webhook == nil {
+			return httpapi.NewProblem(http.StatusConflict, "only webhook destinations have signing secrets")
+		}
+		var kept []configstore.SigningSecret
+		if n := len(d.Webhook.Secrets); n > 0 {
+			cur := d.Webhook.Secrets[n-1]
+			if cur.ExpiresAt == nil || cur.ExpiresAt.After(expires) {
+				cur.ExpiresAt = &expires
+			}
+			kept = append(kept, cur)
+		}
+		d.Webhook.Secrets = append(kept, configstore.SigningSecret{Secret: secret, CreatedAt: now})
+		return nil
+	})
+	if err != nil {
+		httpapi.WriteError(w, r, a.base.Log, err)
+		return
+	}
+	w.Header().Set("ETag", `"`+jsonNumber(doc.Version)+`"`)
+	httpapi.WriteJSON(w, http.StatusOK, map[string]any{"secret": secret, "previousExpiresAt": expires})
+}
+
+func (a *API) enableDestination(w http.ResponseWriter, r *http.Request, id string) {
+	doc, err := a.updateDestination(r, id, func(d *configstore.Destination) error {
+		d.Disabled = nil
+		return nil
+	})
+	if err != nil {
+		httpapi.WriteError(w, r, a.base.Log, err)
+		return
+	}
+	writeResource(w, r, a, http.StatusOK, doc)
+}
+
+// getSecret serves GET /v1/destinations/{id}/secret: the current signing
+// secret.
+func (a *API) getSecret(w http.ResponseWriter, r *http.Request) {
+	doc, ok := a.base.Config.Get(httpapi.PrincipalFrom(r.Context()).Tenant, configstore.KindDestination, r.PathValue("id"))
+	if !ok {
+		httpapi.WriteProblem(w, httpapi.NewProblem(http.StatusNotFound, "no destination with this id"))
+		return
+	}
+	d := configstore.Spec[configstore.Destination](doc)
+	if d.Webhook == nil || len(d.Webhook.Secrets) == 0 {
+		httpapi.WriteProblem(w, httpapi.NewProblem(http.StatusNotFound, "this destination has no signing secret"))
+		return
+	}
+	cur := d.Webhook.Secrets[len(d.Webhook.Secrets)-1]
+	httpapi.WriteJSON(w, http.StatusOK, map[string]any{"secret": cur.Secret, "createdAt": cur.CreatedAt})
+}
