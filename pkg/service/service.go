@@ -37,6 +37,8 @@ type Config struct {
 
 	// Logger, when set, is used instead of one built from Telemetry.
 	Logger *slog.Logger `env:"-"`
+	// Metrics, when set, is shared with the process's other services.
+	Metrics *telemetry.Metrics `env:"-"`
 }
 
 // RegistryConfig says where the schema registry is and whether to register
@@ -75,6 +77,7 @@ type Base struct {
 	Registry  *avro.Registry
 	Config    *configstore.Store
 	Health    *httpapi.Health
+	Metrics   *telemetry.Metrics
 }
 
 // Start connects a service named name: Kafka options, topics, registry
@@ -92,7 +95,13 @@ func Start(ctx context.Context, name string, c Config) (*Base, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &Base{Name: name, Log: log, Kafka: c.Kafka, KafkaOpts: opts, Topics: c.Kafka.Topics(), Health: &httpapi.Health{}}
+	metrics := c.Metrics
+	if metrics == nil {
+		if metrics, err = telemetry.NewMetrics(); err != nil {
+			return nil, err
+		}
+	}
+	b := &Base{Name: name, Log: log, Kafka: c.Kafka, KafkaOpts: opts, Topics: c.Kafka.Topics(), Health: &httpapi.Health{}, Metrics: metrics}
 	if c.Kafka.CreateTopics {
 		if err := b.ensureTopics(ctx); err != nil {
 			return nil, err
@@ -209,6 +218,7 @@ func Serve(ctx context.Context, addr string, c Component) error {
 	}
 	mux := http.NewServeMux()
 	c.Base().Health.Register(mux)
+	mux.Handle("GET /metrics", c.Base().Metrics.Handler())
 	c.Routes(mux)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return c.Run(gctx) })

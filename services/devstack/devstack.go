@@ -161,6 +161,13 @@ type Services struct {
 // the demo tenant. It returns when ctx ends or a service fails.
 func RunServices(ctx context.Context, s Services) error {
 	root := s.Common.Logger
+	if s.Common.Metrics == nil {
+		m, err := telemetry.NewMetrics()
+		if err != nil {
+			return err
+		}
+		s.Common.Metrics = m
+	}
 	with := func(name string) service.Config {
 		cc := s.Common
 		cc.Logger = root.With("service", name)
@@ -185,7 +192,7 @@ func RunServices(ctx context.Context, s Services) error {
 	comps = append(comps, api)
 	ev, err := ruleevaluator.New(ctx, ruleevaluator.Config{
 		Config: with("rule-evaluator"), Group: groups + "rule-evaluator", TransactionalID: groups + "rule-evaluator-devstack",
-		SessionTimeout: 10 * time.Second, MaxBatch: 1000,
+		SessionTimeout: 10 * time.Second, MaxBatch: 5000,
 	})
 	if err != nil {
 		return err
@@ -208,6 +215,7 @@ func RunServices(ctx context.Context, s Services) error {
 	health := &httpapi.Health{}
 	mux := http.NewServeMux()
 	health.Register(mux)
+	mux.Handle("GET /metrics", s.Common.Metrics.Handler())
 	for _, comp := range comps {
 		comp.Routes(mux)
 		name := comp.Base().Name

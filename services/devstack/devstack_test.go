@@ -44,6 +44,7 @@ func TestReadmeWalkthroughOnDevstack(t *testing.T) {
 	select {
 	case stack = <-ready:
 	case err := <-done:
+		done <- nil // for the cleanup, which waits for the devstack to stop
 		t.Fatalf("devstack did not start: %v", err)
 	case <-time.After(30 * time.Second):
 		t.Fatal("devstack not ready after 30s")
@@ -90,6 +91,7 @@ func TestEventReachesWebhookOnRealBroker(t *testing.T) {
 	case key := <-keys:
 		walkthrough(t, "http://"+ln.Addr().String(), key)
 	case err := <-done:
+		done <- nil // for the cleanup, which waits for the services to stop
 		t.Fatalf("services did not start: %v", err)
 	case <-time.After(60 * time.Second):
 		t.Fatal("services not ready after 60s")

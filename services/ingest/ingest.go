@@ -13,10 +13,13 @@ import (
 	"strings"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/heraldhq/herald/pkg/event"
 	"github.com/heraldhq/herald/pkg/httpapi"
 	"github.com/heraldhq/herald/pkg/service"
+	"github.com/heraldhq/herald/pkg/telemetry"
 )
 
 // Config is the ingest service's configuration.
@@ -40,6 +43,8 @@ type Ingest struct {
 	producer *kgo.Client
 	keys     httpapi.KeyLookup
 	maxBatch int
+	// events counts events by outcome: accepted, refused.
+	events metric.Int64Counter
 }
 
 // New connects the ingest service.
@@ -54,7 +59,10 @@ func New(ctx context.Context, c Config) (*Ingest, error) {
 		return nil, err
 	}
 	base.Health.AddCheck("kafka", func() error { return producer.Ping(context.Background()) })
-	return &Ingest{base: base, producer: producer, keys: httpapi.StoreKeys(base.Config), maxBatch: c.MaxBatch}, nil
+	return &Ingest{
+		base: base, producer: producer, keys: httpapi.StoreKeys(base.Config), maxBatch: c.MaxBatch,
+		events: telemetry.Counter(base.Metrics.Meter("herald/ingest"), "herald.ingest.events", "Events posted, by outcome (accepted, refused)."),
+	}, nil
 }
 
 // Base returns what the service shares with every other.
@@ -93,6 +101,7 @@ func (in *Ingest) postEvent(w http.ResponseWriter, r *http.Request) {
 	tenant := httpapi.PrincipalFrom(r.Context()).Tenant
 	rec, err := in.record(r.Context(), tenant, &req, "")
 	if err != nil {
+		in.count(r.Context(), "refused", 1)
 		httpapi.WriteError(w, r, in.base.Log, err)
 		return
 	}
@@ -100,6 +109,7 @@ func (in *Ingest) postEvent(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteError(w, r, in.base.Log, fmt.Errorf("produce event %s: %w", req.EventID, err))
 		return
 	}
+	in.count(r.Context(), "accepted", 1)
 	httpapi.WriteJSON(w, http.StatusAccepted, map[string]string{"eventId": req.EventID})
 }
 
@@ -147,6 +157,7 @@ func (in *Ingest) postBatch(w http.ResponseWriter, r *http.Request) {
 		recs[i] = rec
 	}
 	if bad != nil {
+		in.count(r.Context(), "refused", len(events))
 		httpapi.WriteProblem(w, bad)
 		return
 	}
@@ -158,6 +169,7 @@ func (in *Ingest) postBatch(w http.ResponseWriter, r *http.Request) {
 	for i := range events {
 		ids[i] = events[i].EventID
 	}
+	in.count(r.Context(), "accepted", len(ids))
 	httpapi.WriteJSON(w, http.StatusAccepted, map[string][]string{"eventIds": ids})
 }
 
@@ -176,4 +188,8 @@ func prefixFields(err error, prefix string) error {
 		p.Errors[i].Field = prefix + p.Errors[i].Field
 	}
 	return p
+}
+
+func (in *Ingest) count(ctx context.Context, outcome string, n int) {
+	in.events.Add(ctx, int64(n), metric.WithAttributes(attribute.String("outcome", outcome)))
 }

@@ -2,9 +2,11 @@ package ingest_test
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -340,5 +342,33 @@ func TestNewEntityTypeIsAcceptedWithoutRestart(t *testing.T) {
 	}
 	if wantNew := map[string]any{"id": "rt-1", "model": "X1", "online": true, "firmware": nil}; !reflect.DeepEqual(got["new"], wantNew) {
 		t.Errorf("new = %#v, want %#v", got["new"], wantNew)
+	}
+}
+
+func TestMetricsCountEventsByOutcome(t *testing.T) {
+	t.Parallel()
+	s := startStack(t)
+	for range 2 {
+		if r := s.post("/v1/events", acmeKey, balanceUpdate); r.Status != http.StatusAccepted {
+			t.Fatalf("status %d, want 202", r.Status)
+		}
+	}
+	if r := s.post("/v1/events", acmeKey, `{"entityType":"Nope","entityId":"x","operation":"CREATE","new":{}}`); r.Status != http.StatusUnprocessableEntity {
+		t.Fatalf("status %d, want 422", r.Status)
+	}
+	resp, err := http.Get(s.url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`herald_ingest_events_total\{[^}]*outcome="accepted"[^}]*\} 2\n`),
+		regexp.MustCompile(`herald_ingest_events_total\{[^}]*outcome="refused"[^}]*\} 1\n`),
+		regexp.MustCompile(`go_goroutines \d+`),
+	} {
+		if !want.Match(body) {
+			t.Errorf("/metrics lacks %s", want)
+		}
 	}
 }

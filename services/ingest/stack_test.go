@@ -97,6 +97,7 @@ func startStack(t *testing.T) *stack {
 
 	mux := http.NewServeMux()
 	in.Routes(mux)
+	mux.Handle("GET /metrics", in.Base().Metrics.Handler())
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
 	"golang.org/x/sync/errgroup"
 
 	havro "github.com/heraldhq/herald/pkg/avro"
@@ -36,6 +38,7 @@ func (e *Evaluator) consume(ctx context.Context) error {
 			}
 			// The session rewinds to the committed offsets after an
 			// abort, so the same events are evaluated again.
+			e.metrics.aborts.Add(ctx, 1)
 			e.base.Log.Warn("transaction aborted; retrying", "err", err)
 			select {
 			case <-ctx.Done():
@@ -73,6 +76,15 @@ func (e *Evaluator) transact(ctx context.Context, fetches kgo.Fetches) error {
 	case !committed:
 		return errors.New("transaction not committed (group rebalanced)")
 	}
+	dead := 0
+	for _, r := range out {
+		if r.Topic == e.base.Topics.EventsDLQ {
+			dead++
+		}
+	}
+	e.metrics.events.Add(ctx, int64(fetches.NumRecords()))
+	e.metrics.notifications.Add(ctx, int64(len(out)-dead))
+	e.metrics.deadLetters.Add(ctx, int64(dead))
 	return nil
 }
 
@@ -135,6 +147,11 @@ func (e *Evaluator) evaluate(ctx context.Context, r *kgo.Record) ([]*kgo.Record,
 		if err != nil {
 			// A rule that errors or hits its cost limit does not fire;
 			// the others still judge the event.
+			reason := "error"
+			if errors.Is(err, rules.ErrCostLimit) {
+				reason = "cost_limit"
+			}
+			e.metrics.ruleFailures.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", reason)))
 			e.base.Log.Warn("rule did not fire: evaluation failed", "tenant", tenant, "rule", rule.ID, "err", err,
 				"cost_limit", errors.Is(err, rules.ErrCostLimit), "topic", r.Topic, "partition", r.Partition, "offset", r.Offset)
 			continue

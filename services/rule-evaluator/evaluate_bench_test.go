@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 	"github.com/twmb/franz-go/pkg/sr/srfake"
+	"go.opentelemetry.io/otel/metric/noop"
 
 	havro "github.com/heraldhq/herald/pkg/avro"
 	"github.com/heraldhq/herald/pkg/configstore"
@@ -55,7 +56,7 @@ func benchEvaluator(b *testing.B, n int) (*Evaluator, *kgo.Record) {
 	if err := service.RegisterSchemas(b.Context(), base.Registry, topics); err != nil {
 		b.Fatal(err)
 	}
-	e := &Evaluator{base: base, compiler: rules.NewCompiler(rules.DefaultLimits), index: rules.NewIndex()}
+	e := &Evaluator{base: base, compiler: rules.NewCompiler(rules.DefaultLimits), index: rules.NewIndex(), metrics: newEvaluatorMetrics(noop.NewMeterProvider().Meter(""))}
 	entities, err := base.Entities(b.Context(), []string{"Balance"}, false)
 	if err != nil {
 		b.Fatal(err)

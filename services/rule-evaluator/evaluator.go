@@ -21,12 +21,14 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/metric"
 	"golang.org/x/sync/errgroup"
 
 	havro "github.com/heraldhq/herald/pkg/avro"
 	"github.com/heraldhq/herald/pkg/configstore"
 	"github.com/heraldhq/herald/pkg/rules"
 	"github.com/heraldhq/herald/pkg/service"
+	"github.com/heraldhq/herald/pkg/telemetry"
 )
 
 // Config is the rule evaluator's configuration.
@@ -68,6 +70,7 @@ type Evaluator struct {
 	compiler *rules.Compiler
 	index    *rules.Index
 	maxBatch int
+	metrics  evaluatorMetrics
 
 	mu sync.Mutex
 	// pending holds rules that could not be compiled for a reason that may
@@ -104,6 +107,7 @@ func New(ctx context.Context, c Config) (*Evaluator, error) {
 		return nil, fmt.Errorf("transactional session: %w", err)
 	}
 	e := &Evaluator{base: base, sess: sess, compiler: rules.NewCompiler(rules.DefaultLimits), index: rules.NewIndex(), maxBatch: c.MaxBatch, pending: map[string]configstore.Document{}}
+	e.metrics = newEvaluatorMetrics(base.Metrics.Meter("herald/rule-evaluator"))
 	base.Config.OnApply(e.applyConfig)
 	base.Health.AddCheck("kafka", func() error { return sess.Client().Ping(context.Background()) })
 	return e, nil
@@ -215,4 +219,19 @@ func (e *Evaluator) loadPending(ctx context.Context) error {
 		e.mu.Unlock()
 	}
 	return nil
+}
+
+// evaluatorMetrics counts what the evaluator commits and what it refuses.
+type evaluatorMetrics struct {
+	events, notifications, deadLetters, aborts, ruleFailures metric.Int64Counter
+}
+
+func newEvaluatorMetrics(m metric.Meter) evaluatorMetrics {
+	return evaluatorMetrics{
+		events:        telemetry.Counter(m, "herald.evaluator.events", "Events judged in committed transactions."),
+		notifications: telemetry.Counter(m, "herald.evaluator.notifications", "Notifications committed."),
+		deadLetters:   telemetry.Counter(m, "herald.evaluator.dead_letters", "Events sent to the dead-letter topic, committed."),
+		aborts:        telemetry.Counter(m, "herald.evaluator.aborts", "Transactions aborted and retried."),
+		ruleFailures:  telemetry.Counter(m, "herald.evaluator.rule_failures", "Rule evaluations that failed, by reason (error, cost_limit); the rule did not fire."),
+	}
 }
