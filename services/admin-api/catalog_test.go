@@ -3,7 +3,6 @@ package adminapi_test
 import (
 	"context"
 	"encoding/json"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -11,14 +10,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caarlos0/env/v11"
-	"github.com/twmb/franz-go/pkg/kfake"
-	"github.com/twmb/franz-go/pkg/sr/srfake"
-
 	"github.com/heraldhq/herald/pkg/configstore"
+	"github.com/heraldhq/herald/pkg/envconfig"
 	"github.com/heraldhq/herald/pkg/httpapi"
-	"github.com/heraldhq/herald/pkg/kafka"
-	"github.com/heraldhq/herald/pkg/service"
+	"github.com/heraldhq/herald/pkg/service/servicetest"
 	adminapi "github.com/heraldhq/herald/services/admin-api"
 )
 
@@ -41,39 +36,18 @@ func startCatalogAPI(t *testing.T) *catalogAPI {
 	ctx, cancel := context.WithTimeout(t.Context(), catalogWait)
 	defer cancel()
 
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		t.Fatalf("start kfake: %v", err)
-	}
-	t.Cleanup(cluster.Close)
-	reg := srfake.New()
-	t.Cleanup(reg.Close)
-
 	// Every setting at its default, as if no HERALD_* variable were set,
 	// then pointed at the fakes.
 	var cfg adminapi.Config
-	if err := env.ParseWithOptions(&cfg, env.Options{Environment: map[string]string{}}); err != nil {
+	if err := envconfig.Defaults(&cfg); err != nil {
 		t.Fatalf("default configuration: %v", err)
 	}
-	cfg.Kafka = kafka.Config{Brokers: cluster.ListenAddrs(), TopicPrefix: "t.", Partitions: 1, ReplicationFactor: -1, CreateTopics: true}
-	cfg.Registry = service.RegistryConfig{URL: reg.URL(), RegisterSchemas: true, LatestTTL: time.Second}
-	cfg.HTTPAddr = "127.0.0.1:0"
-	cfg.Logger = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-
+	cfg.Config = servicetest.Fakes(t, 1)
 	api, err := adminapi.New(ctx, cfg)
 	if err != nil {
 		t.Fatalf("adminapi.New: %v", err)
 	}
-	runCtx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- api.Run(runCtx) }()
-	t.Cleanup(func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("admin API Run: %v", err)
-		}
-		api.Close()
-	})
+	servicetest.Run(t, api)
 
 	key, err := api.SeedTenant(ctx, "acme", "Acme", "hk_acme_admin")
 	if err != nil {

@@ -315,7 +315,7 @@ func TestNewEntityTypeIsAcceptedWithoutRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := s.registry.RegisterSchema(s.topic+"-herald.events.Router", sr.Schema{Schema: string(schema), Type: sr.TypeAvro}); err != nil {
+	if _, err := s.codec.Client().CreateSchema(t.Context(), s.topic+"-herald.events.Router", sr.Schema{Schema: string(schema), Type: sr.TypeAvro}); err != nil {
 		t.Fatalf("register Router: %v", err)
 	}
 

@@ -3,7 +3,6 @@ package ingest_test
 import (
 	"context"
 	"encoding/json"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -11,16 +10,13 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
-	"github.com/twmb/franz-go/pkg/sr/srfake"
 
 	havro "github.com/heraldhq/herald/pkg/avro"
 	"github.com/heraldhq/herald/pkg/configstore"
 	"github.com/heraldhq/herald/pkg/httpapi"
-	"github.com/heraldhq/herald/pkg/kafka"
-	"github.com/heraldhq/herald/pkg/service"
+	"github.com/heraldhq/herald/pkg/service/servicetest"
 	"github.com/heraldhq/herald/services/ingest"
 )
 
@@ -42,7 +38,6 @@ type stack struct {
 	t        *testing.T
 	url      string
 	topic    string // the events topic
-	registry *srfake.Registry
 	codec    *havro.Registry
 	consumer *kgo.Client
 	admin    *kadm.Client
@@ -53,44 +48,13 @@ func startStack(t *testing.T) *stack {
 	ctx, cancel := context.WithTimeout(t.Context(), waitFor)
 	defer cancel()
 
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		t.Fatalf("start kfake: %v", err)
-	}
-	t.Cleanup(cluster.Close)
-	reg := srfake.New()
-	t.Cleanup(reg.Close)
-
-	cfg := ingest.Config{
-		Config: service.Config{
-			Kafka: kafka.Config{
-				Brokers: cluster.ListenAddrs(), TopicPrefix: "t.",
-				Partitions: 3, ReplicationFactor: -1, CreateTopics: true,
-			},
-			Registry: service.RegistryConfig{URL: reg.URL(), RegisterSchemas: true, LatestTTL: time.Second},
-			HTTPAddr: "127.0.0.1:0",
-			Logger:   slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),
-		},
-		MaxBatch: maxBatch,
-	}
+	cfg := ingest.Config{Config: servicetest.Fakes(t, 3), MaxBatch: maxBatch}
 	in, err := ingest.New(ctx, cfg)
 	if err != nil {
 		t.Fatalf("ingest.New: %v", err)
 	}
-	runCtx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- in.Run(runCtx) }()
-	t.Cleanup(func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("ingest Run: %v", err)
-		}
-		in.Close()
-	})
+	servicetest.Run(t, in)
 	store := in.Base().Config
-	if err := store.WaitCaughtUp(ctx); err != nil {
-		t.Fatalf("config view: %v", err)
-	}
 	seedTenant(ctx, t, store, "acme", acmeKey, httpapi.ScopeEventsWrite, httpapi.ScopeConfigRead)
 	seedTenant(ctx, t, store, "globex", globexKey, httpapi.ScopeEventsWrite)
 	seedKey(ctx, t, store, "acme", acmeReaderKey, httpapi.ScopeConfigRead)
@@ -103,7 +67,7 @@ func startStack(t *testing.T) *stack {
 
 	topic := cfg.Kafka.Topics().Events
 	consumer, err := kgo.NewClient(
-		kgo.SeedBrokers(cluster.ListenAddrs()...),
+		kgo.SeedBrokers(cfg.Kafka.Brokers...),
 		kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchMaxWait(100*time.Millisecond),
@@ -112,12 +76,12 @@ func startStack(t *testing.T) *stack {
 		t.Fatalf("consumer: %v", err)
 	}
 	t.Cleanup(consumer.Close)
-	src, err := sr.NewClient(sr.URLs(reg.URL()))
+	src, err := sr.NewClient(sr.URLs(cfg.Registry.URL))
 	if err != nil {
 		t.Fatalf("registry client: %v", err)
 	}
 	return &stack{
-		t: t, url: srv.URL, topic: topic, registry: reg,
+		t: t, url: srv.URL, topic: topic,
 		codec:    havro.NewRegistry(src, time.Minute),
 		consumer: consumer, admin: kadm.NewClient(consumer),
 	}
