@@ -1,0 +1,340 @@
+package webhooksender_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sr"
+	"github.com/twmb/franz-go/pkg/sr/srfake"
+
+	"github.com/heraldhq/herald/pkg/avro"
+	"github.com/heraldhq/herald/pkg/configstore"
+	"github.com/heraldhq/herald/pkg/delivery"
+	"github.com/heraldhq/herald/pkg/egress"
+	"github.com/heraldhq/herald/pkg/envconfig"
+	"github.com/heraldhq/herald/pkg/event"
+	"github.com/heraldhq/herald/pkg/kafka"
+	"github.com/heraldhq/herald/pkg/kafka/kafkatest"
+	"github.com/heraldhq/herald/pkg/notification"
+	"github.com/heraldhq/herald/pkg/service"
+	webhooksender "github.com/heraldhq/herald/services/webhook-sender"
+)
+
+const tenant = "t1"
+
+// stack is what an integration test runs the sender against: its own
+// topics on the real broker, a registry, the configuration view, and a
+// producer of notifications.
+type stack struct {
+	t        *testing.T
+	kafka    kafka.Config
+	topics   kafka.Topics
+	registry *srfake.Registry
+	reg      *avro.Registry
+	store    *configstore.Store
+	cl       *kgo.Client
+	log      *slog.Logger
+}
+
+func newStack(t *testing.T) *stack {
+	t.Helper()
+	kc := kafka.Config{Brokers: kafkatest.Brokers(t), TopicPrefix: kafkatest.Prefix(t), Partitions: 3, ReplicationFactor: 1, CreateTopics: true}
+	s := &stack{t: t, kafka: kc, topics: kc.Topics(), log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	s.registry = srfake.New()
+	t.Cleanup(s.registry.Close)
+	src, err := sr.NewClient(sr.URLs(s.registry.URL()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.reg = avro.NewRegistry(src, time.Minute)
+	opts, err := kafka.ClientOptions(kc, "test", s.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.cl, err = kgo.NewClient(opts...); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.cl.Close)
+	ctx := t.Context()
+	if err := kafka.EnsureTopics(ctx, s.cl, kc); err != nil {
+		t.Fatal(err)
+	}
+	if err := service.RegisterSchemas(ctx, s.reg, s.topics); err != nil {
+		t.Fatal(err)
+	}
+	if s.store, err = configstore.Open(opts, s.topics.Config, s.log); err != nil {
+		t.Fatal(err)
+	}
+	sctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = s.store.Run(sctx) }()
+	t.Cleanup(func() { cancel(); <-done; s.store.Close() })
+	if err := s.store.WaitCaughtUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// destination stores a webhook destination to url with a fresh secret.
+func (s *stack) destination(id, url string, edit func(*configstore.Destination)) {
+	s.t.Helper()
+	d := configstore.Destination{Type: "webhook", Name: id, Webhook: &configstore.WebhookDestination{
+		URL: url, Secrets: []configstore.SigningSecret{{Secret: "whsec_" + strings.Repeat("MDEyMzQ1Njc4OWFiY2RlZg==", 1)}},
+	}}
+	if edit != nil {
+		edit(&d)
+	}
+	doc, err := configstore.NewDocument(tenant, configstore.KindDestination, id, d)
+	if err == nil {
+		_, err = s.store.Put(s.t.Context(), doc, 0)
+	}
+	if err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// note is one notification a test produces: key, sequence number within
+// the key, ordering and destinations.
+type note struct {
+	key     string
+	seq     int
+	ordered bool
+	dests   []string
+}
+
+func noteID(key string, seq int) string {
+	return notification.ID(tenant, fmt.Sprintf("%s#%d", key, seq), "rule")
+}
+
+// produce writes notes to the notifications topic, in order.
+func (s *stack) produce(notes []note) {
+	s.t.Helper()
+	schema, err := s.reg.Latest(s.t.Context(), s.topics.Notifications+"-herald.Notification")
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	recs := make([]*kgo.Record, 0, len(notes))
+	for _, nt := range notes {
+		acct := nt.key
+		n := notification.Notification{
+			ID: noteID(nt.key, nt.seq), TenantID: tenant, RuleID: "rule", Name: "UnitAllowanceThreshold", State: "low",
+			OrderingKey: nt.key, Ordered: nt.ordered, Destinations: nt.dests, CreatedAt: time.UnixMilli(1700000000000).UTC(),
+			Event:  notification.EventRef{ID: fmt.Sprintf("%s#%d", nt.key, nt.seq), EntityType: "Balance", EntityID: "b", Operation: "UPDATE", OccurredAt: time.UnixMilli(1700000000000).UTC(), AccountID: &acct},
+			Fields: map[string]string{"key": strconv.Quote(nt.key), "seq": strconv.Itoa(nt.seq)},
+		}
+		v, err := schema.Encode(&n)
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		recs = append(recs, &kgo.Record{Topic: s.topics.Notifications, Key: event.RecordKey(tenant, nt.key), Value: v})
+	}
+	for i := 0; i < len(recs); i += 500 {
+		if err := s.cl.ProduceSync(s.t.Context(), recs[i:min(i+500, len(recs))]...).FirstErr(); err != nil {
+			s.t.Fatal(err)
+		}
+	}
+}
+
+// senderConfig is the sender's configuration for this stack, with the
+// devstack's egress policy and a test-scaled schedule.
+func (s *stack) senderConfig(schedule string) webhooksender.Config {
+	s.t.Helper()
+	c := webhooksender.Config{
+		Config: service.Config{Kafka: s.kafka, Registry: service.RegistryConfig{URL: s.registry.URL(), RegisterSchemas: true, LatestTTL: time.Minute},
+			HTTPAddr: "127.0.0.1:0", Logger: s.log},
+		Egress:  egress.Config{AllowLoopback: true, AllowHTTP: true, Ports: "any"},
+		Group:   s.kafka.TopicPrefix + "webhook-sender",
+		Timeout: 5 * time.Second,
+	}
+	if err := envconfig.Defaults(&c.Delivery); err != nil {
+		s.t.Fatal(err)
+	}
+	c.Delivery.RetrySchedule = schedule
+	c.Delivery.CommitInterval = 100 * time.Millisecond
+	return c
+}
+
+// runSender runs the sender in this process until the test ends.
+func (s *stack) runSender(c webhooksender.Config) {
+	s.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	snd, err := webhooksender.New(ctx, c)
+	if err != nil {
+		cancel()
+		s.t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- snd.Run(ctx) }()
+	s.t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			s.t.Errorf("sender stopped with %v", err)
+		}
+		snd.Close()
+	})
+}
+
+// attempts reads the deliveries topic from its start until want attempts
+// are read or the deadline passes.
+func (s *stack) attempts(want int, deadline time.Duration) []delivery.Attempt {
+	s.t.Helper()
+	opts, _ := kafka.ClientOptions(s.kafka, "test-attempts", s.log)
+	cl, err := kgo.NewClient(append(opts, kgo.ConsumeTopics(s.topics.Deliveries), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(s.t.Context(), deadline)
+	defer cancel()
+	var out []delivery.Attempt
+	for len(out) < want && ctx.Err() == nil {
+		cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
+			var a delivery.Attempt
+			if _, err := s.reg.Decode(ctx, r.Value, &a); err != nil {
+				s.t.Errorf("attempt does not decode: %v", err)
+				return
+			}
+			out = append(out, a)
+		})
+	}
+	return out
+}
+
+// hit is one request a sink got.
+type hit struct {
+	dest, id, key string
+	seq           int
+	body          string
+	at            time.Time
+}
+
+// sink is a webhook receiver for many destinations (/d/{dest}) that keeps
+// every request and answers with what respond says.
+type sink struct {
+	srv     *httptest.Server
+	mu      sync.Mutex
+	hits    []hit
+	first   map[string]int         // dest/id → index of the first successful hit
+	tries   map[string]int         // dest/id → requests so far
+	respond func(h hit, n int) int // n: earlier requests for the same delivery; called concurrently
+	changed chan struct{}
+}
+
+func newSink(t *testing.T, respond func(h hit, n int) int) *sink {
+	k := &sink{first: map[string]int{}, tries: map[string]int{}, respond: respond, changed: make(chan struct{}, 1)}
+	k.srv = httptest.NewServer(http.HandlerFunc(k.serve))
+	t.Cleanup(k.srv.Close)
+	return k
+}
+
+func (k *sink) url(dest string) string { return k.srv.URL + "/d/" + dest }
+
+func (k *sink) serve(w http.ResponseWriter, r *http.Request) {
+	b, _ := io.ReadAll(r.Body)
+	var p struct {
+		Fields struct {
+			Key string `json:"key"`
+			Seq int    `json:"seq"`
+		} `json:"fields"`
+	}
+	_ = json.Unmarshal(b, &p)
+	h := hit{dest: strings.TrimPrefix(r.URL.Path, "/d/"), id: r.Header.Get("webhook-id"), key: p.Fields.Key, seq: p.Fields.Seq, body: string(b), at: time.Now()}
+	k.mu.Lock()
+	n := k.tries[h.dest+"/"+h.id]
+	k.tries[h.dest+"/"+h.id]++
+	k.mu.Unlock()
+	status := http.StatusNoContent
+	if k.respond != nil {
+		status = k.respond(h, n)
+	}
+	k.mu.Lock()
+	if status < 300 {
+		if _, ok := k.first[h.dest+"/"+h.id]; !ok {
+			k.first[h.dest+"/"+h.id] = len(k.hits)
+		}
+	}
+	k.hits = append(k.hits, h)
+	k.mu.Unlock()
+	select {
+	case k.changed <- struct{}{}:
+	default:
+	}
+	w.WriteHeader(status)
+}
+
+// delivered is the number of (destination, notification) pairs delivered.
+func (k *sink) delivered() int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return len(k.first)
+}
+
+// waitDelivered polls until n pairs are delivered or the deadline passes.
+func (k *sink) waitDelivered(t *testing.T, n int, deadline time.Duration) {
+	t.Helper()
+	end := time.After(deadline)
+	for k.delivered() < n {
+		select {
+		case <-k.changed:
+		case <-end:
+			t.Fatalf("%d of %d deliveries after %s", k.delivered(), n, deadline)
+		}
+	}
+}
+
+func (k *sink) snapshot() []hit {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return append([]hit(nil), k.hits...)
+}
+
+// checkOrder reports, per (destination, key), first deliveries that came
+// out of order, and duplicates whose body differs from the first.
+func (k *sink) checkOrder(t *testing.T, keyed func(dest string) bool) {
+	t.Helper()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	last := map[string]int{}
+	body := map[string]string{}
+	inversions, dups := 0, 0
+	for i, h := range k.hits {
+		id := h.dest + "/" + h.id
+		if b, ok := body[id]; ok {
+			dups++
+			if b != h.body {
+				t.Errorf("duplicate of %s has a different body", id)
+			}
+			continue
+		}
+		if k.first[id] != i {
+			continue // a failed attempt
+		}
+		body[id] = h.body
+		if !keyed(h.dest) {
+			continue
+		}
+		lane := h.dest + "/" + h.key
+		if prev, ok := last[lane]; (ok && h.seq != prev+1) || (!ok && h.seq != 0) {
+			inversions++
+			if inversions < 5 {
+				t.Errorf("%s: %d delivered after %d", lane, h.seq, prev)
+			}
+		}
+		last[lane] = h.seq
+	}
+	if inversions > 0 {
+		t.Errorf("%d order inversions", inversions)
+	}
+	t.Logf("%d requests, %d deliveries, %d duplicates, 0 lost", len(k.hits), len(k.first), dups)
+}
