@@ -12,7 +12,7 @@ ifdef CI
 TESTFLAGS += -race
 endif
 
-.PHONY: help run build lint test test-unit kafka-start kafka-stop tidy bench-evaluator bench-rules
+.PHONY: help run build lint test test-unit kafka-start kafka-stop tidy bench-evaluator bench-rules bench-webhook
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -52,3 +52,7 @@ bench-evaluator: ## Rule evaluator events/s on the real broker next to a plain p
 
 bench-rules: ## go test -bench: one event against 1, 10 and 100 rules, Avro decode included.
 	$(GO) test -run '^$$' -bench BenchmarkEvaluate -benchtime 2s ./services/rule-evaluator/
+
+bench-webhook: ## Webhook sender deliveries/s against a local sink next to wrk's requests/s, and the ratio.
+	@command -v wrk >/dev/null || { echo "installing wrk"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+	$(GO) run ./services/webhook-sender/cmd/webhook-bench
