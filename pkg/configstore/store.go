@@ -7,7 +7,9 @@
 // own view holds the change, so a read right after a write sees it. Every
 // other service runs a Store too and reads from its view: Open, WaitCaughtUp
 // before serving, Run to keep following. OnApply hooks let a service keep
-// derived state (such as compiled rules) in step with the view.
+// derived state (such as compiled rules) in step with the view. With a
+// Keyring (WithKeyring), the specs of kinds that hold secrets are sealed in
+// the topic and opened as they are read (seal.go).
 package configstore
 
 import (
@@ -56,6 +58,7 @@ type Store struct {
 	cl    *kgo.Client
 	topic string
 	log   *slog.Logger
+	keys  *Keyring
 
 	mu       sync.RWMutex
 	docs     map[string]Document
@@ -64,11 +67,22 @@ type Store struct {
 	changed  chan struct{}       // closed on every apply, then replaced
 	caughtUp bool
 	onApply  []func(doc Document, deleted bool)
+	// fatal stops Run: a record the view cannot open, which it must not
+	// skip.
+	fatal error
 }
+
+// Option configures a Store.
+type Option func(*Store)
+
+// WithKeyring seals the specs of documents that hold secrets with k, and
+// opens sealed records with it. Without a keyring, documents are written in
+// the clear (tests), and a sealed record stops Run.
+func WithKeyring(k *Keyring) Option { return func(s *Store) { s.keys = k } }
 
 // Open returns a Store that consumes topic from its start with a client built
 // from opts. Call Run to follow the topic.
-func Open(opts []kgo.Opt, topic string, log *slog.Logger) (*Store, error) {
+func Open(opts []kgo.Opt, topic string, log *slog.Logger, options ...Option) (*Store, error) {
 	opts = append(slices.Clip(opts),
 		kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
@@ -80,11 +94,15 @@ func Open(opts []kgo.Opt, topic string, log *slog.Logger) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config store client: %w", err)
 	}
-	return &Store{
+	s := &Store{
 		cl: cl, topic: topic, log: log,
 		docs: map[string]Document{}, apiKeys: map[string]Document{},
 		next: map[int32]int64{}, changed: make(chan struct{}),
-	}, nil
+	}
+	for _, o := range options {
+		o(s)
+	}
+	return s, nil
 }
 
 // OnApply registers fn to be called, in topic order, for each document the
@@ -105,11 +123,23 @@ func (s *Store) Run(ctx context.Context) error {
 			s.log.Warn("config fetch", "topic", t, "partition", p, "err", err)
 		})
 		fetches.EachRecord(s.apply)
+		if s.fatal != nil {
+			return s.fatal
+		}
 	}
 }
 
 func (s *Store) apply(r *kgo.Record) {
-	doc, deleted, err := parseRecord(r)
+	if s.fatal != nil {
+		return
+	}
+	doc, deleted, err := parseRecord(r, s.keys)
+	if errors.Is(err, ErrNoKey) {
+		// Skipping it would leave the view without the document (or with
+		// an old version of it) for good.
+		s.fatal = fmt.Errorf("config record at %s/%d/%d: %w", r.Topic, r.Partition, r.Offset, err)
+		return
+	}
 	if err != nil {
 		s.log.Error("skip config record", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "err", err)
 	} else {
@@ -142,7 +172,7 @@ func (s *Store) apply(r *kgo.Record) {
 
 // parseRecord turns a config record into a document; a tombstone yields the
 // document named by the key with deleted set.
-func parseRecord(r *kgo.Record) (doc Document, deleted bool, err error) {
+func parseRecord(r *kgo.Record, keys *Keyring) (doc Document, deleted bool, err error) {
 	if r.Value == nil {
 		parts := strings.SplitN(string(r.Key), "/", 3)
 		if len(parts) != 3 {
@@ -152,6 +182,9 @@ func parseRecord(r *kgo.Record) (doc Document, deleted bool, err error) {
 	}
 	if err := json.Unmarshal(r.Value, &doc); err != nil {
 		return doc, false, fmt.Errorf("decode config document %q: %w", r.Key, err)
+	}
+	if doc.Spec, err = openSpec(keys, string(r.Key), doc.Spec); err != nil {
+		return doc, false, fmt.Errorf("open %s spec %q: %w", doc.Kind, r.Key, err)
 	}
 	if doc.value, err = decodeSpec(doc.Kind, doc.Spec); err != nil {
 		return doc, false, fmt.Errorf("decode %s spec %q: %w", doc.Kind, r.Key, err)
@@ -225,14 +258,19 @@ func (s *Store) Put(ctx context.Context, doc Document, expect int64) (Document, 
 	}
 	doc.Version = prev.Version + 1
 	doc.UpdatedAt = time.Now().UTC().Truncate(time.Millisecond)
-	value, err := json.Marshal(doc)
+	stored := doc
+	var err error
+	if stored.Spec, err = sealSpec(s.keys, doc); err != nil {
+		return doc, err
+	}
+	value, err := json.Marshal(stored)
 	if err != nil {
 		return doc, err
 	}
 	if err := s.produceAndWait(ctx, &kgo.Record{Topic: s.topic, Key: []byte(doc.Key()), Value: value}); err != nil {
 		return doc, err
 	}
-	stored, _ := s.Get(doc.Tenant, doc.Kind, doc.ID)
+	stored, _ = s.Get(doc.Tenant, doc.Kind, doc.ID)
 	return stored, nil
 }
 

@@ -179,6 +179,16 @@ func decodeSpec(kind string, raw json.RawMessage) (any, error) {
 		return decodeAs[Rule](raw)
 	case KindDestination:
 		return decodeAs[Destination](raw)
+	case KindSMTPProfile:
+		return decodeAs[SMTPProfile](raw)
+	case KindSMTPDefault:
+		return decodeAs[SMTPDefault](raw)
+	case KindEmailTemplate:
+		return decodeAs[EmailTemplate](raw)
+	case KindContact:
+		return decodeAs[Contact](raw)
+	case KindSubscriptionSettings:
+		return decodeAs[SubscriptionSettings](raw)
 	}
 	return nil, fmt.Errorf("unknown kind %q", kind)
 }

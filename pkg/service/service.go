@@ -34,6 +34,8 @@ type Config struct {
 	Registry  RegistryConfig `envPrefix:"REGISTRY_"`
 	Telemetry telemetry.Config
 	HTTPAddr  string `env:"HTTP_ADDR" envDefault:":8080"`
+	// Secrets are the keys that seal secrets in the config topic.
+	Secrets configstore.KeyConfig
 
 	// Logger, when set, is used instead of one built from Telemetry.
 	Logger *slog.Logger `env:"-"`
@@ -64,7 +66,7 @@ func (c Config) Validate() error {
 	if c.HTTPAddr == "" {
 		return errors.New("HERALD_HTTP_ADDR: required")
 	}
-	return nil
+	return c.Secrets.Validate()
 }
 
 // Base holds what a running service shares with every other.
@@ -117,7 +119,11 @@ func Start(ctx context.Context, name string, c Config) (*Base, error) {
 			return nil, err
 		}
 	}
-	if b.Config, err = configstore.Open(opts, b.Topics.Config, log); err != nil {
+	keys, err := c.Secrets.Keyring()
+	if err != nil {
+		return nil, err
+	}
+	if b.Config, err = configstore.Open(opts, b.Topics.Config, log, configstore.WithKeyring(keys)); err != nil {
 		return nil, err
 	}
 	b.Health.AddCheck("config", func() error {

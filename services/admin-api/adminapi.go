@@ -40,6 +40,9 @@ func (c Config) Validate() error {
 	if c.SecretGrace < 0 {
 		return errors.New("HERALD_WEBHOOK_SECRET_GRACE: must not be negative")
 	}
+	if c.Secrets.Key == "" {
+		return errors.New("HERALD_SECRET_KEY: required: the admin API seals secrets in the config topic with it (make one with `openssl rand -base64 32`)")
+	}
 	return c.Config.Validate()
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/heraldhq/herald/pkg/configstore"
 	"github.com/heraldhq/herald/pkg/egress"
 	"github.com/heraldhq/herald/pkg/envconfig"
 	"github.com/heraldhq/herald/pkg/httpapi"
@@ -51,7 +52,10 @@ type Config struct {
 	APIKey string `env:"DEV_API_KEY"`
 	// DataDir, when set, keeps events, configuration and schemas across
 	// restarts; otherwise everything lives in memory.
-	DataDir    string `env:"DEV_DATA_DIR"`
+	DataDir string `env:"DEV_DATA_DIR"`
+	// SecretKey seals secrets in the config topic; made for the run (or
+	// kept in DataDir) when empty.
+	SecretKey  string `env:"SECRET_KEY"`
 	Partitions int32  `env:"DEV_PARTITIONS" envDefault:"3"`
 	LogLevel   string `env:"LOG_LEVEL" envDefault:"info"`
 
@@ -101,6 +105,10 @@ func Run(ctx context.Context, c Config) error {
 		return err
 	}
 	defer broker.Close()
+	key, err := secretKey(c.SecretKey, c.DataDir)
+	if err != nil {
+		return err
+	}
 	reg, err := openRegistry(c.DataDir)
 	if err != nil {
 		return err
@@ -124,6 +132,7 @@ func Run(ctx context.Context, c Config) error {
 					Partitions: c.Partitions, ReplicationFactor: -1, CreateTopics: true,
 				},
 				Registry: service.RegistryConfig{URL: "http://" + stack.RegistryAddr, RegisterSchemas: true, LatestTTL: 5 * time.Second},
+				Secrets:  configstore.KeyConfig{Key: key},
 				Logger:   root,
 			},
 			HTTP:   listeners["http"],
