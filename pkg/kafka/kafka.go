@@ -64,7 +64,7 @@ func (c Config) Topics() Topics {
 	p := c.TopicPrefix
 	return Topics{
 		Events: p + "events", Notifications: p + "notifications", Config: p + "config", EventsDLQ: p + "events.dlq",
-		Deliveries: p + "deliveries", prefix: p,
+		Deliveries: p + "deliveries", Subscriptions: p + "subscriptions", prefix: p,
 	}
 }
 
@@ -81,6 +81,9 @@ type Topics struct {
 	EventsDLQ string
 	// Deliveries is the log of delivery attempts, keyed by notification id.
 	Deliveries string
+	// Subscriptions holds the per-resource subscriptions (compacted),
+	// keyed {tenant}/{resourceType}/{resourceId}/{notificationName}.
+	Subscriptions string
 
 	prefix string
 }
@@ -132,14 +135,19 @@ func ClientOptions(c Config, service string, log *slog.Logger) ([]kgo.Opt, error
 const dlqRetention = "7776000000"
 
 // EnsureTopics creates Herald's topics that do not exist yet. The config
-// topic is compacted; the others delete by retention. A channel's retry
-// topic has as many partitions as the notifications topic, so that a key
-// lands on the same partition number in both.
+// and subscriptions topics are compacted; the others delete by retention.
+// A channel's retry topic has as many partitions as the notifications
+// topic, so that a key lands on the same partition number in both.
 func EnsureTopics(ctx context.Context, cl *kgo.Client, c Config) error {
 	t := c.Topics()
 	adm := kadm.NewClient(cl)
 	compact := "compact"
 	if err := createTopic(ctx, adm, t.Config, 1, c.ReplicationFactor, map[string]*string{"cleanup.policy": &compact}); err != nil {
+		return err
+	}
+	// Partitioned, unlike config: millions of subscriptions replay in
+	// parallel fetches.
+	if err := createTopic(ctx, adm, t.Subscriptions, c.Partitions, c.ReplicationFactor, map[string]*string{"cleanup.policy": &compact}); err != nil {
 		return err
 	}
 	for _, name := range []string{t.Events, t.Notifications, t.EventsDLQ, t.Deliveries} {
