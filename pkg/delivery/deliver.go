@@ -40,8 +40,8 @@ func (e *Engine) handleNotification(ctx context.Context, r *kgo.Record) error {
 	}
 	x := trackedFrom(ctx)
 	for _, dest := range n.Destinations {
-		doc, ok := e.base.Config.Get(n.TenantID, configstore.KindDestination, dest)
-		if ok && configstore.Spec[configstore.Destination](doc).Type != e.channel {
+		d, _, ok := e.base.Config.Destination(n.TenantID, dest)
+		if ok && d.Type != e.channel {
 			continue // another channel's
 		}
 		j := &job{x: x, n: n, key: r.Key, value: r.Value, dest: dest, origin: Origin{r.Topic, r.Partition, r.Offset}}
@@ -124,18 +124,18 @@ func (e *Engine) process(p *partition, j *job, l *lane) bool {
 				return ok
 			}
 		}
-		doc, ok := e.base.Config.Get(j.n.TenantID, configstore.KindDestination, j.dest)
+		// A subscription reference resolves too: a webhook to its URL.
+		dest, version, ok := e.base.Config.Destination(j.n.TenantID, j.dest)
 		if !ok {
 			e.log.Warn("destination deleted; delivery dropped", "tenant", j.n.TenantID, "destination", j.dest, "notification", j.n.ID)
 			e.skip(p, j, "destination-deleted", false)
 			return true
 		}
-		dest := configstore.Spec[configstore.Destination](doc)
 		if dest.Disabled != nil {
 			e.skip(p, j, "disabled", true)
 			return true
 		}
-		a, err, ok := e.attempt(p, j, dest, doc.Version)
+		a, err, ok := e.attempt(p, j, dest, version)
 		if !ok {
 			return false
 		}

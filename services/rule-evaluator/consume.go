@@ -176,6 +176,7 @@ func (e *Evaluator) notification(ctx context.Context, m notification.Match) (*kg
 	if err != nil {
 		return nil, err
 	}
+	n.Destinations = e.subs.Destinations(n)
 	schema, err := e.base.Registry.Latest(ctx, e.base.NotificationSubject())
 	if err != nil {
 		return nil, err

@@ -28,6 +28,7 @@ import (
 	"github.com/heraldhq/herald/pkg/configstore"
 	"github.com/heraldhq/herald/pkg/rules"
 	"github.com/heraldhq/herald/pkg/service"
+	"github.com/heraldhq/herald/pkg/subscription"
 	"github.com/heraldhq/herald/pkg/telemetry"
 )
 
@@ -69,6 +70,7 @@ type Evaluator struct {
 	sess     *kgo.GroupTransactSession
 	compiler *rules.Compiler
 	index    *rules.Index
+	subs     *subscription.Store
 	maxBatch int
 	metrics  evaluatorMetrics
 
@@ -106,10 +108,22 @@ func New(ctx context.Context, c Config) (*Evaluator, error) {
 		base.Close()
 		return nil, fmt.Errorf("transactional session: %w", err)
 	}
-	e := &Evaluator{base: base, sess: sess, compiler: rules.NewCompiler(rules.DefaultLimits), index: rules.NewIndex(), maxBatch: c.MaxBatch, pending: map[string]configstore.Document{}}
+	subs, err := subscription.Open(base.KafkaOpts, base.Topics.Subscriptions, base.Log)
+	if err != nil {
+		sess.Close()
+		base.Close()
+		return nil, err
+	}
+	e := &Evaluator{base: base, sess: sess, compiler: rules.NewCompiler(rules.DefaultLimits), index: rules.NewIndex(), subs: subs, maxBatch: c.MaxBatch, pending: map[string]configstore.Document{}}
 	e.metrics = newEvaluatorMetrics(base.Metrics.Meter("herald/rule-evaluator"))
 	base.Config.OnApply(e.applyConfig)
 	base.Health.AddCheck("kafka", func() error { return sess.Client().Ping(context.Background()) })
+	base.Health.AddCheck("subscriptions", func() error {
+		if !subs.CaughtUp() {
+			return errors.New("subscriptions not caught up")
+		}
+		return nil
+	})
 	return e, nil
 }
 
@@ -131,6 +145,7 @@ func (e *Evaluator) Routes(*http.ServeMux) {}
 // Close leaves the group and releases the clients.
 func (e *Evaluator) Close() {
 	e.sess.Close()
+	e.subs.Close()
 	e.base.Close()
 }
 
@@ -139,10 +154,18 @@ func (e *Evaluator) Close() {
 func (e *Evaluator) Run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return e.base.FollowConfig(ctx) })
+	g.Go(func() error { return e.subs.Run(ctx) })
 	g.Go(func() error {
-		// Rules must be loaded before the first event is judged.
+		// Rules and subscriptions must be loaded before the first event
+		// is judged.
 		if err := e.base.Config.WaitCaughtUp(ctx); err != nil {
 			return nil
+		}
+		if err := e.subs.WaitCaughtUp(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
 		}
 		return e.consume(ctx)
 	})
