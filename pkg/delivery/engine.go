@@ -153,6 +153,11 @@ func New(base *service.Base, cfg Config, channel string, group Group, ch Channel
 		// parked deliveries, and can keep them in order.
 		kgo.Balancers(kgo.RangeBalancer()),
 		kgo.DisableAutoCommit(),
+		// A partition paused at MaxPending is resumed while a fetch may be
+		// waiting on the broker for the others (the retry partitions are
+		// usually empty); a short wait bounds how long the resumed ones
+		// stay idle.
+		kgo.FetchMaxWait(100 * time.Millisecond),
 		// Dispatching a poll is quick (deliveries run on their own);
 		// blocking rebalances meanwhile keeps a stale poll from being
 		// dispatched into a partition that was revoked and assigned again.

@@ -46,6 +46,7 @@ func main() {
 	conns := flag.Int("c", 64, "wrk connections")
 	dur := flag.Duration("d", 10*time.Second, "wrk duration")
 	profile := flag.String("cpuprofile", "", "write a CPU profile of the sender's run to this file")
+	flag.StringVar(&brokers, "brokers", "", "a real broker's address; empty runs an embedded one (kfake)")
 	flag.Parse()
 	cpuProfile = *profile
 	if err := run(*n, *keys, *conns, *dur); err != nil {
@@ -54,7 +55,10 @@ func main() {
 	}
 }
 
-var cpuProfile string
+var (
+	cpuProfile string
+	brokers    string
+)
 
 func run(n, keys, conns int, dur time.Duration) error {
 	ctx := context.Background()
@@ -80,14 +84,21 @@ func run(n, keys, conns int, dur time.Duration) error {
 		return err
 	}
 
-	broker, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		return err
+	seeds := []string{brokers}
+	prefix := "bench."
+	if brokers == "" {
+		broker, err := kfake.NewCluster(kfake.NumBrokers(1))
+		if err != nil {
+			return err
+		}
+		defer broker.Close()
+		seeds = broker.ListenAddrs()
+	} else {
+		prefix = fmt.Sprintf("bench-%d.", time.Now().UnixNano())
 	}
-	defer broker.Close()
 	reg := srfake.New()
 	defer reg.Close()
-	kc := kafka.Config{Brokers: broker.ListenAddrs(), TopicPrefix: "bench.", Partitions: 6, ReplicationFactor: 1, CreateTopics: true}
+	kc := kafka.Config{Brokers: seeds, TopicPrefix: prefix, Partitions: 6, ReplicationFactor: 1, CreateTopics: true}
 	opts, _ := kafka.ClientOptions(kc, "bench", log)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
