@@ -56,6 +56,11 @@ func (e *Evaluator) transact(ctx context.Context, fetches kgo.Fetches) error {
 	// A rule still waiting to compile aborts the transaction: the session
 	// rewinds, and these events are judged once it has compiled.
 	err := e.loadPending(ctx)
+	if err == nil {
+		// A subscription written before these events were accepted
+		// applies to them: one ListOffsets per transaction buys that.
+		err = e.subs.WaitCaughtUp(ctx)
+	}
 	var out []*kgo.Record
 	if err == nil {
 		out, err = e.evaluateAll(ctx, fetches)
