@@ -156,3 +156,55 @@ func configStore(t *testing.T) *configstore.Store {
 	})
 	return s
 }
+
+func TestRequireOperator(t *testing.T) {
+	const token = "op_0123456789abcdef"
+	tests := []struct {
+		name          string
+		configured    string
+		authorization string // "" sends no header
+		wantStatus    int
+	}{
+		{"no header", token, "", http.StatusUnauthorized},
+		{"not a bearer token", token, "Basic b3A6eA==", http.StatusUnauthorized},
+		{"wrong token", token, "Bearer op_0123456789abcdeX", http.StatusUnauthorized},
+		{"token with a suffix", token, "Bearer " + token + "0", http.StatusUnauthorized},
+		{"prefix of the token", token, "Bearer " + token[:10], http.StatusUnauthorized},
+		{"the token", token, "Bearer " + token, http.StatusOK},
+		{"lower-case scheme", token, "bearer " + token, http.StatusOK},
+		{"no token configured", "", "Bearer " + token, http.StatusUnauthorized},
+		{"no token configured, empty bearer", "", "Bearer ", http.StatusUnauthorized},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got *httpapi.Principal
+			h := httpapi.RequireOperator(httpapi.NewOperatorToken(tt.configured), func(w http.ResponseWriter, r *http.Request) {
+				p := httpapi.PrincipalFrom(r.Context())
+				got = &p
+			})
+			r := httptest.NewRequest(http.MethodGet, "/v1/tenants", nil)
+			if tt.authorization != "" {
+				r.Header.Set("Authorization", tt.authorization)
+			}
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, r)
+			res := w.Result()
+			if res.StatusCode != tt.wantStatus {
+				t.Fatalf("status = %d, want %d", res.StatusCode, tt.wantStatus)
+			}
+			if tt.wantStatus != http.StatusOK {
+				if got != nil {
+					t.Error("the handler ran for a refused request")
+				}
+				readProblem(t, res)
+				if res.Header.Get("WWW-Authenticate") == "" {
+					t.Error("401 without WWW-Authenticate")
+				}
+				return
+			}
+			if got == nil || !got.Operator || got.Tenant != "" {
+				t.Errorf("handler saw principal %+v, want the operator, of no tenant", got)
+			}
+		})
+	}
+}
