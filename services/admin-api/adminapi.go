@@ -1,15 +1,21 @@
-// Package adminapi is Herald's configuration API. Tenants manage their
-// rules and destinations here; every change is a document in the compacted
-// config topic, which the other services follow. A write answers once the
-// admin API's own view holds it, so a read that follows sees it.
+// Package adminapi is Herald's configuration API. The operator manages
+// tenants here with the operator token; tenants manage their API keys,
+// rules and destinations with their keys. Every change is a document in the
+// compacted config topic, which the other services follow. A write answers
+// once the admin API's own view holds it, so a read that follows sees it.
+//
+// Every route is in one table (RouteTable) that Routes registers from, with
+// who may call it. Resources of a kind share one CRUD machinery: lists are
+// paginated, and replace and delete take If-Match.
 package adminapi
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
-	"strconv"
+	"os"
 	"strings"
 	"time"
 
@@ -30,6 +36,12 @@ type Config struct {
 	Egress egress.Config
 	// SecretGrace is how long a rotated signing secret stays live.
 	SecretGrace time.Duration `env:"WEBHOOK_SECRET_GRACE" envDefault:"24h"`
+	// AdminToken is the operator token, which manages tenants; without
+	// it (or AdminTokenFile) the operator routes admit no one.
+	AdminToken string `env:"ADMIN_TOKEN"`
+	// AdminTokenFile is a file holding the operator token, such as a
+	// mounted secret; read at start.
+	AdminTokenFile string `env:"ADMIN_TOKEN_FILE"`
 }
 
 // Validate checks the configuration.
@@ -43,14 +55,46 @@ func (c Config) Validate() error {
 	if c.Secrets.Key == "" {
 		return errors.New("HERALD_SECRET_KEY: required: the admin API seals secrets in the config topic with it (make one with `openssl rand -base64 32`)")
 	}
+	if _, err := c.operatorToken(); err != nil {
+		return err
+	}
 	return c.Config.Validate()
+}
+
+// minAdminToken is the shortest operator token accepted.
+const minAdminToken = 16
+
+// operatorToken returns the operator token, read from AdminTokenFile when
+// that is set; surrounding white space, such as a final newline, is not
+// part of it. Without either, there is none.
+func (c Config) operatorToken() (string, error) {
+	token, name := c.AdminToken, "HERALD_ADMIN_TOKEN"
+	if c.AdminTokenFile != "" {
+		if c.AdminToken != "" {
+			return "", errors.New("HERALD_ADMIN_TOKEN, HERALD_ADMIN_TOKEN_FILE: set one, not both")
+		}
+		b, err := os.ReadFile(c.AdminTokenFile)
+		if err != nil {
+			return "", fmt.Errorf("HERALD_ADMIN_TOKEN_FILE: %w", err)
+		}
+		token, name = strings.TrimSpace(string(b)), "HERALD_ADMIN_TOKEN_FILE"
+		if token == "" {
+			return "", fmt.Errorf("%s: %s is empty", name, c.AdminTokenFile)
+		}
+	}
+	if token != "" && len(token) < minAdminToken {
+		return "", fmt.Errorf("%s: the token has fewer than %d characters", name, minAdminToken)
+	}
+	return token, nil
 }
 
 // API serves the configuration routes.
 type API struct {
-	base  *service.Base
-	keys  httpapi.KeyLookup
-	rules *rules.Compiler
+	base     *service.Base
+	keys     httpapi.KeyLookup
+	operator httpapi.OperatorToken
+	rules    *rules.Compiler
+	locks    keyLocks
 
 	policy      *egress.Policy
 	secretGrace time.Duration
@@ -63,6 +107,10 @@ func New(ctx context.Context, c Config) (*API, error) {
 	if err != nil {
 		return nil, err
 	}
+	token, err := c.operatorToken()
+	if err != nil {
+		return nil, err
+	}
 	base, err := service.Start(ctx, "admin-api", c.Config)
 	if err != nil {
 		return nil, err
@@ -72,8 +120,11 @@ func New(ctx context.Context, c Config) (*API, error) {
 		base.Close()
 		return nil, err
 	}
-	return &API{base: base, keys: httpapi.StoreKeys(base.Config), rules: rules.NewCompiler(rules.DefaultLimits),
-		policy: policy, secretGrace: c.SecretGrace, deliveries: dl}, nil
+	if token == "" {
+		base.Log.Info("operator routes are off: neither HERALD_ADMIN_TOKEN nor HERALD_ADMIN_TOKEN_FILE is set")
+	}
+	return &API{base: base, keys: httpapi.StoreKeys(base.Config), operator: httpapi.NewOperatorToken(token),
+		rules: rules.NewCompiler(rules.DefaultLimits), policy: policy, secretGrace: c.SecretGrace, deliveries: dl}, nil
 }
 
 // Run runs the admin API until ctx ends.
@@ -105,20 +156,27 @@ func (a *API) Store() *configstore.Store { return a.base.Config }
 // Base returns what the service shares with every other.
 func (a *API) Base() *service.Base { return a.base }
 
-// Routes adds the configuration routes.
+// Routes adds the configuration routes: those RouteTable lists.
 func (a *API) Routes(mux *http.ServeMux) {
-	read := func(h http.HandlerFunc) http.Handler { return httpapi.RequireKey(a.keys, httpapi.ScopeConfigRead, h) }
-	write := func(h http.HandlerFunc) http.Handler { return httpapi.RequireKey(a.keys, httpapi.ScopeConfigWrite, h) }
-	for _, k := range []kind{a.destinationKind(), a.ruleKind()} {
-		mux.Handle("POST /v1/"+k.plural, write(a.create(k)))
-		mux.Handle("GET /v1/"+k.plural, read(a.list(k)))
-		mux.Handle("GET /v1/"+k.plural+"/{id}", read(a.get(k)))
-		mux.Handle("PUT /v1/"+k.plural+"/{id}", write(a.replace(k)))
-		mux.Handle("DELETE /v1/"+k.plural+"/{id}", write(a.remove(k)))
+	for _, r := range a.RouteTable() {
+		mux.Handle(r.Pattern, r.handler)
 	}
-	a.ruleRoutes(mux, read)
-	a.catalogRoutes(mux, read, write)
-	a.deliveryRoutes(mux, read, write)
+}
+
+// RouteTable returns every route of the admin API.
+func (a *API) RouteTable() []Route {
+	rt := &router{}
+	read, write := a.scoped(httpapi.ScopeConfigRead), a.scoped(httpapi.ScopeConfigWrite)
+	// The resources served by the kind machinery, one line each.
+	for _, k := range []kind{a.destinationKind(), a.ruleKind()} {
+		rt.kind(a, k, read, write)
+	}
+	a.tenantRoutes(rt)
+	a.apiKeyRoutes(rt, read, write)
+	a.ruleRoutes(rt, read)
+	a.catalogRoutes(rt, read, write)
+	a.deliveryRoutes(rt, read, write)
+	return rt.routes
 }
 
 // kind is one resource type of the API.
@@ -131,9 +189,15 @@ type kind struct {
 	check func(r *http.Request, w http.ResponseWriter, tenant, id string) (any, error)
 }
 
+// notFound is the answer for an id the tenant has no resource of k with:
+// the same whether the id is unknown or another tenant's.
+func (k kind) notFound() *httpapi.Problem {
+	return httpapi.NewProblem(http.StatusNotFound, "no "+k.name+" with this id")
+}
+
 func (a *API) create(k kind) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		tenant := httpapi.PrincipalFrom(r.Context()).Tenant
+		tenant := tenantOf(r)
 		spec, err := k.check(r, w, tenant, "")
 		if err != nil {
 			httpapi.WriteError(w, r, a.base.Log, err)
@@ -153,62 +217,80 @@ func (a *API) create(k kind) http.HandlerFunc {
 }
 
 func (a *API) list(k kind) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		docs := a.base.Config.List(httpapi.PrincipalFrom(r.Context()).Tenant, k.name)
-		items := make([]map[string]any, 0, len(docs))
-		for _, d := range docs {
-			res, err := resource(d)
-			if err != nil {
-				httpapi.WriteError(w, r, a.base.Log, err)
-				return
-			}
-			items = append(items, res)
-		}
-		httpapi.WriteJSON(w, http.StatusOK, map[string]any{"items": items})
+	return func(w http.ResponseWriter, r *http.Request) { a.listOf(w, r, k, tenantOf(r)) }
+}
+
+// listOf writes a page of tenant's resources of kind k, in the order of
+// their ids.
+func (a *API) listOf(w http.ResponseWriter, r *http.Request, k kind, tenant string) {
+	p, err := parsePage(r)
+	if err != nil {
+		httpapi.WriteError(w, r, a.base.Log, err)
+		return
 	}
+	docs, next := paginate(a.base.Config.List(tenant, k.name), func(_ int, d configstore.Document) string { return d.ID }, p)
+	items := make([]map[string]any, 0, len(docs))
+	for _, d := range docs {
+		res, err := resource(d)
+		if err != nil {
+			httpapi.WriteError(w, r, a.base.Log, err)
+			return
+		}
+		items = append(items, res)
+	}
+	writePage(w, r, items, next)
 }
 
 func (a *API) get(k kind) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		doc, ok := a.base.Config.Get(httpapi.PrincipalFrom(r.Context()).Tenant, k.name, r.PathValue("id"))
-		if !ok {
-			httpapi.WriteProblem(w, httpapi.NewProblem(http.StatusNotFound, "no "+k.name+" with this id"))
-			return
-		}
-		writeResource(w, r, a, http.StatusOK, doc)
+	return func(w http.ResponseWriter, r *http.Request) { a.getOf(w, r, k, tenantOf(r), r.PathValue("id")) }
+}
+
+func (a *API) getOf(w http.ResponseWriter, r *http.Request, k kind, tenant, id string) {
+	doc, ok := a.base.Config.Get(tenant, k.name, id)
+	if !ok {
+		httpapi.WriteProblem(w, k.notFound())
+		return
 	}
+	writeResource(w, r, a, http.StatusOK, doc)
 }
 
 // replace stores a new spec for an existing resource. With If-Match it
 // answers 412 unless the stored version is the one given.
 func (a *API) replace(k kind) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		tenant, id := httpapi.PrincipalFrom(r.Context()).Tenant, r.PathValue("id")
+		tenant, id := tenantOf(r), r.PathValue("id")
 		if _, ok := a.base.Config.Get(tenant, k.name, id); !ok {
-			httpapi.WriteProblem(w, httpapi.NewProblem(http.StatusNotFound, "no "+k.name+" with this id"))
+			httpapi.WriteProblem(w, k.notFound())
 			return
 		}
-		var expect int64
-		if m := r.Header.Get("If-Match"); m != "" {
-			v, err := strconv.ParseInt(strings.Trim(strings.TrimPrefix(m, "W/"), `"`), 10, 64)
-			if err != nil || v < 1 {
-				httpapi.WriteProblem(w, httpapi.NewProblem(http.StatusBadRequest, "If-Match must be the version (ETag) the resource was read at"))
-				return
-			}
-			expect = v
+		expect, err := ifMatch(r)
+		if err != nil {
+			httpapi.WriteError(w, r, a.base.Log, err)
+			return
 		}
 		spec, err := k.check(r, w, tenant, id)
 		if err != nil {
 			httpapi.WriteError(w, r, a.base.Log, err)
 			return
 		}
+		defer a.locks.lock(tenant, k.name, id)()
+		cur, ok := a.base.Config.Get(tenant, k.name, id)
+		switch {
+		case !ok:
+			err = k.notFound()
+		case expect != 0 && cur.Version != expect:
+			err = changedSince(k.name)
+		}
+		if err != nil {
+			httpapi.WriteError(w, r, a.base.Log, err)
+			return
+		}
 		doc, err := configstore.NewDocument(tenant, k.name, id, spec)
 		if err == nil {
-			doc, err = a.base.Config.Put(r.Context(), doc, expect)
+			doc, err = a.base.Config.Put(r.Context(), doc, cur.Version)
 		}
 		if errors.Is(err, configstore.ErrVersionConflict) {
-			httpapi.WriteProblem(w, httpapi.NewProblem(http.StatusPreconditionFailed, "the "+k.name+" changed since it was read; read it again"))
-			return
+			err = changedSince(k.name)
 		}
 		if err != nil {
 			httpapi.WriteError(w, r, a.base.Log, err)
@@ -219,18 +301,35 @@ func (a *API) replace(k kind) http.HandlerFunc {
 }
 
 func (a *API) remove(k kind) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		err := a.base.Config.Delete(r.Context(), httpapi.PrincipalFrom(r.Context()).Tenant, k.name, r.PathValue("id"))
-		if errors.Is(err, configstore.ErrNotFound) {
-			httpapi.WriteProblem(w, httpapi.NewProblem(http.StatusNotFound, "no "+k.name+" with this id"))
-			return
-		}
-		if err != nil {
-			httpapi.WriteError(w, r, a.base.Log, err)
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
+	return func(w http.ResponseWriter, r *http.Request) { a.removeOf(w, r, k, tenantOf(r), r.PathValue("id")) }
+}
+
+// removeOf deletes tenant's resource id of kind k. With If-Match it
+// answers 412 unless the stored version is the one given.
+func (a *API) removeOf(w http.ResponseWriter, r *http.Request, k kind, tenant, id string) {
+	expect, err := ifMatch(r)
+	if err != nil {
+		httpapi.WriteError(w, r, a.base.Log, err)
+		return
 	}
+	defer a.locks.lock(tenant, k.name, id)()
+	cur, ok := a.base.Config.Get(tenant, k.name, id)
+	switch {
+	case !ok:
+		err = k.notFound()
+	case expect != 0 && cur.Version != expect:
+		err = changedSince(k.name)
+	default:
+		err = a.base.Config.Delete(r.Context(), tenant, k.name, id)
+		if errors.Is(err, configstore.ErrNotFound) {
+			err = k.notFound()
+		}
+	}
+	if err != nil {
+		httpapi.WriteError(w, r, a.base.Log, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }
 
 func writeResource(w http.ResponseWriter, r *http.Request, a *API, status int, doc configstore.Document) {
@@ -254,6 +353,9 @@ func resource(doc configstore.Document) (map[string]any, error) {
 		return nil, err
 	}
 	res["id"], res["version"], res["updatedAt"] = doc.ID, doc.Version, doc.UpdatedAt
+	if doc.Kind == configstore.KindAPIKey {
+		delete(res, "hash") // a key's hash stays in the configuration
+	}
 	hideSecrets(doc, res)
 	return res, nil
 }

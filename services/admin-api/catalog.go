@@ -16,10 +16,16 @@ import (
 // catalogRoutes adds the catalog of ready-made notification types: GET
 // /v1/catalog lists it, POST /v1/catalog/{name}:install creates a rule
 // from one entry.
-func (a *API) catalogRoutes(mux *http.ServeMux, read, write func(http.HandlerFunc) http.Handler) {
+func (a *API) catalogRoutes(mux *router, read, write func(http.HandlerFunc) http.Handler) {
 	c := catalog.New()
-	mux.Handle("GET /v1/catalog", read(func(w http.ResponseWriter, _ *http.Request) {
-		httpapi.WriteJSON(w, http.StatusOK, map[string]any{"items": c.Entries()})
+	mux.Handle("GET /v1/catalog", read(func(w http.ResponseWriter, r *http.Request) {
+		p, err := parsePage(r)
+		if err != nil {
+			httpapi.WriteError(w, r, a.base.Log, err)
+			return
+		}
+		items, next := paginate(c.Entries(), position, p)
+		writePage(w, r, items, next)
 	}))
 	// An installed entry is a rule: created, stored and answered exactly
 	// as POST /v1/rules does, from the rule the entry builds.

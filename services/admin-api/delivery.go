@@ -5,9 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -42,6 +42,7 @@ type deliveryLog struct {
 	order     []string                      // notification ids, oldest attempt first
 	nAttempts int
 	dead      []*deadLetter
+	deadSeq   int64 // the sequence number of the newest dead letter
 	dropped   int
 }
 
@@ -55,6 +56,7 @@ type deadLetter struct {
 	Partition    int32                      `json:"-"`
 	key, value   []byte
 	replayedAt   *time.Time
+	seq          int64 // grows with each dead letter read
 }
 
 func newDeliveryLog(base *service.Base) (*deliveryLog, error) {
@@ -140,7 +142,8 @@ func (l *deliveryLog) addDeadLetter(ctx context.Context, r *kgo.Record) error {
 	ch := strings.TrimSuffix(strings.TrimPrefix(r.Topic, l.base.Kafka.TopicPrefix), ".dlq")
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.dead = append(l.dead, &deadLetter{Channel: ch, Notification: &n, Entry: en, At: r.Timestamp, Partition: r.Partition, Offset: r.Offset, key: r.Key, value: r.Value})
+	l.deadSeq++
+	l.dead = append(l.dead, &deadLetter{Channel: ch, Notification: &n, Entry: en, At: r.Timestamp, Partition: r.Partition, Offset: r.Offset, key: r.Key, value: r.Value, seq: l.deadSeq})
 	if len(l.dead) > maxDeadLetters {
 		l.dropped += len(l.dead) - maxDeadLetters
 		l.dead = slices.Delete(l.dead, 0, len(l.dead)-maxDeadLetters)
@@ -150,7 +153,7 @@ func (l *deliveryLog) addDeadLetter(ctx context.Context, r *kgo.Record) error {
 
 // deliveryRoutes adds the delivery log, redelivery, dead-letter and
 // secret routes.
-func (a *API) deliveryRoutes(mux *http.ServeMux, read, write func(http.HandlerFunc) http.Handler) {
+func (a *API) deliveryRoutes(mux *router, read, write func(http.HandlerFunc) http.Handler) {
 	mux.Handle("POST /v1/destinations/{action}", write(a.destinationAction))
 	mux.Handle("GET /v1/destinations/{id}/secret", read(a.getSecret))
 	mux.Handle("GET /v1/notifications/{id}/attempts", read(a.listAttempts))
@@ -161,13 +164,19 @@ func (a *API) deliveryRoutes(mux *http.ServeMux, read, write func(http.HandlerFu
 
 // listAttempts serves GET /v1/notifications/{id}/attempts.
 func (a *API) listAttempts(w http.ResponseWriter, r *http.Request) {
+	p, err := parsePage(r)
+	if err != nil {
+		httpapi.WriteError(w, r, a.base.Log, err)
+		return
+	}
 	tenant := httpapi.PrincipalFrom(r.Context()).Tenant
 	items := a.attemptsOf(tenant, r.PathValue("id"))
 	if len(items) == 0 {
 		httpapi.WriteProblem(w, httpapi.NewProblem(http.StatusNotFound, "no attempts recorded for this notification"))
 		return
 	}
-	httpapi.WriteJSON(w, http.StatusOK, map[string]any{"items": items})
+	items, next := paginate(items, position, p)
+	writePage(w, r, items, next)
 }
 
 func (a *API) attemptsOf(tenant, id string) []delivery.Attempt {
@@ -321,8 +330,8 @@ func parseFilter(tenant, destination, from, to string) (deadLetterFilter, error)
 	return f, nil
 }
 
-// listDeadLetters serves GET /v1/dlq?destination=&from=&to=&limit=, newest
-// first.
+// listDeadLetters serves GET /v1/dlq?destination=&from=&to=&limit=&cursor=,
+// newest first.
 func (a *API) listDeadLetters(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	f, err := parseFilter(httpapi.PrincipalFrom(r.Context()).Tenant, q.Get("destination"), q.Get("from"), q.Get("to"))
@@ -330,21 +339,23 @@ func (a *API) listDeadLetters(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteError(w, r, a.base.Log, err)
 		return
 	}
-	limit := 100
-	if s := q.Get("limit"); s != "" {
-		if limit, err = strconv.Atoi(s); err != nil || limit < 1 || limit > 1000 {
-			httpapi.WriteProblem(w, httpapi.NewProblem(http.StatusBadRequest, "the request is not valid", httpapi.FieldError{Field: "limit", Message: "between 1 and 1000"}))
-			return
-		}
+	p, err := parsePage(r)
+	if err != nil {
+		httpapi.WriteError(w, r, a.base.Log, err)
+		return
 	}
 	l := a.deliveries
 	l.mu.Lock()
-	items := []deadLetterView{}
-	for i := len(l.dead) - 1; i >= 0 && len(items) < limit; i-- {
-		d := l.dead[i]
-		if !f.match(d) {
-			continue
+	var matched []*deadLetter
+	for i := len(l.dead) - 1; i >= 0; i-- {
+		if f.match(l.dead[i]) {
+			matched = append(matched, l.dead[i])
 		}
+	}
+	// Newest first: the key grows as the sequence number falls.
+	matched, next := paginate(matched, func(_ int, d *deadLetter) string { return fmt.Sprintf("%019d", math.MaxInt64-d.seq) }, p)
+	items := make([]deadLetterView, 0, len(matched))
+	for _, d := range matched {
 		body, _ := d.Notification.JSON()
 		items = append(items, deadLetterView{
 			Channel: d.Channel, NotificationID: d.Notification.ID, Name: d.Notification.Name, DestinationID: d.Entry.Destination,
@@ -353,7 +364,7 @@ func (a *API) listDeadLetters(w http.ResponseWriter, r *http.Request) {
 		})
 	}
 	l.mu.Unlock()
-	httpapi.WriteJSON(w, http.StatusOK, map[string]any{"items": items})
+	writePage(w, r, items, next)
 }
 
 // replayDeadLetters serves POST /v1/dlq:replay {"destination", "from",

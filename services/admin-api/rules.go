@@ -22,7 +22,7 @@ func (a *API) ruleKind() kind {
 
 // ruleRoutes adds the rule tools and the event types rules are written
 // against.
-func (a *API) ruleRoutes(mux *http.ServeMux, read func(http.HandlerFunc) http.Handler) {
+func (a *API) ruleRoutes(mux *router, read func(http.HandlerFunc) http.Handler) {
 	mux.Handle("POST /v1/rules:validate", read(a.validateRule))
 	mux.Handle("POST /v1/rules:test", read(a.testRule))
 	mux.Handle("GET /v1/event-types", read(a.listEventTypes))
@@ -199,16 +199,22 @@ func (a *API) testRule(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) listEventTypes(w http.ResponseWriter, r *http.Request) {
+	p, err := parsePage(r)
+	if err != nil {
+		httpapi.WriteError(w, r, a.base.Log, err)
+		return
+	}
 	names, err := a.base.EntityTypes(r.Context())
 	if err != nil {
 		httpapi.WriteError(w, r, a.base.Log, err)
 		return
 	}
+	names, next := paginate(names, func(_ int, n string) string { return n }, p)
 	items := make([]map[string]string, len(names))
 	for i, n := range names {
 		items[i] = map[string]string{"entityType": n, "subject": a.base.EventSubject(n)}
 	}
-	httpapi.WriteJSON(w, http.StatusOK, map[string]any{"items": items})
+	writePage(w, r, items, next)
 }
 
 // eventTypeFields lists an entity type's fields over every registered

@@ -1,0 +1,148 @@
+package adminapi
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/heraldhq/herald/pkg/configstore"
+	"github.com/heraldhq/herald/pkg/httpapi"
+)
+
+// Who may call a route, besides an API key's scope.
+const (
+	// AuthOperator routes take the operator token.
+	AuthOperator = "operator"
+)
+
+// Route is one route of the admin API, as Routes registers it on the mux.
+type Route struct {
+	// Pattern is the http.ServeMux pattern: a method and a path.
+	Pattern string
+	// Auth is who may call it: AuthOperator, or the scope an API key
+	// needs. It is empty for a handler registered without a guard, which
+	// the isolation test refuses.
+	Auth string
+	// Kind is the document kind of the resource the route serves, for the
+	// routes made from a kind; the path's {id}, if any, is one of its ids.
+	Kind string
+
+	handler http.Handler
+}
+
+// router collects the API's routes, so that Routes registers exactly what
+// RouteTable lists.
+type router struct{ routes []Route }
+
+// Handle adds a route; h should come from one of the API's guards.
+func (rt *router) Handle(pattern string, h http.Handler) { rt.HandleKind(pattern, "", h) }
+
+// HandleKind adds a route that serves documents of kind.
+func (rt *router) HandleKind(pattern, kind string, h http.Handler) {
+	g, _ := h.(guarded)
+	rt.routes = append(rt.routes, Route{Pattern: pattern, Auth: g.auth, Kind: kind, handler: h})
+}
+
+// kind adds a kind's create, list, get, replace and delete routes.
+func (rt *router) kind(a *API, k kind, read, write func(http.HandlerFunc) http.Handler) {
+	rt.HandleKind("POST /v1/"+k.plural, k.name, write(a.create(k)))
+	rt.HandleKind("GET /v1/"+k.plural, k.name, read(a.list(k)))
+	rt.HandleKind("GET /v1/"+k.plural+"/{id}", k.name, read(a.get(k)))
+	rt.HandleKind("PUT /v1/"+k.plural+"/{id}", k.name, write(a.replace(k)))
+	rt.HandleKind("DELETE /v1/"+k.plural+"/{id}", k.name, write(a.remove(k)))
+}
+
+// guarded is a handler behind the check its route needs.
+type guarded struct {
+	auth string
+	h    http.Handler
+}
+
+func (g guarded) ServeHTTP(w http.ResponseWriter, r *http.Request) { g.h.ServeHTTP(w, r) }
+
+// scoped returns the guard of routes that take an API key with scope.
+func (a *API) scoped(scope string) func(http.HandlerFunc) http.Handler {
+	return func(h http.HandlerFunc) http.Handler {
+		return guarded{auth: scope, h: a.loaded(httpapi.RequireKey(a.keys, scope, h))}
+	}
+}
+
+// operatorOnly guards the routes that take the operator token.
+func (a *API) operatorOnly(h http.HandlerFunc) http.Handler {
+	return guarded{auth: AuthOperator, h: a.loaded(httpapi.RequireOperator(a.operator, h))}
+}
+
+// loaded answers 503 until the configuration view has caught up: before,
+// a key, a tenant or a resource could be missing from it only for now.
+func (a *API) loaded(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !a.base.Config.CaughtUp() {
+			w.Header().Set("Retry-After", "1")
+			httpapi.WriteProblem(w, httpapi.NewProblem(http.StatusServiceUnavailable, "the configuration is still loading; retry"))
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// tenantOf returns the tenant of the API key a request came with.
+func tenantOf(r *http.Request) string { return httpapi.PrincipalFrom(r.Context()).Tenant }
+
+// ifMatch returns the version a request's If-Match header names: 0 when
+// there is none, or when it is "*" (any version, which only needs the
+// resource to exist).
+func ifMatch(r *http.Request) (int64, error) {
+	m := strings.TrimSpace(r.Header.Get("If-Match"))
+	if m == "" || m == "*" {
+		return 0, nil
+	}
+	v, err := strconv.ParseInt(strings.Trim(strings.TrimPrefix(m, "W/"), `"`), 10, 64)
+	if err != nil || v < 1 {
+		return 0, httpapi.NewProblem(http.StatusBadRequest, `If-Match must be the version (ETag) the resource was read at, such as "3"`)
+	}
+	return v, nil
+}
+
+// changedSince is the answer to an update whose If-Match names a version
+// that is no longer the stored one.
+func changedSince(what string) *httpapi.Problem {
+	return httpapi.NewProblem(http.StatusPreconditionFailed, "the "+what+" changed since it was read; read it again")
+}
+
+// keyLocks serialises the writes of each document within this process,
+// so that an If-Match comparison and the write it guards are one step.
+type keyLocks struct {
+	mu   sync.Mutex
+	held map[string]*keyLock
+}
+
+type keyLock struct {
+	mu      sync.Mutex
+	waiters int
+}
+
+// lock takes the lock of a document key and returns its release.
+func (l *keyLocks) lock(tenant, kind, id string) (unlock func()) {
+	key := configstore.Key(tenant, kind, id)
+	l.mu.Lock()
+	if l.held == nil {
+		l.held = map[string]*keyLock{}
+	}
+	k := l.held[key]
+	if k == nil {
+		k = &keyLock{}
+		l.held[key] = k
+	}
+	k.waiters++
+	l.mu.Unlock()
+	k.mu.Lock()
+	return func() {
+		k.mu.Unlock()
+		l.mu.Lock()
+		if k.waiters--; k.waiters == 0 {
+			delete(l.held, key)
+		}
+		l.mu.Unlock()
+	}
+}
