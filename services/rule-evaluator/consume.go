@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	havro "github.com/heraldhq/herald/pkg/avro"
+	"github.com/heraldhq/herald/pkg/configstore"
 	"github.com/heraldhq/herald/pkg/event"
 	"github.com/heraldhq/herald/pkg/notification"
 	"github.com/heraldhq/herald/pkg/rules"
@@ -141,6 +142,11 @@ func (e *Evaluator) evaluate(ctx context.Context, r *kgo.Record) ([]*kgo.Record,
 	}
 	matched := e.index.Match(tenant, ev.EntityType, ev.Operation)
 	if len(matched) == 0 {
+		return nil, nil
+	}
+	// A deleted tenant's rules stop with its tenant document, before the
+	// tombstones of the rules themselves arrive.
+	if _, ok := e.base.Config.Get(configstore.OperatorTenant, configstore.KindTenant, tenant); !ok {
 		return nil, nil
 	}
 	old, _ := env["old"].(map[string]any)

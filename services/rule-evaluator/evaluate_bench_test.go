@@ -51,7 +51,7 @@ func benchEvaluator(b *testing.B, n int) (*Evaluator, *kgo.Record) {
 	topics := kafka.Config{TopicPrefix: "bench."}.Topics()
 	base := &service.Base{
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Topics: topics,
-		Registry: havro.NewRegistry(src, time.Hour),
+		Registry: havro.NewRegistry(src, time.Hour), Config: followedStore(b, topics.Config, "acme"),
 	}
 	if err := service.RegisterSchemas(b.Context(), base.Registry, topics); err != nil {
 		b.Fatal(err)
