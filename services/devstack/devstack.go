@@ -4,7 +4,8 @@
 // admin-api, rule-evaluator and webhook-sender services, each through the
 // same New and Run as in production, talking only through Kafka topics. The
 // ingest and admin routes share one HTTP port. A demo tenant and its API key
-// are created at start.
+// are created at start through the admin API's operator routes, as an
+// operator would create any tenant.
 package devstack
 
 import (
@@ -50,6 +51,8 @@ type Config struct {
 	RegistryAddr string `env:"DEV_REGISTRY_ADDR" envDefault:"127.0.0.1:8081"`
 	// APIKey is the demo tenant's key; generated and printed when empty.
 	APIKey string `env:"DEV_API_KEY"`
+	// AdminToken is the operator token; generated and printed when empty.
+	AdminToken string `env:"ADMIN_TOKEN"`
 	// DataDir, when set, keeps events, configuration and schemas across
 	// restarts; otherwise everything lives in memory.
 	DataDir string `env:"DEV_DATA_DIR"`
@@ -82,6 +85,7 @@ type Stack struct {
 	KafkaAddr    string
 	RegistryAddr string
 	APIKey       string
+	AdminToken   string
 }
 
 // Run runs the devstack until ctx ends.
@@ -119,6 +123,10 @@ func Run(ctx context.Context, c Config) error {
 		HTTPAddr:     listeners["http"].Addr().String(),
 		KafkaAddr:    listeners["kafka"].Addr().String(),
 		RegistryAddr: listeners["registry"].Addr().String(),
+		AdminToken:   c.AdminToken,
+	}
+	if stack.AdminToken == "" {
+		stack.AdminToken = newOperatorToken()
 	}
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
@@ -135,13 +143,14 @@ func Run(ctx context.Context, c Config) error {
 				Secrets:  configstore.KeyConfig{Key: key},
 				Logger:   root,
 			},
-			HTTP:   listeners["http"],
-			APIKey: c.APIKey,
+			HTTP:       listeners["http"],
+			APIKey:     c.APIKey,
+			AdminToken: stack.AdminToken,
 			Ready: func(key string) {
 				stack.APIKey = key
 				reg.save(log)
-				fmt.Fprintf(os.Stderr, "\n  Herald devstack is up.\n  HTTP API:  http://%s\n  Kafka:     %s\n  Registry:  http://%s\n  Tenant:    %s\n  API key:   %s\n\n",
-					stack.HTTPAddr, stack.KafkaAddr, stack.RegistryAddr, DemoTenant, key)
+				fmt.Fprintf(os.Stderr, "\n  Herald devstack is up.\n  HTTP API:  http://%s\n  Kafka:     %s\n  Registry:  http://%s\n  Tenant:    %s\n  API key:   %s\n  Operator:  %s\n\n",
+					stack.HTTPAddr, stack.KafkaAddr, stack.RegistryAddr, DemoTenant, key, stack.AdminToken)
 				if c.Ready != nil {
 					c.Ready(stack)
 				}
@@ -161,13 +170,17 @@ type Services struct {
 	HTTP net.Listener
 	// APIKey is the demo tenant's key; a new one when empty.
 	APIKey string
+	// AdminToken is the admin API's operator token, with which the demo
+	// tenant is seeded; a new one when empty.
+	AdminToken string
 	// Ready is called with the demo tenant's key once everything runs.
 	Ready func(apiKey string)
 }
 
 // RunServices runs ingest, admin-api, rule-evaluator and webhook-sender in
 // this process, with the ingest and admin routes on one listener, and seeds
-// the demo tenant. It returns when ctx ends or a service fails.
+// the demo tenant through the operator routes. It returns when ctx ends or
+// a service fails.
 func RunServices(ctx context.Context, s Services) error {
 	root := s.Common.Logger
 	if s.Common.Metrics == nil {
@@ -194,7 +207,10 @@ func RunServices(ctx context.Context, s Services) error {
 		return err
 	}
 	comps = append(comps, in)
-	api, err := adminapi.New(ctx, adminapi.Config{Config: with("admin-api"), Egress: DevEgress(), SecretGrace: 24 * time.Hour})
+	if s.AdminToken == "" {
+		s.AdminToken = newOperatorToken()
+	}
+	api, err := adminapi.New(ctx, adminapi.Config{Config: with("admin-api"), Egress: DevEgress(), SecretGrace: 24 * time.Hour, AdminToken: s.AdminToken})
 	if err != nil {
 		return err
 	}
@@ -238,9 +254,12 @@ func RunServices(ctx context.Context, s Services) error {
 	}
 	g.Go(func() error { return httpapi.Serve(ctx, s.HTTP, mux, 5*time.Second, root.With("component", "http")) })
 	g.Go(func() error {
-		key, err := api.SeedTenant(ctx, DemoTenant, "Demo", s.APIKey)
-		if err != nil {
+		if err := api.Store().WaitCaughtUp(ctx); err != nil {
 			return fmt.Errorf("seed demo tenant: %w", err)
+		}
+		key, err := seedDemo(ctx, newOperator(s.HTTP, s.AdminToken), s.APIKey)
+		if err != nil {
+			return fmt.Errorf("seed demo tenant (HERALD_DEV_API_KEY): %w", err)
 		}
 		root.Info("devstack ready", "http", "http://"+s.HTTP.Addr().String(), "tenant", DemoTenant)
 		if s.Ready != nil {
