@@ -11,8 +11,10 @@ TESTFLAGS ?= -shuffle=on -count=1 -timeout=20m
 ifdef CI
 TESTFLAGS += -race
 endif
+# How long `make fuzz` fuzzes each target.
+FUZZTIME ?= 10s
 
-.PHONY: help run build lint test test-unit kafka-start kafka-stop tidy bench-evaluator bench-rules bench-webhook
+.PHONY: help run build lint test test-unit fuzz kafka-start kafka-stop tidy bench-evaluator bench-rules bench-webhook
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -28,10 +30,19 @@ lint: ## gofmt and go vet over every module.
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 
-test: lint ## Lint, then every test of every module, integration tests on a real Kafka broker.
+test: lint ## Lint, then every test of every module, integration tests on a real Kafka broker, then fuzz.
 	@bash $(BROKER) start
 	@trap 'bash $(BROKER) stop >/dev/null 2>&1' EXIT; \
 	  HERALD_TEST_KAFKA_BROKERS=$$(bash $(BROKER) brokers) $(GO) test $(TESTFLAGS) $(PKGS)
+	@$(MAKE) --no-print-directory fuzz
+
+fuzz: ## Fuzz each Fuzz target for FUZZTIME (10s); a failing input is saved to its testdata/fuzz.
+	@set -e; for f in $$(git ls-files --cached --others --exclude-standard '*_test.go' | xargs grep -l '^func Fuzz'); do \
+	  for t in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$f); do \
+	    echo "fuzz $$t in ./$$(dirname $$f) for $(FUZZTIME)"; \
+	    $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./$$(dirname $$f); \
+	  done; \
+	done
 
 test-unit: ## Every test that needs no broker (integration tests skip).
 	$(GO) test $(TESTFLAGS) $(PKGS)
