@@ -27,6 +27,7 @@ import (
 	"github.com/heraldhq/herald/pkg/httpapi"
 	"github.com/heraldhq/herald/pkg/rules"
 	"github.com/heraldhq/herald/pkg/service"
+	"github.com/heraldhq/herald/pkg/subscription"
 )
 
 // Config is the admin API's configuration.
@@ -99,6 +100,7 @@ type API struct {
 	policy      *egress.Policy
 	secretGrace time.Duration
 	deliveries  *deliveryLog
+	subs        *subscription.Store
 }
 
 // New connects the admin API.
@@ -120,11 +122,17 @@ func New(ctx context.Context, c Config) (*API, error) {
 		base.Close()
 		return nil, err
 	}
+	subs, err := subscription.Open(base.KafkaOpts, base.Topics.Subscriptions, base.Log)
+	if err != nil {
+		dl.close()
+		base.Close()
+		return nil, err
+	}
 	if token == "" {
 		base.Log.Info("operator routes are off: neither HERALD_ADMIN_TOKEN nor HERALD_ADMIN_TOKEN_FILE is set")
 	}
 	return &API{base: base, keys: httpapi.StoreKeys(base.Config), operator: httpapi.NewOperatorToken(token),
-		rules: rules.NewCompiler(rules.DefaultLimits), policy: policy, secretGrace: c.SecretGrace, deliveries: dl}, nil
+		rules: rules.NewCompiler(rules.DefaultLimits), policy: policy, secretGrace: c.SecretGrace, deliveries: dl, subs: subs}, nil
 }
 
 // Run runs the admin API until ctx ends.
@@ -141,11 +149,13 @@ func (a *API) Run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return a.base.FollowConfig(ctx) })
 	g.Go(func() error { return a.deliveries.run(ctx) })
+	g.Go(func() error { return a.followSubscriptions(ctx) })
 	return g.Wait()
 }
 
 // Close releases the clients.
 func (a *API) Close() {
+	a.subs.Close()
 	a.deliveries.close()
 	a.base.Close()
 }
@@ -168,7 +178,7 @@ func (a *API) RouteTable() []Route {
 	rt := &router{}
 	read, write := a.scoped(httpapi.ScopeConfigRead), a.scoped(httpapi.ScopeConfigWrite)
 	// The resources served by the kind machinery, one line each.
-	for _, k := range []kind{a.destinationKind(), a.ruleKind()} {
+	for _, k := range []kind{a.destinationKind(), a.ruleKind(), a.templateKind()} {
 		rt.kind(a, k, read, write)
 	}
 	a.tenantRoutes(rt)
@@ -176,6 +186,9 @@ func (a *API) RouteTable() []Route {
 	a.ruleRoutes(rt, read)
 	a.catalogRoutes(rt, read, write)
 	a.deliveryRoutes(rt, read, write)
+	a.smtpRoutes(rt, read, write)
+	a.contactRoutes(rt, read, write)
+	a.subscriptionRoutes(rt, read, write)
 	return rt.routes
 }
 

@@ -24,6 +24,7 @@ type bravo struct {
 	apiKey       string // the id of a second key
 	notification string // with an attempt and a dead letter
 	secret       string // the destination's signing secret
+	subSecret    string // the subscription signing secret
 	// byKind is an id of bravo's for every kind the API serves.
 	byKind map[string]string
 }
@@ -68,6 +69,19 @@ func isolationCases(b bravo) map[string][]isoRequest {
 			{"/v1/dlq", "", http.StatusOK, nil},
 			{"/v1/dlq?destination=" + b.destination, "", http.StatusOK, nil},
 		},
+		"PUT /v1/accounts/{accountId}/contacts/{type}":    {{"/v1/accounts/acct-bravo/contacts/billing", `{}`, http.StatusBadRequest, nil}},
+		"GET /v1/accounts/{accountId}/contacts/{type}":    {{"/v1/accounts/acct-bravo/contacts/billing", "", http.StatusNotFound, nil}},
+		"DELETE /v1/accounts/{accountId}/contacts/{type}": {{"/v1/accounts/acct-bravo/contacts/billing", "", http.StatusNotFound, nil}},
+		"GET /v1/accounts/{accountId}/contacts":           {{"/v1/accounts/acct-bravo/contacts", "", http.StatusOK, nil}},
+		"PUT /v1/resources/{resourceType}/{resourceId}/subscriptions/{notificationName}": {
+			{"/v1/resources/Sim/sim-bravo/subscriptions/USAGE_THRESHOLD", `{}`, http.StatusBadRequest, nil}},
+		"GET /v1/resources/{resourceType}/{resourceId}/subscriptions/{notificationName}": {
+			{"/v1/resources/Sim/sim-bravo/subscriptions/USAGE_THRESHOLD", "", http.StatusNotFound, nil}},
+		"DELETE /v1/resources/{resourceType}/{resourceId}/subscriptions/{notificationName}": {
+			{"/v1/resources/Sim/sim-bravo/subscriptions/USAGE_THRESHOLD", "", http.StatusNotFound, nil}},
+		"GET /v1/resources/{resourceType}/{resourceId}/subscriptions": {{"/v1/resources/Sim/sim-bravo/subscriptions", "", http.StatusOK, nil}},
+		"GET /v1/subscription-settings":                               {{"/v1/subscription-settings", "", http.StatusNotFound, nil}},
+		"POST /v1/subscription-settings:rotate-secret":                {{"/v1/subscription-settings:rotate-secret", "", http.StatusNotFound, nil}},
 		"POST /v1/dlq:replay": {
 			{"/v1/dlq:replay", `{}`, http.StatusAccepted, noneReplayed},
 			{"/v1/dlq:replay", `{"destination":"` + b.destination + `"}`, http.StatusBadRequest, nil},
@@ -130,9 +144,13 @@ func TestTenantsNeverReachEachOther(t *testing.T) {
 			b.byKind[rt.Kind] = doc.ID
 		}
 	}
+	// bravo's contact and subscription, which live outside the kind routes.
+	s.want(http.StatusCreated, "PUT", "/v1/accounts/acct-bravo/contacts/billing", b.key, `{"name":"Bravo","email":"bravo@example.com"}`)
+	b.subSecret = s.want(http.StatusCreated, "PUT", "/v1/resources/Sim/sim-bravo/subscriptions/USAGE_THRESHOLD", b.key,
+		`{"webhookUrl":"https://hooks.example.com/bravo"}`).str("secret")
 	s.bravoDeliveries(b)
 	before := versions(s.store.ListTenant("bravo"))
-	forbidden := []string{"bravo", b.secret, b.key}
+	forbidden := []string{"bravo", b.secret, b.subSecret, b.key}
 
 	cases := isolationCases(b)
 	for _, rt := range routes {
@@ -174,7 +192,8 @@ func TestTenantsNeverReachEachOther(t *testing.T) {
 
 	// bravo still has all it had.
 	for _, path := range []string{"/v1/destinations/" + b.destination, "/v1/rules/" + b.rule, "/v1/api-keys/" + b.apiKey,
-		"/v1/notifications/" + b.notification + "/attempts"} {
+		"/v1/notifications/" + b.notification + "/attempts", "/v1/accounts/acct-bravo/contacts/billing",
+		"/v1/resources/Sim/sim-bravo/subscriptions/USAGE_THRESHOLD"} {
 		s.want(http.StatusOK, "GET", path, b.key, "")
 	}
 	for _, d := range s.want(http.StatusOK, "GET", "/v1/dlq", b.key, "").items() {
