@@ -1,0 +1,182 @@
+package adminapi_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/twmb/franz-go/pkg/sr"
+
+	havro "github.com/heraldhq/herald/pkg/avro"
+	"github.com/heraldhq/herald/pkg/event"
+)
+
+func TestRuleIsCheckedAgainstTheEntitySchemaWhenSaved(t *testing.T) {
+	t.Parallel()
+	s := startAdmin(t)
+	key := s.tenant("acme")
+	body := func(when string) string {
+		return `{"name":"r","on":{"entityTypes":["Balance"]},"when":` + quote(when) + `,"notification":{"name":"N","state":"s"}}`
+	}
+	for _, tc := range []struct {
+		name, when, field, text string
+	}{
+		{"a field no version has", "new.remainng < 10.0", "when", "undefined field 'remainng'"},
+		{"its position", "true &&\n  new.remainng < 10.0", "when", "2:6"},
+		{"a condition that is not a bool", "new.remaining", "when", "must be a bool"},
+		{"a syntax error", "new.remaining <", "when", "1:16"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, path := range []string{"/v1/rules", "/v1/rules:validate"} {
+				r := s.want(http.StatusBadRequest, "POST", path, key, body(tc.when))
+				if !slices.Contains(r.fields(), tc.field) || !strings.Contains(r.raw, tc.text) {
+					t.Errorf("POST %s: problem %s, want field %q and %q", path, r.raw, tc.field, tc.text)
+				}
+			}
+		})
+	}
+	s.want(http.StatusBadRequest, "POST", "/v1/rules", key,
+		`{"name":"r","on":{"entityTypes":["Spaceship"]},"when":"true","notification":{"name":"N","state":"s"}}`)
+	if r := s.want(http.StatusOK, "POST", "/v1/rules:validate", key, body("crossedBelow(old.remaining, new.remaining, 100) AND isnull(new.planId)")); r.body["valid"] != true {
+		t.Errorf("validate: %s", r.raw)
+	}
+	if r := s.want(http.StatusOK, "GET", "/v1/rules", key, ""); len(r.items()) != 0 {
+		t.Errorf("validate or a refused create stored a rule: %s", r.raw)
+	}
+}
+
+func TestRuleReplaceTakesIfMatch(t *testing.T) {
+	t.Parallel()
+	s := startAdmin(t)
+	key := s.tenant("acme")
+	id := s.rule(key, "low", "")
+	s.want(http.StatusOK, "PUT", "/v1/rules/"+id, key, ruleBody("lower", ""), "If-Match", `"1"`)
+	s.want(http.StatusPreconditionFailed, "PUT", "/v1/rules/"+id, key, ruleBody("lowest", ""), "If-Match", `"1"`)
+	r := s.want(http.StatusOK, "GET", "/v1/rules/"+id, key, "")
+	if r.str("name") != "lower" || r.body["version"] != float64(2) {
+		t.Errorf("after one replace and one refused: %s", r.raw)
+	}
+}
+
+func TestRuleTestAnswersWhetherItFiresAndTheNotification(t *testing.T) {
+	t.Parallel()
+	s := startAdmin(t)
+	key := s.tenant("acme")
+	rule := `{"name":"low","on":{"entityTypes":["Balance"],"operations":["UPDATE"]},` +
+		`"when":"crossedBelow(pct(old.remaining, old.total), pct(new.remaining, new.total), 20)",` +
+		`"notification":{"name":"UnitAllowanceThreshold","state":"low","fields":{"left":"new.remaining"}}}`
+	sample := func(oldRem, newRem string) string {
+		img := func(rem string) string {
+			return `{"id":"b","accountId":"a","unit":"MB","total":1000,"used":0,"remaining":` + rem + `}`
+		}
+		return `{"entityType":"Balance","entityId":"b","operation":"UPDATE","accountId":"a","old":` + img(oldRem) + `,"new":` + img(newRem) + `}`
+	}
+	r := s.want(http.StatusOK, "POST", "/v1/rules:test", key, `{"rule":`+rule+`,"event":`+sample("300", "150")+`}`)
+	n, _ := r.body["notification"].(map[string]any)
+	fields, _ := n["fields"].(map[string]any)
+	if r.body["fired"] != true || n["name"] != "UnitAllowanceThreshold" || n["state"] != "low" || fields["left"] != float64(150) {
+		t.Errorf("crossing 20%%: %s", r.raw)
+	}
+	r = s.want(http.StatusOK, "POST", "/v1/rules:test", key, `{"rule":`+rule+`,"event":`+sample("150", "100")+`}`)
+	if r.body["fired"] != false || r.body["notification"] != nil {
+		t.Errorf("already below: %s", r.raw)
+	}
+	id := s.want(http.StatusCreated, "POST", "/v1/rules", key, rule).str("id")
+	if r := s.want(http.StatusOK, "POST", "/v1/rules:test", key, `{"ruleId":"`+id+`","event":`+sample("300", "150")+`}`); r.body["fired"] != true {
+		t.Errorf("a stored rule by id: %s", r.raw)
+	}
+	r = s.want(http.StatusBadRequest, "POST", "/v1/rules:test", key, `{"rule":`+rule+`,"event":`+strings.Replace(sample("300", "150"), `"total":1000,"used":0,"remaining":150`, `"total":"x","used":0,"remaining":150`, 1)+`}`)
+	if !slices.Contains(r.fields(), "event.new.total") {
+		t.Errorf("a sample event off its schema names %v, want event.new.total", r.fields())
+	}
+}
+
+func TestEventTypeFieldsShowANewVersionWithoutRestart(t *testing.T) {
+	t.Parallel()
+	s := startAdmin(t)
+	key := s.tenant("acme")
+	r := s.want(http.StatusOK, "GET", "/v1/event-types", key, "")
+	var types []string
+	for _, it := range r.items() {
+		types = append(types, it["entityType"].(string))
+	}
+	for _, want := range []string{"Balance", "Plan", "Sim", "Commitment"} {
+		if !slices.Contains(types, want) {
+			t.Errorf("event types %v lack %s", types, want)
+		}
+	}
+	names := func() []string {
+		r := s.want(http.StatusOK, "GET", "/v1/event-types/Balance/fields", key, "")
+		var out []string
+		list, _ := r.body["fields"].([]any)
+		for _, f := range list {
+			out = append(out, f.(map[string]any)["name"].(string))
+		}
+		return out
+	}
+	if got := names(); !slices.Contains(got, "remaining") || slices.Contains(got, "rolloverAmount") {
+		t.Fatalf("Balance fields %v", got)
+	}
+	// A new version of Balance, with a field added with its default.
+	reg := srClient(t, s)
+	subject := event.Subject(s.cfg.Kafka.Topics().Events, "Balance")
+	latest, err := reg.Latest(t.Context(), subject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v2 := withField(t, latest.Schema.String(), `{"name":"rolloverAmount","type":["null","double"],"default":null}`)
+	if _, err := reg.Client().CreateSchema(t.Context(), subject, sr.Schema{Schema: v2, Type: sr.TypeAvro}); err != nil {
+		t.Fatal(err)
+	}
+	if got := names(); !slices.Contains(got, "rolloverAmount") {
+		t.Errorf("after v2, Balance fields %v lack rolloverAmount", got)
+	}
+	s.want(http.StatusCreated, "POST", "/v1/rules", key,
+		`{"name":"r","on":{"entityTypes":["Balance"]},"when":"new.rolloverAmount > 0.0","notification":{"name":"N","state":"s"}}`)
+	s.want(http.StatusNotFound, "GET", "/v1/event-types/Spaceship/fields", key, "")
+}
+
+func quote(s string) string {
+	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`).Replace(s) + `"`
+}
+
+func srClient(t *testing.T, s *adminStack) *havro.Registry {
+	t.Helper()
+	cl, err := sr.NewClient(sr.URLs(s.cfg.Registry.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return havro.NewRegistry(cl, 0)
+}
+
+// withField returns an event schema with one more field in its entity
+// record (the record of its old image).
+func withField(t *testing.T, schema, field string) string {
+	t.Helper()
+	var root map[string]any
+	if err := json.Unmarshal([]byte(schema), &root); err != nil {
+		t.Fatal(err)
+	}
+	var f any
+	if err := json.Unmarshal([]byte(field), &f); err != nil {
+		t.Fatal(err)
+	}
+	for _, fd := range root["fields"].([]any) {
+		fm := fd.(map[string]any)
+		if fm["name"] != "old" {
+			continue
+		}
+		for _, b := range fm["type"].([]any) {
+			if rec, ok := b.(map[string]any); ok {
+				rec["fields"] = append(rec["fields"].([]any), f)
+			}
+		}
+	}
+	out, err := json.Marshal(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(out)
+}
