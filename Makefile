@@ -30,11 +30,11 @@ lint: ## gofmt and go vet over every module.
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 
-test: lint ## Lint, then every test of every module, integration tests on a real Kafka broker, then fuzz.
+test: lint ## Lint, fuzz, then every test of every module, integration tests on a real Kafka broker.
+	@$(MAKE) --no-print-directory fuzz
 	@bash $(BROKER) start
 	@trap 'bash $(BROKER) stop >/dev/null 2>&1' EXIT; \
 	  HERALD_TEST_KAFKA_BROKERS=$$(bash $(BROKER) brokers) $(GO) test $(TESTFLAGS) $(PKGS)
-	@$(MAKE) --no-print-directory fuzz
 
 fuzz: ## Fuzz each Fuzz target for FUZZTIME (10s); a failing input is saved to its testdata/fuzz.
 	@set -e; for f in $$(git ls-files --cached --others --exclude-standard '*_test.go' | xargs grep -l '^func Fuzz'); do \
