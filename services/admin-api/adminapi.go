@@ -22,6 +22,7 @@ import (
 	"github.com/oklog/ulid/v2"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/heraldhq/herald/pkg/apidoc"
 	"github.com/heraldhq/herald/pkg/configstore"
 	"github.com/heraldhq/herald/pkg/egress"
 	"github.com/heraldhq/herald/pkg/httpapi"
@@ -166,11 +167,13 @@ func (a *API) Store() *configstore.Store { return a.base.Config }
 // Base returns what the service shares with every other.
 func (a *API) Base() *service.Base { return a.base }
 
-// Routes adds the configuration routes: those RouteTable lists.
+// Routes adds the configuration routes, those RouteTable lists, and GET
+// /openapi.json, the document that describes them.
 func (a *API) Routes(mux *http.ServeMux) {
 	for _, r := range a.RouteTable() {
 		mux.Handle(r.Pattern, r.handler)
 	}
+	apidoc.Register(mux)
 }
 
 // RouteTable returns every route of the admin API.

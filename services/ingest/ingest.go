@@ -16,6 +16,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 
+	"github.com/heraldhq/herald/pkg/apidoc"
 	"github.com/heraldhq/herald/pkg/event"
 	"github.com/heraldhq/herald/pkg/httpapi"
 	"github.com/heraldhq/herald/pkg/service"
@@ -68,10 +69,21 @@ func New(ctx context.Context, c Config) (*Ingest, error) {
 // Base returns what the service shares with every other.
 func (in *Ingest) Base() *service.Base { return in.base }
 
-// Routes adds POST /v1/events and POST /v1/events:batch.
+// Routes adds the routes RouteTable lists and GET /openapi.json.
 func (in *Ingest) Routes(mux *http.ServeMux) {
-	mux.Handle("POST /v1/events", httpapi.RequireKey(in.keys, httpapi.ScopeEventsWrite, in.postEvent))
-	mux.Handle("POST /v1/events:batch", httpapi.RequireKey(in.keys, httpapi.ScopeEventsWrite, in.postBatch))
+	for pattern, h := range in.RouteTable() {
+		mux.Handle(pattern, h)
+	}
+	apidoc.Register(mux)
+}
+
+// RouteTable returns ingest's API routes by pattern: POST /v1/events and
+// POST /v1/events:batch, both for keys with events:write.
+func (in *Ingest) RouteTable() map[string]http.Handler {
+	return map[string]http.Handler{
+		"POST /v1/events":       httpapi.RequireKey(in.keys, httpapi.ScopeEventsWrite, in.postEvent),
+		"POST /v1/events:batch": httpapi.RequireKey(in.keys, httpapi.ScopeEventsWrite, in.postBatch),
+	}
 }
 
 // Run follows the configuration (API keys) until ctx ends.
