@@ -54,9 +54,14 @@ func (e *Evaluator) transact(ctx context.Context, fetches kgo.Fetches) error {
 	if err := e.sess.Begin(); err != nil {
 		return fmt.Errorf("begin transaction: %w", err)
 	}
+	// A rule, or the deletion of a tenant, written before these events
+	// were accepted applies to them, as a subscription does below.
+	err := e.base.Config.WaitCaughtUp(ctx)
 	// A rule still waiting to compile aborts the transaction: the session
 	// rewinds, and these events are judged once it has compiled.
-	err := e.loadPending(ctx)
+	if err == nil {
+		err = e.loadPending(ctx)
+	}
 	if err == nil {
 		// A subscription written before these events were accepted
 		// applies to them: one ListOffsets per transaction buys that.
