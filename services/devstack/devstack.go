@@ -261,6 +261,13 @@ func RunServices(ctx context.Context, s Services) error {
 		if err != nil {
 			return fmt.Errorf("seed demo tenant (HERALD_DEV_API_KEY): %w", err)
 		}
+		// Ready means the key works everywhere: every service's view
+		// holds it, not only the admin API's.
+		for _, comp := range comps {
+			if err := comp.Base().Config.WaitCaughtUp(ctx); err != nil {
+				return fmt.Errorf("seed demo tenant: %w", err)
+			}
+		}
 		root.Info("devstack ready", "http", "http://"+s.HTTP.Addr().String(), "tenant", DemoTenant)
 		if s.Ready != nil {
 			s.Ready(key)

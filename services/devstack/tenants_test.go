@@ -97,7 +97,8 @@ func (c client) want(status int, method, path, auth, body string) map[string]any
 }
 
 // until polls a request until it answers status, within seconds, and
-// returns how long that took.
+// returns how long that took: a key just made works at ingest once
+// ingest's view of the configuration has it.
 func (c client) until(status int, method, path, auth, body string) time.Duration {
 	c.t.Helper()
 	start := time.Now()
@@ -201,7 +202,7 @@ func TestRevokedKeyStopsAtIngestWithinSeconds(t *testing.T) {
 	c := client{t, "http://" + s.HTTPAddr}
 	created := c.want(http.StatusCreated, "POST", "/v1/api-keys", s.APIKey, `{"name":"upstream","scopes":["events:write"]}`)
 	key, id := created["key"].(string), created["id"].(string)
-	c.want(http.StatusAccepted, "POST", "/v1/events", key, balanceEvent)
+	c.until(http.StatusAccepted, "POST", "/v1/events", key, balanceEvent)
 
 	c.want(http.StatusNoContent, "DELETE", "/v1/api-keys/"+id, s.APIKey, "")
 	took := c.until(http.StatusUnauthorized, "POST", "/v1/events", key, balanceEvent)
@@ -235,7 +236,7 @@ func TestDeletedTenantStopsEverywhere(t *testing.T) {
 	acme := created["apiKey"].(map[string]any)["key"].(string)
 	rule(acme)
 	rule(s.APIKey)
-	c.want(http.StatusAccepted, "POST", "/v1/events", acme, balanceEvent)
+	c.until(http.StatusAccepted, "POST", "/v1/events", acme, balanceEvent)
 	seen := map[string]bool{}
 	for !seen["acme"] {
 		select {
@@ -332,7 +333,7 @@ func TestDeletedTenantsDeliveriesInFlightAreDropped(t *testing.T) {
 	dest := c.want(http.StatusCreated, "POST", "/v1/destinations", acme, `{"type":"webhook","name":"hook","webhook":{"url":"`+receiver.URL+`"}}`)
 	c.want(http.StatusCreated, "POST", "/v1/rules", acme, `{"name":"any","on":{"entityTypes":["Balance"]},"when":"true",`+
 		`"notification":{"name":"Changed","state":"changed"},"destinations":["`+dest["id"].(string)+`"]}`)
-	c.want(http.StatusAccepted, "POST", "/v1/events", acme, balanceEvent)
+	c.until(http.StatusAccepted, "POST", "/v1/events", acme, balanceEvent)
 	var id string
 	select {
 	case id = <-calls:
