@@ -6,6 +6,7 @@
 package service
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -53,6 +54,8 @@ type RegistryConfig struct {
 	// LatestTTL bounds how long a subject's latest schema is cached, so
 	// that new versions registered upstream are used without a restart.
 	LatestTTL time.Duration `env:"LATEST_TTL" envDefault:"30s"`
+	// Timeout bounds one request to the registry.
+	Timeout time.Duration `env:"TIMEOUT" envDefault:"10s"`
 }
 
 // Validate checks the shared settings.
@@ -109,7 +112,7 @@ func Start(ctx context.Context, name string, c Config) (*Base, error) {
 			return nil, err
 		}
 	}
-	src, err := sr.NewClient(sr.URLs(c.Registry.URL))
+	src, err := sr.NewClient(sr.URLs(c.Registry.URL), sr.HTTPClient(&http.Client{Timeout: cmp.Or(c.Registry.Timeout, 10*time.Second)}))
 	if err != nil {
 		return nil, fmt.Errorf("HERALD_REGISTRY_URL: %w", err)
 	}

@@ -34,7 +34,9 @@ func Fakes(t testing.TB, partitions int32) service.Config {
 			Brokers: cluster.ListenAddrs(), TopicPrefix: "t.",
 			Partitions: partitions, ReplicationFactor: -1, CreateTopics: true,
 		},
-		Registry: service.RegistryConfig{URL: reg.URL(), RegisterSchemas: true, LatestTTL: time.Second},
+		// Tests run side by side under the race detector on small
+		// machines: give the registry time rather than fail on a slow answer.
+		Registry: service.RegistryConfig{URL: reg.URL(), RegisterSchemas: true, LatestTTL: time.Second, Timeout: time.Minute},
 		HTTPAddr: "127.0.0.1:0",
 		Logger:   slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),
 	}
