@@ -23,8 +23,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/heraldhq/herald/pkg/kafka"
 )
 
 // ErrNotFound is returned for a document that does not exist.
@@ -60,13 +61,11 @@ type Store struct {
 	log   *slog.Logger
 	keys  *Keyring
 
-	mu       sync.RWMutex
-	docs     map[string]Document
-	apiKeys  map[string]Document // by key hash
-	next     map[int32]int64     // next offset to apply, per partition
-	changed  chan struct{}       // closed on every apply, then replaced
-	caughtUp bool
-	onApply  []func(doc Document, deleted bool)
+	mu      sync.RWMutex
+	docs    map[string]Document
+	apiKeys map[string]Document // by key hash
+	pos     *kafka.Position
+	onApply []func(doc Document, deleted bool)
 	// fatal stops Run: a record the view cannot open, which it must not
 	// skip.
 	fatal error
@@ -97,7 +96,7 @@ func Open(opts []kgo.Opt, topic string, log *slog.Logger, options ...Option) (*S
 	s := &Store{
 		cl: cl, topic: topic, log: log,
 		docs: map[string]Document{}, apiKeys: map[string]Document{},
-		next: map[int32]int64{}, changed: make(chan struct{}),
+		pos: kafka.NewPosition(),
 	}
 	for _, o := range options {
 		o(s)
@@ -163,11 +162,7 @@ func (s *Store) apply(r *kgo.Record) {
 	}
 	// The offset moves only after the hooks ran, so a writer waiting for
 	// its record also waits for the state the hooks derive from it.
-	s.mu.Lock()
-	s.next[r.Partition] = r.Offset + 1
-	close(s.changed)
-	s.changed = make(chan struct{})
-	s.mu.Unlock()
+	s.pos.Advance(r.Partition, r.Offset+1)
 }
 
 // parseRecord turns a config record into a document; a tombstone yields the
@@ -192,56 +187,14 @@ func parseRecord(r *kgo.Record, keys *Keyring) (doc Document, deleted bool, err 
 	return doc, false, nil
 }
 
-// waitFor blocks until done reports true under the read lock, or ctx ends.
-func (s *Store) waitFor(ctx context.Context, done func() bool) error {
-	for {
-		s.mu.RLock()
-		ok, ch := done(), s.changed
-		s.mu.RUnlock()
-		if ok {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-ch:
-		}
-	}
-}
-
 // WaitCaughtUp blocks until the view holds every record that was in the
 // topic when it was called.
 func (s *Store) WaitCaughtUp(ctx context.Context) error {
-	ends, err := kadm.NewClient(s.cl).ListEndOffsets(ctx, s.topic)
-	if err != nil {
-		return fmt.Errorf("list end offsets of %s: %w", s.topic, err)
-	}
-	if err := ends.Error(); err != nil {
-		return fmt.Errorf("list end offsets of %s: %w", s.topic, err)
-	}
-	err = s.waitFor(ctx, func() bool {
-		caught := true
-		ends.Each(func(o kadm.ListedOffset) {
-			if o.Offset > 0 && s.next[o.Partition] < o.Offset {
-				caught = false
-			}
-		})
-		return caught
-	})
-	if err == nil {
-		s.mu.Lock()
-		s.caughtUp = true
-		s.mu.Unlock()
-	}
-	return err
+	return s.pos.WaitCaughtUp(ctx, s.cl, s.topic)
 }
 
 // CaughtUp reports whether WaitCaughtUp has succeeded once.
-func (s *Store) CaughtUp() bool {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.caughtUp
-}
+func (s *Store) CaughtUp() bool { return s.pos.CaughtUp() }
 
 // Put writes doc, and returns it as stored once the view holds it. The
 // version is the stored one plus one; when expect is not zero, Put fails with
@@ -287,7 +240,7 @@ func (s *Store) produceAndWait(ctx context.Context, r *kgo.Record) error {
 	if err := s.cl.ProduceSync(ctx, r).FirstErr(); err != nil {
 		return fmt.Errorf("write config %s: %w", r.Key, err)
 	}
-	return s.waitFor(ctx, func() bool { return s.next[r.Partition] > r.Offset })
+	return s.pos.WaitApplied(ctx, r.Partition, r.Offset)
 }
 
 // Get returns the document tenant/kind/id.

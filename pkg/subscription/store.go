@@ -9,9 +9,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/heraldhq/herald/pkg/kafka"
 	"github.com/heraldhq/herald/pkg/notification"
 )
 
@@ -23,11 +23,9 @@ type Store struct {
 	topic string
 	log   *slog.Logger
 
-	mu       sync.RWMutex
-	idx      *Index
-	next     map[int32]int64 // next offset to apply, per partition
-	changed  chan struct{}   // closed on every applied fetch, then replaced
-	caughtUp bool
+	mu  sync.RWMutex
+	idx *Index
+	pos *kafka.Position
 }
 
 // Open returns a Store that consumes topic from its start with a client
@@ -44,7 +42,7 @@ func Open(opts []kgo.Opt, topic string, log *slog.Logger) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("subscription store client: %w", err)
 	}
-	return &Store{cl: cl, topic: topic, log: log, idx: NewIndex(), next: map[int32]int64{}, changed: make(chan struct{})}, nil
+	return &Store{cl: cl, topic: topic, log: log, idx: NewIndex(), pos: kafka.NewPosition()}, nil
 }
 
 // Close releases the client.
@@ -64,15 +62,13 @@ func (s *Store) Run(ctx context.Context) error {
 		// thousands of times, not millions.
 		s.mu.Lock()
 		fetches.EachRecord(s.apply)
-		close(s.changed)
-		s.changed = make(chan struct{})
 		s.mu.Unlock()
+		s.pos.AdvanceFetches(fetches)
 	}
 }
 
 // apply applies one record; s.mu is held.
 func (s *Store) apply(r *kgo.Record) {
-	s.next[r.Partition] = r.Offset + 1
 	res, name, err := parseKey(string(r.Key))
 	if err != nil {
 		s.log.Error("skip subscription record", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "err", err)
@@ -90,56 +86,14 @@ func (s *Store) apply(r *kgo.Record) {
 	s.idx.Put(sub)
 }
 
-// waitFor blocks until done reports true under the read lock, or ctx ends.
-func (s *Store) waitFor(ctx context.Context, done func() bool) error {
-	for {
-		s.mu.RLock()
-		ok, ch := done(), s.changed
-		s.mu.RUnlock()
-		if ok {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-ch:
-		}
-	}
-}
-
 // WaitCaughtUp blocks until the view holds every record that was in the
 // topic when it was called.
 func (s *Store) WaitCaughtUp(ctx context.Context) error {
-	ends, err := kadm.NewClient(s.cl).ListEndOffsets(ctx, s.topic)
-	if err == nil {
-		err = ends.Error()
-	}
-	if err != nil {
-		return fmt.Errorf("list end offsets of %s: %w", s.topic, err)
-	}
-	err = s.waitFor(ctx, func() bool {
-		caught := true
-		ends.Each(func(o kadm.ListedOffset) {
-			if o.Offset > 0 && s.next[o.Partition] < o.Offset {
-				caught = false
-			}
-		})
-		return caught
-	})
-	if err == nil {
-		s.mu.Lock()
-		s.caughtUp = true
-		s.mu.Unlock()
-	}
-	return err
+	return s.pos.WaitCaughtUp(ctx, s.cl, s.topic)
 }
 
 // CaughtUp reports whether WaitCaughtUp has succeeded once.
-func (s *Store) CaughtUp() bool {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.caughtUp
-}
+func (s *Store) CaughtUp() bool { return s.pos.CaughtUp() }
 
 // Put writes the subscription, replacing the resource's subscription to
 // the same notification name, and returns once the view holds it.
@@ -169,7 +123,7 @@ func (s *Store) produceAndWait(ctx context.Context, r *kgo.Record) error {
 	if err := s.cl.ProduceSync(ctx, r).FirstErr(); err != nil {
 		return fmt.Errorf("write subscription %s: %w", r.Key, err)
 	}
-	return s.waitFor(ctx, func() bool { return s.next[r.Partition] > r.Offset })
+	return s.pos.WaitApplied(ctx, r.Partition, r.Offset)
 }
 
 // List returns the resource's subscriptions, ordered by notification
