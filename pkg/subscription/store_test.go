@@ -8,32 +8,17 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/heraldhq/herald/pkg/kafka/kafkatest"
 	"github.com/heraldhq/herald/pkg/notification"
 	"github.com/heraldhq/herald/pkg/subscription"
 )
 
 func newTopic(t *testing.T) (seeds []string, topic string) {
 	t.Helper()
-	c, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	seeds = c.ListenAddrs()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	topic = "herald.subscriptions"
-	compact := "compact"
-	if _, err := kadm.NewClient(cl).CreateTopic(t.Context(), 3, 1, map[string]*string{"cleanup.policy": &compact}, topic); err != nil {
-		t.Fatal(err)
-	}
+	seeds, topic = kafkatest.Fake(t), "herald.subscriptions"
+	kafkatest.Compacted(t, seeds, topic, 3)
 	return seeds, topic
 }
 

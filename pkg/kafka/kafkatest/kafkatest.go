@@ -1,5 +1,6 @@
 // Package kafkatest gives integration tests the real Kafka broker that
-// `make test` starts, and names that keep tests apart on it.
+// `make test` starts, and names that keep tests apart on it; and unit
+// tests an in-memory broker of their own.
 //
 // The broker's address comes from HERALD_TEST_KAFKA_BROKERS. Without it a
 // test is skipped with a message, except when CI is set: there a missing
@@ -13,6 +14,10 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // BrokersEnv names the variable that holds the test broker's address.
@@ -37,4 +42,31 @@ func Prefix(t testing.TB) string {
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
 	return "it-" + hex.EncodeToString(b) + "."
+}
+
+// Fake starts an in-memory broker (kfake) that lives as long as the test
+// and returns its address, for unit tests and fault injection.
+func Fake(t testing.TB) []string {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatalf("start kfake: %v", err)
+	}
+	t.Cleanup(c.Close)
+	return c.ListenAddrs()
+}
+
+// Compacted creates a compacted topic of partitions partitions on the
+// broker at seeds.
+func Compacted(t testing.TB, seeds []string, topic string, partitions int32) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	compact := "compact"
+	if _, err := kadm.NewClient(cl).CreateTopic(t.Context(), partitions, 1, map[string]*string{"cleanup.policy": &compact}, topic); err != nil {
+		t.Fatalf("create topic %s: %v", topic, err)
+	}
 }

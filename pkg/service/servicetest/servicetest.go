@@ -9,10 +9,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/sr/srfake"
 
 	"github.com/heraldhq/herald/pkg/kafka"
+	"github.com/heraldhq/herald/pkg/kafka/kafkatest"
 	"github.com/heraldhq/herald/pkg/service"
 )
 
@@ -22,16 +22,12 @@ import (
 // test's output.
 func Fakes(t testing.TB, partitions int32) service.Config {
 	t.Helper()
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		t.Fatalf("start kfake: %v", err)
-	}
-	t.Cleanup(cluster.Close)
+	seeds := kafkatest.Fake(t)
 	reg := srfake.New()
 	t.Cleanup(reg.Close)
 	return service.Config{
 		Kafka: kafka.Config{
-			Brokers: cluster.ListenAddrs(), TopicPrefix: "t.",
+			Brokers: seeds, TopicPrefix: "t.",
 			Partitions: partitions, ReplicationFactor: -1, CreateTopics: true,
 		},
 		// Tests run side by side under the race detector on small
