@@ -290,13 +290,7 @@ func (a *API) replace(k kind) http.HandlerFunc {
 			return
 		}
 		defer a.locks.lock(tenant, k.name, id)()
-		cur, ok := a.base.Config.Get(tenant, k.name, id)
-		switch {
-		case !ok:
-			err = k.notFound()
-		case expect != 0 && cur.Version != expect:
-			err = changedSince(k.name)
-		}
+		cur, err := a.current(k, tenant, id, expect)
 		if err != nil {
 			httpapi.WriteError(w, r, a.base.Log, err)
 			return
@@ -329,13 +323,7 @@ func (a *API) removeOf(w http.ResponseWriter, r *http.Request, k kind, tenant, i
 		return
 	}
 	defer a.locks.lock(tenant, k.name, id)()
-	cur, ok := a.base.Config.Get(tenant, k.name, id)
-	switch {
-	case !ok:
-		err = k.notFound()
-	case expect != 0 && cur.Version != expect:
-		err = changedSince(k.name)
-	default:
+	if _, err = a.current(k, tenant, id, expect); err == nil {
 		err = a.base.Config.Delete(r.Context(), tenant, k.name, id)
 		if errors.Is(err, configstore.ErrNotFound) {
 			err = k.notFound()
@@ -346,6 +334,20 @@ func (a *API) removeOf(w http.ResponseWriter, r *http.Request, k kind, tenant, i
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// current returns the stored resource an update or delete applies to: 404
+// when there is none, 412 when If-Match gave another version (expect 0
+// takes any). Call it under the resource's lock.
+func (a *API) current(k kind, tenant, id string, expect int64) (configstore.Document, error) {
+	cur, ok := a.base.Config.Get(tenant, k.name, id)
+	switch {
+	case !ok:
+		return cur, k.notFound()
+	case expect != 0 && cur.Version != expect:
+		return cur, changedSince(k.name)
+	}
+	return cur, nil
 }
 
 func writeResource(w http.ResponseWriter, r *http.Request, a *API, status int, doc configstore.Document) {

@@ -235,12 +235,8 @@ func (a *API) replaceSMTPProfile(w http.ResponseWriter, r *http.Request) {
 	}
 	defer a.locks.lock(tenant, configstore.KindSMTPDefault, configstore.SMTPDefaultID)()
 	defer a.locks.lock(tenant, configstore.KindSMTPProfile, id)()
-	if cur, ok = a.base.Config.Get(tenant, configstore.KindSMTPProfile, id); !ok {
-		httpapi.WriteProblem(w, smtpKind.notFound())
-		return
-	}
-	if expect != 0 && cur.Version != expect {
-		httpapi.WriteProblem(w, changedSince(smtpKind.name))
+	if cur, err = a.current(smtpKind, tenant, id, expect); err != nil {
+		httpapi.WriteError(w, r, a.base.Log, err)
 		return
 	}
 	if cd, ok := a.base.Config.DefaultSMTPProfile(tenant); def != nil && !*def && ok && cd.ID == id {
@@ -276,14 +272,7 @@ func (a *API) deleteSMTPProfile(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer a.locks.lock(tenant, configstore.KindSMTPDefault, configstore.SMTPDefaultID)()
-	cur, ok := a.base.Config.Get(tenant, configstore.KindSMTPProfile, id)
-	switch {
-	case !ok:
-		err = smtpKind.notFound()
-	case expect != 0 && cur.Version != expect:
-		err = changedSince(smtpKind.name)
-	}
-	if err != nil {
+	if _, err := a.current(smtpKind, tenant, id, expect); err != nil {
 		httpapi.WriteError(w, r, a.base.Log, err)
 		return
 	}

@@ -165,13 +165,9 @@ func (a *API) patchTenant(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer a.locks.lock(configstore.OperatorTenant, k.name, id)()
-	cur, ok := a.base.Config.Get(configstore.OperatorTenant, k.name, id)
-	if !ok {
-		httpapi.WriteProblem(w, k.notFound())
-		return
-	}
-	if expect != 0 && cur.Version != expect {
-		httpapi.WriteProblem(w, changedSince(k.name))
+	cur, err := a.current(k, configstore.OperatorTenant, id, expect)
+	if err != nil {
+		httpapi.WriteError(w, r, a.base.Log, err)
 		return
 	}
 	var spec configstore.Tenant

@@ -2,6 +2,7 @@ package ruleevaluator
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"testing"
@@ -59,45 +60,50 @@ func followedStore(tb testing.TB, topic string, tenants ...string) *configstore.
 	return store
 }
 
-// TestDeletedTenantsRulesDoNotRun pins that once a tenant's document is
-// gone, its events fire none of its rules, even those still indexed.
-func TestDeletedTenantsRulesDoNotRun(t *testing.T) {
+// testEvaluator returns an evaluator on fakes of the test's own, with
+// tenant acme stored, a rule of acme on Balance updates indexed for each
+// condition, and the record of one Balance update of acme (remaining 600 →
+// 500 of a total of 1000).
+func testEvaluator(tb testing.TB, conditions ...string) (*Evaluator, *kgo.Record) {
+	tb.Helper()
+	ctx := tb.Context()
 	fake := srfake.New()
-	t.Cleanup(fake.Close)
+	tb.Cleanup(fake.Close)
 	src, err := sr.NewClient(sr.URLs(fake.URL()))
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	topics := kafka.Config{TopicPrefix: "t."}.Topics()
 	base := &service.Base{
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Topics: topics,
-		Registry: havro.NewRegistry(src, time.Hour), Config: followedStore(t, topics.Config, "acme"),
+		Registry: havro.NewRegistry(src, time.Hour), Config: followedStore(tb, topics.Config, "acme"),
 	}
-	ctx := t.Context()
 	if err := service.RegisterSchemas(ctx, base.Registry, topics); err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	// No subscriptions: an empty view, never followed.
 	subs, err := subscription.Open(nil, topics.Subscriptions, base.Log)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	t.Cleanup(subs.Close)
+	tb.Cleanup(subs.Close)
 	e := &Evaluator{base: base, compiler: rules.NewCompiler(rules.DefaultLimits), index: rules.NewIndex(), subs: subs,
 		metrics: newEvaluatorMetrics(noop.NewMeterProvider().Meter(""))}
 	entities, err := base.Entities(ctx, []string{"Balance"}, false)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	r, err := e.compiler.Compile("acme", "low", configstore.Rule{
-		Name: "low", On: configstore.RuleOn{EntityTypes: []string{"Balance"}},
-		When:         "new.remaining < old.remaining",
-		Notification: configstore.RuleNotify{Name: "UnitAllowanceThreshold", State: "low"},
-	}, entities)
-	if err != nil {
-		t.Fatal(err)
+	for i, when := range conditions {
+		r, err := e.compiler.Compile("acme", fmt.Sprintf("r%d", i), configstore.Rule{
+			Name: "low", On: configstore.RuleOn{EntityTypes: []string{"Balance"}, Operations: []string{"UPDATE"}},
+			When:         when,
+			Notification: configstore.RuleNotify{Name: "UnitAllowanceThreshold", State: "low"},
+		}, entities)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		e.index.Put(r)
 	}
-	e.index.Put(r)
 	acct := "acct-1"
 	img := func(rem float64) map[string]any {
 		return map[string]any{"id": "bal-1", "accountId": acct, "unit": "MB", "total": 1000.0, "used": 1000 - rem, "remaining": rem}
@@ -106,11 +112,17 @@ func TestDeletedTenantsRulesDoNotRun(t *testing.T) {
 		EntityType: "Balance", EntityID: "bal-1", Operation: "UPDATE", AccountID: &acct, Old: img(600), New: img(500),
 	}, "")
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	rec := &kgo.Record{Topic: topics.Events, Key: key, Value: value}
+	return e, &kgo.Record{Topic: topics.Events, Key: key, Value: value}
+}
 
-	if out, err := e.evaluate(ctx, rec); err != nil || len(out) != 1 || out[0].Topic != topics.Notifications {
+// TestDeletedTenantsRulesDoNotRun pins that once a tenant's document is
+// gone, its events fire none of its rules, even those still indexed.
+func TestDeletedTenantsRulesDoNotRun(t *testing.T) {
+	e, rec := testEvaluator(t, "new.remaining < old.remaining")
+	ctx, base := t.Context(), e.base
+	if out, err := e.evaluate(ctx, rec); err != nil || len(out) != 1 || out[0].Topic != base.Topics.Notifications {
 		t.Fatalf("while acme exists: evaluate = %d records, %v; want its notification", len(out), err)
 	}
 	if err := base.Config.Delete(ctx, configstore.OperatorTenant, configstore.KindTenant, "acme"); err != nil {
