@@ -78,7 +78,7 @@ func FromMatch(m Match, now time.Time) (*Notification, error) {
 		return nil, err
 	}
 	for k, v := range m.Fields {
-		b, err := json.Marshal(v)
+		b, err := json.Marshal(finite(v))
 		if err != nil {
 			return nil, fmt.Errorf("rule %s: field %s: %w", m.RuleID, k, err)
 		}
@@ -87,11 +87,12 @@ func FromMatch(m Match, now time.Time) (*Notification, error) {
 	return n, nil
 }
 
+// jsonText returns an entity image as JSON text, non-finite numbers as null.
 func jsonText(m map[string]any) (*string, error) {
 	if m == nil {
 		return nil, nil
 	}
-	b, err := json.Marshal(m)
+	b, err := json.Marshal(finite(m))
 	if err != nil {
 		return nil, fmt.Errorf("entity to JSON: %w", err)
 	}

@@ -312,7 +312,8 @@ func (r *Rule) Evaluate(entityType string, in *Input) (Result, error) {
 }
 
 func evalError(rule, field string, err error) error {
-	if strings.Contains(err.Error(), "cost limit exceeded") {
+	var cancelled interpreter.EvalCancelledError
+	if errors.As(err, &cancelled) && cancelled.Cause == interpreter.CostLimitExceeded {
 		return fmt.Errorf("rule %s: %s: %w", rule, field, ErrCostLimit)
 	}
 	return fmt.Errorf("rule %s: %s: %w", rule, field, err)

@@ -6,13 +6,12 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"time"
 
 	havro "github.com/heraldhq/herald/pkg/avro"
 	"github.com/heraldhq/herald/pkg/configstore"
 	"github.com/heraldhq/herald/pkg/event"
 	"github.com/heraldhq/herald/pkg/httpapi"
-	"github.com/heraldhq/herald/pkg/notification"
+	"github.com/heraldhq/herald/pkg/judge"
 	"github.com/heraldhq/herald/pkg/rules"
 )
 
@@ -162,38 +161,43 @@ func (a *API) testRule(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteError(w, r, a.base.Log, err)
 		return
 	}
-	var decoded any
-	if _, err := a.base.Registry.Decode(ctx, value, &decoded); err != nil {
-		httpapi.WriteError(w, r, a.base.Log, err)
-		return
-	}
-	envelope, _ := decoded.(map[string]any)
-	old, _ := envelope["old"].(map[string]any)
-	nw, _ := envelope["new"].(map[string]any)
-	ref, _ := notification.Ref(envelope)
-	watched := compiled.Watches(ref.EntityType, ref.Operation)
-	res, err := compiled.Evaluate(ref.EntityType, &rules.Input{Old: old, New: nw, Event: envelope})
-	if err != nil {
-		httpapi.WriteJSON(w, http.StatusOK, map[string]any{"fired": false, "watched": watched, "error": err.Error()})
-		return
-	}
-	out := map[string]any{"fired": res.Fired && watched, "watched": watched}
-	if res.Fired && watched {
-		n, err := notification.FromMatch(notification.Match{
-			Tenant: tenant, Event: ref, Old: old, New: nw, RuleID: ruleID, Rule: spec,
-			Fields: res.Fields, OrderingKey: res.OrderingKey,
-		}, time.Now())
-		if err == nil {
-			var body []byte
-			if body, err = n.JSON(); err == nil {
-				out["notification"] = jsonRaw(body)
-				out["orderingKey"] = n.OrderingKey
+	// The evaluator's own judge, given this one rule.
+	j := judge.Judge{
+		Registry:            a.base.Registry,
+		NotificationSubject: a.base.NotificationSubject(),
+		Rules: func(_, entityType, operation string) []*rules.Rule {
+			if compiled.Watches(entityType, operation) {
+				return []*rules.Rule{compiled}
 			}
-		}
+			return nil
+		},
+	}
+	v, err := j.Event(ctx, value)
+	var re *judge.RecordError
+	switch {
+	case errors.As(err, &re):
+		httpapi.WriteProblem(w, httpapi.NewProblem(http.StatusUnprocessableEntity,
+			"the rule evaluator would dead-letter this event: "+re.Reason, httpapi.FieldError{Field: "event", Message: re.Error()}))
+		return
+	case err != nil:
+		a.base.Log.Warn("rules:test could not judge its sample", "tenant", tenant, "err", err)
+		httpapi.WriteProblem(w, httpapi.NewProblem(http.StatusServiceUnavailable, "the schema registry could not be reached; retry"))
+		return
+	}
+	out := map[string]any{"fired": len(v.Notifications) > 0, "watched": compiled.Watches(v.Event.EntityType, v.Event.Operation)}
+	if len(v.Failures) > 0 {
+		// What the evaluator would dead-letter the event with.
+		out["error"] = fmt.Sprintf("%s: %v", v.Failures[0].Reason, v.Failures[0].Err)
+	}
+	if len(v.Notifications) > 0 {
+		n := v.Notifications[0].Notification
+		body, err := n.JSON()
 		if err != nil {
 			httpapi.WriteError(w, r, a.base.Log, err)
 			return
 		}
+		out["notification"] = jsonRaw(body)
+		out["orderingKey"] = n.OrderingKey
 	}
 	httpapi.WriteJSON(w, http.StatusOK, out)
 }

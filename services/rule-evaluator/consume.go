@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"runtime"
 	"slices"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -13,15 +15,15 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"golang.org/x/sync/errgroup"
 
-	havro "github.com/heraldhq/herald/pkg/avro"
-	"github.com/heraldhq/herald/pkg/configstore"
-	"github.com/heraldhq/herald/pkg/event"
-	"github.com/heraldhq/herald/pkg/notification"
-	"github.com/heraldhq/herald/pkg/rules"
+	"github.com/heraldhq/herald/pkg/judge"
 )
 
-// consume runs one transaction per poll until ctx ends.
+// consume runs one transaction per poll until ctx ends. A transaction that
+// fails is the world's fault (a record's own fault is dead-lettered inside
+// the transaction): it is aborted, and the same events are judged again
+// after a wait that doubles with each failure in a row, up to maxBackoff.
 func (e *Evaluator) consume(ctx context.Context) error {
+	wait := minBackoff
 	for {
 		fetches := e.sess.PollRecords(ctx, e.maxBatch)
 		if ctx.Err() != nil {
@@ -33,21 +35,54 @@ func (e *Evaluator) consume(ctx context.Context) error {
 		if fetches.NumRecords() == 0 {
 			continue
 		}
-		if err := e.transact(ctx, fetches); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			// The session rewinds to the committed offsets after an
-			// abort, so the same events are evaluated again.
-			e.metrics.aborts.Add(ctx, 1)
-			e.base.Log.Warn("transaction aborted; retrying", "err", err)
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(time.Second):
-			}
+		err := e.transact(ctx, fetches)
+		e.stalled.set(err)
+		if err == nil {
+			wait = minBackoff
+			continue
 		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		// The session rewinds to the committed offsets after an abort,
+		// so the same events are evaluated again.
+		e.metrics.aborts.Add(ctx, 1)
+		e.base.Log.Warn("transaction aborted; retrying", "err", err, "in", wait)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, maxBackoff)
 	}
+}
+
+// The bounds of the wait between aborted transactions.
+const (
+	minBackoff = 100 * time.Millisecond
+	maxBackoff = 30 * time.Second
+)
+
+// stall remembers why the last transaction failed, for /readyz: a replica
+// that cannot commit is not doing its work, whatever else is up.
+type stall struct {
+	mu  sync.Mutex
+	err error
+}
+
+func (s *stall) set(err error) {
+	s.mu.Lock()
+	s.err = err
+	s.mu.Unlock()
+}
+
+func (s *stall) check() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		return fmt.Errorf("transactions failing: %w", s.err)
+	}
+	return nil
 }
 
 func (e *Evaluator) transact(ctx context.Context, fetches kgo.Fetches) error {
@@ -91,11 +126,11 @@ func (e *Evaluator) transact(ctx context.Context, fetches kgo.Fetches) error {
 	for _, r := range out {
 		if r.Topic == e.base.Topics.EventsDLQ {
 			dead++
+			e.metrics.deadLetters.Add(ctx, 1, metric.WithAttributes(attribute.String("class", header(r, headerErrorClass))))
 		}
 	}
 	e.metrics.events.Add(ctx, int64(fetches.NumRecords()))
 	e.metrics.notifications.Add(ctx, int64(len(out)-dead))
-	e.metrics.deadLetters.Add(ctx, int64(dead))
 	return nil
 }
 
@@ -127,98 +162,71 @@ func (e *Evaluator) evaluateAll(ctx context.Context, fetches kgo.Fetches) ([]*kg
 }
 
 // evaluate returns the records one event yields: a notification per rule
-// that fires, or a dead letter if the event cannot be read.
+// that fires, and a dead letter when the event, or a rule on it, failed in
+// a way no retry mends. An error is the world's fault: the transaction
+// aborts and the event is judged again.
 func (e *Evaluator) evaluate(ctx context.Context, r *kgo.Record) ([]*kgo.Record, error) {
-	var decoded any
-	if _, err := e.base.Registry.Decode(ctx, r.Value, &decoded); err != nil {
-		var we *havro.WireError
-		if errors.As(err, &we) {
-			return []*kgo.Record{e.deadLetter(r, we.Error())}, nil
-		}
-		return nil, fmt.Errorf("decode event at %s/%d/%d: %w", r.Topic, r.Partition, r.Offset, err)
+	v, err := e.judge.Event(ctx, r.Value)
+	var re *judge.RecordError
+	if errors.As(err, &re) {
+		e.base.Log.Warn("event dead-lettered", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "reason", re.Error())
+		return []*kgo.Record{e.deadLetter(r, classUnreadable, re.Error())}, nil
 	}
-	env, ok := decoded.(map[string]any)
-	if !ok {
-		return []*kgo.Record{e.deadLetter(r, "event is not a record")}, nil
+	if err != nil {
+		return nil, fmt.Errorf("judge event at %s/%d/%d: %w", r.Topic, r.Partition, r.Offset, err)
 	}
-	ev, tenant := notification.Ref(env)
-	if tenant == "" || ev.EntityType == "" || ev.Operation == "" {
-		return []*kgo.Record{e.deadLetter(r, "event lacks tenantId, entityType or operation")}, nil
+	out := make([]*kgo.Record, 0, len(v.Notifications)+1)
+	for _, n := range v.Notifications {
+		out = append(out, &kgo.Record{Topic: e.base.Topics.Notifications, Key: n.Key, Value: n.Value})
 	}
-	matched := e.index.Match(tenant, ev.EntityType, ev.Operation)
-	if len(matched) == 0 {
-		return nil, nil
+	if len(v.Failures) == 0 {
+		return out, nil
 	}
-	// A deleted tenant's rules stop with its tenant document, before the
-	// tombstones of the rules themselves arrive.
-	if _, ok := e.base.Config.Get(configstore.OperatorTenant, configstore.KindTenant, tenant); !ok {
-		return nil, nil
+	// The event's other rules have fired; the event also goes to the
+	// dead-letter topic, so that it can be replayed once the failing rules
+	// are mended (notification ids are derived, so a replay repeats ids).
+	reasons := make([]string, len(v.Failures))
+	for i, f := range v.Failures {
+		e.metrics.ruleFailures.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", f.Reason)))
+		e.base.Log.Warn("rule failed on an event", "tenant", v.Tenant, "rule", f.RuleID, "reason", f.Reason, "err", f.Err,
+			"topic", r.Topic, "partition", r.Partition, "offset", r.Offset)
+		reasons[i] = fmt.Sprintf("rule %s: %s: %v", f.RuleID, f.Reason, f.Err)
 	}
-	old, _ := env["old"].(map[string]any)
-	nw, _ := env["new"].(map[string]any)
-	in := &rules.Input{Old: old, New: nw, Event: env}
-	var out []*kgo.Record
-	for _, rule := range matched {
-		res, err := rule.Evaluate(ev.EntityType, in)
-		if err != nil {
-			// A rule that errors or hits its cost limit does not fire;
-			// the others still judge the event.
-			reason := "error"
-			if errors.Is(err, rules.ErrCostLimit) {
-				reason = "cost_limit"
-			}
-			e.metrics.ruleFailures.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", reason)))
-			e.base.Log.Warn("rule did not fire: evaluation failed", "tenant", tenant, "rule", rule.ID, "err", err,
-				"cost_limit", errors.Is(err, rules.ErrCostLimit), "topic", r.Topic, "partition", r.Partition, "offset", r.Offset)
-			continue
-		}
-		if !res.Fired {
-			continue
-		}
-		rec, err := e.notification(ctx, notification.Match{
-			Tenant: tenant, Event: ev, Old: old, New: nw,
-			RuleID: rule.ID, Rule: rule.Spec, Fields: res.Fields, OrderingKey: res.OrderingKey,
-		})
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, rec)
-	}
-	return out, nil
+	return append(out, e.deadLetter(r, classRuleFailed, strings.Join(reasons, "; "))), nil
 }
 
-func (e *Evaluator) notification(ctx context.Context, m notification.Match) (*kgo.Record, error) {
-	n, err := notification.FromMatch(m, time.Now())
-	if err != nil {
-		return nil, err
-	}
-	n.Destinations = e.subs.Destinations(n)
-	schema, err := e.base.Registry.Latest(ctx, e.base.NotificationSubject())
-	if err != nil {
-		return nil, err
-	}
-	value, err := schema.Encode(n)
-	if err != nil {
-		return nil, fmt.Errorf("encode notification %s: %w", n.ID, err)
-	}
-	return &kgo.Record{
-		Topic: e.base.Topics.Notifications,
-		Key:   event.RecordKey(n.TenantID, n.OrderingKey),
-		Value: value,
-	}, nil
-}
+// Headers of the events dead-letter topic, as on the senders' dead-letter
+// topics, and its error classes.
+const (
+	headerErrorClass = "herald-error-class"
+	headerError      = "herald-error"
+	headerOrigin     = "herald-origin"
 
-// deadLetter copies an unreadable event to the dead-letter topic with
-// headers saying why and where it came from.
-func (e *Evaluator) deadLetter(r *kgo.Record, reason string) *kgo.Record {
-	e.base.Log.Warn("event dead-lettered", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "reason", reason)
+	classUnreadable = "unreadable"
+	classRuleFailed = "rule_failed"
+)
+
+// deadLetter copies an event to the dead-letter topic with headers saying
+// why and where it came from.
+func (e *Evaluator) deadLetter(r *kgo.Record, class, reason string) *kgo.Record {
 	return &kgo.Record{
 		Topic: e.base.Topics.EventsDLQ,
 		Key:   r.Key,
 		Value: r.Value,
 		Headers: append(append([]kgo.RecordHeader(nil), r.Headers...),
-			kgo.RecordHeader{Key: "herald-error", Value: []byte(reason)},
-			kgo.RecordHeader{Key: "herald-origin", Value: fmt.Appendf(nil, "%s/%d/%d", r.Topic, r.Partition, r.Offset)},
+			kgo.RecordHeader{Key: headerErrorClass, Value: []byte(class)},
+			kgo.RecordHeader{Key: headerError, Value: []byte(reason)},
+			kgo.RecordHeader{Key: headerOrigin, Value: fmt.Appendf(nil, "%s/%d/%d", r.Topic, r.Partition, r.Offset)},
 		),
 	}
+}
+
+// header returns the value of r's last header called key.
+func header(r *kgo.Record, key string) string {
+	for i := len(r.Headers) - 1; i >= 0; i-- {
+		if r.Headers[i].Key == key {
+			return string(r.Headers[i].Value)
+		}
+	}
+	return ""
 }

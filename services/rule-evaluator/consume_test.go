@@ -89,6 +89,7 @@ func testEvaluator(tb testing.TB, conditions ...string) (*Evaluator, *kgo.Record
 	tb.Cleanup(subs.Close)
 	e := &Evaluator{base: base, compiler: rules.NewCompiler(rules.DefaultLimits), index: rules.NewIndex(), subs: subs,
 		metrics: newEvaluatorMetrics(noop.NewMeterProvider().Meter(""))}
+	e.judge = e.newJudge()
 	entities, err := base.Entities(ctx, []string{"Balance"}, false)
 	if err != nil {
 		tb.Fatal(err)

@@ -6,9 +6,14 @@
 // per match to the notifications topic. Reading, evaluating and writing are
 // one Kafka transaction per poll: the produced notifications and the
 // consumed offsets commit together, so each (event, rule) yields exactly one
-// committed notification, whose id is derived from both. Records that
-// cannot be decoded go to the events dead-letter topic with the reason and
-// never stop the partition.
+// committed notification, whose id is derived from both.
+//
+// Each event is judged by pkg/judge, which sorts failures by fault. An
+// event that cannot be read, or on which a rule fails, goes to the events
+// dead-letter topic with the reason and origin inside the same
+// transaction, and the partition moves on; the world's faults (broker,
+// registry, a rule still waiting to compile) abort the transaction, which
+// is retried with a capped exponential backoff while /readyz says why.
 package ruleevaluator
 
 import (
@@ -26,6 +31,7 @@ import (
 
 	havro "github.com/heraldhq/herald/pkg/avro"
 	"github.com/heraldhq/herald/pkg/configstore"
+	"github.com/heraldhq/herald/pkg/judge"
 	"github.com/heraldhq/herald/pkg/rules"
 	"github.com/heraldhq/herald/pkg/service"
 	"github.com/heraldhq/herald/pkg/subscription"
@@ -71,8 +77,10 @@ type Evaluator struct {
 	compiler *rules.Compiler
 	index    *rules.Index
 	subs     *subscription.Store
+	judge    *judge.Judge
 	maxBatch int
 	metrics  evaluatorMetrics
+	stalled  stall
 
 	mu sync.Mutex
 	// pending holds rules that could not be compiled for a reason that may
@@ -115,9 +123,11 @@ func New(ctx context.Context, c Config) (*Evaluator, error) {
 		return nil, err
 	}
 	e := &Evaluator{base: base, sess: sess, compiler: rules.NewCompiler(rules.DefaultLimits), index: rules.NewIndex(), subs: subs, maxBatch: c.MaxBatch, pending: map[string]configstore.Document{}}
+	e.judge = e.newJudge()
 	e.metrics = newEvaluatorMetrics(base.Metrics.Meter("herald/rule-evaluator"))
 	base.Config.OnApply(e.applyConfig)
 	base.Health.AddCheck("kafka", func() error { return sess.Client().Ping(context.Background()) })
+	base.Health.AddCheck("transactions", e.stalled.check)
 	base.Health.AddCheck("subscriptions", func() error {
 		if !subs.CaughtUp() {
 			return errors.New("subscriptions not caught up")
@@ -125,6 +135,21 @@ func New(ctx context.Context, c Config) (*Evaluator, error) {
 		return nil
 	})
 	return e, nil
+}
+
+// newJudge returns the judge of the evaluator's events: the evaluator's
+// rule index, its tenants and subscriptions.
+func (e *Evaluator) newJudge() *judge.Judge {
+	return &judge.Judge{
+		Registry:            e.base.Registry,
+		NotificationSubject: e.base.NotificationSubject(),
+		Rules:               e.index.Match,
+		TenantActive: func(tenant string) bool {
+			_, ok := e.base.Config.Get(configstore.OperatorTenant, configstore.KindTenant, tenant)
+			return ok
+		},
+		Destinations: e.subs.Destinations,
+	}
 }
 
 // Run runs the evaluator until ctx ends.
@@ -253,8 +278,8 @@ func newEvaluatorMetrics(m metric.Meter) evaluatorMetrics {
 	return evaluatorMetrics{
 		events:        telemetry.Counter(m, "herald.evaluator.events", "Events judged in committed transactions."),
 		notifications: telemetry.Counter(m, "herald.evaluator.notifications", "Notifications committed."),
-		deadLetters:   telemetry.Counter(m, "herald.evaluator.dead_letters", "Events sent to the dead-letter topic, committed."),
-		aborts:        telemetry.Counter(m, "herald.evaluator.aborts", "Transactions aborted and retried."),
-		ruleFailures:  telemetry.Counter(m, "herald.evaluator.rule_failures", "Rule evaluations that failed, by reason (error, cost_limit); the rule did not fire."),
+		deadLetters:   telemetry.Counter(m, "herald.evaluator.dead_letters", "Events sent to the dead-letter topic, committed, by class (unreadable, rule_failed)."),
+		aborts:        telemetry.Counter(m, "herald.evaluator.aborts", "Transactions aborted and retried: the world's fault (broker, registry, a rule still compiling)."),
+		ruleFailures:  telemetry.Counter(m, "herald.evaluator.rule_failures", "Rules that failed on an event, by reason (error, cost_limit, encode, too_large); the rule did not fire."),
 	}
 }

@@ -1,0 +1,52 @@
+package notification
+
+import "math"
+
+// finite returns v with every NaN and ±Infinity replaced by nil, which JSON
+// writes as null: Avro doubles and CEL results may hold them, and JSON has
+// no way to say them. v is copied only where it holds one; when it holds
+// none, v itself is returned.
+func finite(v any) any {
+	if !hasNonFinite(v) {
+		return v
+	}
+	switch x := v.(type) {
+	case float64, float32:
+		return nil
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			out[k] = finite(e)
+		}
+		return out
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = finite(e)
+		}
+		return out
+	}
+	return v
+}
+
+func hasNonFinite(v any) bool {
+	switch x := v.(type) {
+	case float64:
+		return math.IsNaN(x) || math.IsInf(x, 0)
+	case float32:
+		return math.IsNaN(float64(x)) || math.IsInf(float64(x), 0)
+	case map[string]any:
+		for _, e := range x {
+			if hasNonFinite(e) {
+				return true
+			}
+		}
+	case []any:
+		for _, e := range x {
+			if hasNonFinite(e) {
+				return true
+			}
+		}
+	}
+	return false
+}

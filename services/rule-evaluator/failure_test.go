@@ -1,0 +1,296 @@
+package ruleevaluator
+
+import (
+	"context"
+	"encoding/json"
+	"math"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sr"
+	"github.com/twmb/franz-go/pkg/sr/srfake"
+
+	havro "github.com/heraldhq/herald/pkg/avro"
+	"github.com/heraldhq/herald/pkg/configstore"
+	"github.com/heraldhq/herald/pkg/event"
+	"github.com/heraldhq/herald/pkg/notification"
+	"github.com/heraldhq/herald/pkg/service/servicetest"
+)
+
+// balanceValue returns the wire-format bytes of a Balance update of acme
+// whose new image has remaining set to rem, encoded straight with the
+// registry's schema as any Avro producer would: NaN and ±Infinity are
+// legal Avro doubles.
+func balanceValue(tb testing.TB, reg *havro.Registry, topics string, rem float64) []byte {
+	tb.Helper()
+	schema, err := reg.Latest(tb.Context(), event.Subject(topics, "Balance"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	img := func(r float64) map[string]any {
+		return map[string]any{"id": "bal-1", "accountId": "acct-1", "unit": "MB", "total": 1000.0, "used": 0.0, "remaining": r, "planId": nil}
+	}
+	v, err := schema.Encode(map[string]any{
+		"eventId": "ev-" + strings.ReplaceAll(time.Now().Format("150405.000000000"), ".", ""), "tenantId": "acme",
+		"entityType": "Balance", "entityId": "bal-1", "operation": "UPDATE", "occurredAt": time.Now(),
+		"accountId": "acct-1", "deviceId": nil, "correlationId": nil, "old": img(600), "new": img(rem),
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return v
+}
+
+// TestRecordFaultsAreDeadLetteredAndOthersStillFire pins which failures are
+// the event's own: each yields one dead letter with its class and origin,
+// returns no error (so the transaction commits), and leaves the event's
+// other rules firing.
+func TestRecordFaultsAreDeadLetteredAndOthersStillFire(t *testing.T) {
+	e, good := testEvaluator(t,
+		"new.remaining < old.remaining",
+		// Fails on every event: a string that is not a number.
+		"int(new.unit) > 0",
+	)
+	ctx, topics := t.Context(), e.base.Topics
+	split := func(out []*kgo.Record) (notes, dead []*kgo.Record) {
+		for _, r := range out {
+			switch r.Topic {
+			case topics.Notifications:
+				notes = append(notes, r)
+			case topics.EventsDLQ:
+				dead = append(dead, r)
+			default:
+				t.Fatalf("record to unexpected topic %s", r.Topic)
+			}
+		}
+		return notes, dead
+	}
+	good.Partition, good.Offset = 3, 41
+
+	t.Run("rule fails on the event", func(t *testing.T) {
+		out, err := e.evaluate(ctx, good)
+		if err != nil {
+			t.Fatalf("evaluate: %v; a failing rule is the event's fault, not an abort", err)
+		}
+		notes, dead := split(out)
+		if len(notes) != 1 || len(dead) != 1 {
+			t.Fatalf("got %d notifications and %d dead letters; want the other rule's notification and one dead letter", len(notes), len(dead))
+		}
+		if c := header(dead[0], headerErrorClass); c != classRuleFailed {
+			t.Errorf("class = %q, want %q", c, classRuleFailed)
+		}
+		if why := header(dead[0], headerError); !strings.Contains(why, "rule r1") {
+			t.Errorf("reason %q does not name the failing rule r1", why)
+		}
+		if o := header(dead[0], headerOrigin); o != topics.Events+"/3/41" {
+			t.Errorf("origin = %q, want %s/3/41", o, topics.Events)
+		}
+	})
+
+	t.Run("bytes that do not decode", func(t *testing.T) {
+		for name, value := range map[string][]byte{
+			"not wire format":  []byte("plain text"),
+			"unknown schema":   {0, 0, 0, 0x7f, 0xff, 2, 3},
+			"truncated record": good.Value[:len(good.Value)/2],
+		} {
+			out, err := e.evaluate(ctx, &kgo.Record{Topic: topics.Events, Key: good.Key, Value: value})
+			if err != nil {
+				t.Fatalf("%s: evaluate: %v", name, err)
+			}
+			notes, dead := split(out)
+			if len(notes) != 0 || len(dead) != 1 || header(dead[0], headerErrorClass) != classUnreadable {
+				t.Fatalf("%s: got %d notifications, %d dead letters; want one unreadable dead letter", name, len(notes), len(dead))
+			}
+		}
+	})
+
+	t.Run("notification too large, found only when encoded", func(t *testing.T) {
+		e.judge.MaxRecordBytes = 64
+		defer func() { e.judge.MaxRecordBytes = 0 }()
+		out, err := e.evaluate(ctx, good)
+		if err != nil {
+			t.Fatalf("evaluate: %v", err)
+		}
+		notes, dead := split(out)
+		if len(notes) != 0 || len(dead) != 1 || !strings.Contains(header(dead[0], headerError), "too_large") {
+			t.Fatalf("got %d notifications, %d dead letters (%q); want one too_large dead letter", len(notes), len(dead), header(dead[0], headerError))
+		}
+	})
+
+	t.Run("non-finite numbers are JSON null and still notify", func(t *testing.T) {
+		for _, rem := range []float64{math.NaN(), math.Inf(1), math.Inf(-1)} {
+			// NaN < 600 is false under CEL; Inf compares as a number.
+			value := balanceValue(t, e.base.Registry, topics.Events, rem)
+			out, err := e.evaluate(ctx, &kgo.Record{Topic: topics.Events, Key: good.Key, Value: value})
+			if err != nil {
+				t.Fatalf("remaining %v: evaluate: %v", rem, err)
+			}
+			notes, _ := split(out)
+			wantNotes := 0
+			if rem < 600 {
+				wantNotes = 1
+			}
+			if len(notes) != wantNotes {
+				t.Fatalf("remaining %v: %d notifications, want %d (CEL compares %v < 600 as %v)", rem, len(notes), wantNotes, rem, rem < 600)
+			}
+			if wantNotes == 0 {
+				continue
+			}
+			var n notification.Notification
+			if _, err := e.base.Registry.Decode(ctx, notes[0].Value, &n); err != nil {
+				t.Fatal(err)
+			}
+			var img map[string]any
+			if err := json.Unmarshal([]byte(*n.New), &img); err != nil {
+				t.Fatalf("new image %q is not JSON: %v", *n.New, err)
+			}
+			if v, ok := img["remaining"]; !ok || v != nil {
+				t.Errorf("remaining %v in JSON = %v (present %v), want null", rem, v, ok)
+			}
+		}
+	})
+}
+
+// TestRegistryOutageIsTheWorldsFault pins the other class: an event that
+// cannot be judged because the registry is unreachable is not dead-lettered
+// but returned as an error, so that the transaction aborts and the event is
+// judged again once the registry is back.
+func TestRegistryOutageIsTheWorldsFault(t *testing.T) {
+	e, rec := testEvaluator(t, "true")
+	down, err := sr.NewClient(sr.URLs("http://127.0.0.1:1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A registry that has cached nothing and reaches no server.
+	e.judge.Registry = havro.NewRegistry(down, time.Hour)
+	out, err := e.evaluate(t.Context(), rec)
+	if err == nil || len(out) != 0 {
+		t.Fatalf("evaluate = %d records, %v; want an error and no dead letter", len(out), err)
+	}
+}
+
+// TestTransactionsRetryWhileTheRegistryIsDown runs the whole evaluator on
+// kfake while the schema registry answers 503: transactions abort, /readyz
+// says so, nothing is dead-lettered; once the registry is back every event
+// yields its notification exactly once, a bad record among them is
+// dead-lettered, and /readyz is ready again.
+func TestTransactionsRetryWhileTheRegistryIsDown(t *testing.T) {
+	cfg := servicetest.Fakes(t, 2)
+	reg := srfake.New()
+	t.Cleanup(reg.Close)
+	cfg.Registry.URL = reg.URL()
+	var down atomic.Bool
+	reg.Intercept(func(w http.ResponseWriter, _ *http.Request) bool {
+		if !down.Load() {
+			return false
+		}
+		http.Error(w, "unavailable", http.StatusServiceUnavailable)
+		return true
+	})
+	e, err := New(t.Context(), Config{Config: cfg, Group: "g", TransactionalID: "tx", SessionTimeout: 6 * time.Second, MaxBatch: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	topics := e.base.Topics
+	put := func(kind, id string, spec any) {
+		t.Helper()
+		tenant := "acme"
+		if kind == configstore.KindTenant {
+			tenant = configstore.OperatorTenant
+		}
+		doc, err := configstore.NewDocument(tenant, kind, id, spec)
+		if err == nil {
+			_, err = e.base.Config.Put(t.Context(), doc, 0)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	servicetest.Run(t, e)
+	put(configstore.KindTenant, "acme", configstore.Tenant{Name: "acme"})
+	put(configstore.KindRule, "low", configstore.Rule{
+		Name: "low", On: configstore.RuleOn{EntityTypes: []string{"Balance"}, Operations: []string{"UPDATE"}},
+		When: "new.remaining < old.remaining", Notification: configstore.RuleNotify{Name: "UnitAllowanceThreshold", State: "low"},
+	})
+
+	cl, err := kgo.NewClient(kgo.SeedBrokers(cfg.Kafka.Brokers...), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.ConsumeTopics(topics.Notifications, topics.EventsDLQ), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	const good = 20
+	var recs []*kgo.Record
+	for i := range good {
+		acct := "acct-1"
+		key, value, err := event.Encode(t.Context(), e.base.Registry, topics.Events, "acme", &event.Event{
+			EntityType: "Balance", EntityID: "bal-1", Operation: "UPDATE", AccountID: &acct,
+			Old: map[string]any{"id": "bal-1", "accountId": acct, "unit": "MB", "total": 1000.0, "used": 0.0, "remaining": 600.0},
+			New: map[string]any{"id": "bal-1", "accountId": acct, "unit": "MB", "total": 1000.0, "used": 0.0, "remaining": float64(500 - i)},
+		}, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == good/2 {
+			recs = append(recs, &kgo.Record{Topic: topics.Events, Key: key, Value: []byte("not avro")})
+		}
+		recs = append(recs, &kgo.Record{Topic: topics.Events, Key: key, Value: value})
+	}
+	// The events' schema stays cached by id; the notification schema's
+	// newest version is looked up again once its cache entry ages.
+	down.Store(true)
+	if err := cl.ProduceSync(t.Context(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+
+	deadline := time.Now().Add(30 * time.Second)
+	for e.base.Health.Err() == nil || !strings.Contains(e.base.Health.Err().Error(), "transactions") {
+		if time.Now().After(deadline) {
+			t.Fatalf("readyz = %v; want it to report failing transactions", e.base.Health.Err())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	down.Store(false)
+
+	seen := map[string]int{}
+	dead := 0
+	for len(seen) < good || dead < 1 {
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		fs := cl.PollFetches(ctx)
+		timedOut := ctx.Err() != nil
+		cancel()
+		if timedOut {
+			t.Fatalf("after the broker recovered: %d of %d notifications, %d dead letters", len(seen), good, dead)
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			if r.Topic == topics.EventsDLQ {
+				dead++
+				return
+			}
+			var n notification.Notification
+			if _, err := e.base.Registry.Decode(t.Context(), r.Value, &n); err != nil {
+				t.Fatal(err)
+			}
+			seen[n.ID]++
+		})
+	}
+	for id, c := range seen {
+		if c != 1 {
+			t.Errorf("notification %s committed %d times", id, c)
+		}
+	}
+	if dead != 1 {
+		t.Errorf("%d dead letters, want 1", dead)
+	}
+	deadline = time.Now().Add(30 * time.Second)
+	for e.base.Health.Err() != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("readyz after recovery = %v", e.base.Health.Err())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
