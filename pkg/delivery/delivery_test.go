@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/heraldhq/herald/pkg/avro"
+	"github.com/heraldhq/herald/pkg/httpapi"
 )
 
 func TestScheduleWaitsWithJitterAndEnds(t *testing.T) {
@@ -64,7 +65,8 @@ func TestEntryHeadersRoundTrip(t *testing.T) {
 func TestMiddlewareSortsRecordErrors(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	var dead []error
-	tries := 0
+	var held httpapi.Condition
+	tries, retries := 0, 0
 	h := Chain(func(ctx context.Context, r *kgo.Record) error {
 		tries++
 		switch string(r.Value) {
@@ -79,7 +81,12 @@ func TestMiddlewareSortsRecordErrors(t *testing.T) {
 		}
 		return nil
 	}, DeadLetter(func(_ context.Context, _ *kgo.Record, err error) error { dead = append(dead, err); return nil }),
-		RetryTransient(log, time.Millisecond), Unreadable(), Recover(log))
+		RetryTransient(log, time.Millisecond, &held, func(context.Context) {
+			retries++
+			if held.Check() == nil {
+				t.Error("readiness passes while a record waits out a transient failure")
+			}
+		}), Unreadable(), Recover(log))
 	for _, v := range []string{"panic", "wire", "flaky"} {
 		tries = 0
 		if err := h(t.Context(), &kgo.Record{Value: []byte(v)}); err != nil {
@@ -89,8 +96,11 @@ func TestMiddlewareSortsRecordErrors(t *testing.T) {
 	if len(dead) != 2 {
 		t.Errorf("dead-lettered %d records, want the panic and the wire error", len(dead))
 	}
-	if tries != 3 {
-		t.Errorf("flaky record tried %d times, want 3", tries)
+	if tries != 3 || retries != 2 {
+		t.Errorf("flaky record tried %d times with %d retries counted, want 3 and 2", tries, retries)
+	}
+	if err := held.Check(); err != nil {
+		t.Errorf("readiness after the flaky record went through: %v", err)
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()

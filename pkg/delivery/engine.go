@@ -11,9 +11,13 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
 
+	"github.com/heraldhq/herald/pkg/httpapi"
 	"github.com/heraldhq/herald/pkg/notification"
 	"github.com/heraldhq/herald/pkg/service"
+	"github.com/heraldhq/herald/pkg/telemetry"
 )
 
 // Config is the engine's configuration, from HERALD_* variables shared by
@@ -101,6 +105,9 @@ type Engine struct {
 	health  *health
 	handler Handler // notifications
 	retryH  Handler // retry entries
+	// held fails /readyz while a record waits out the world's fault.
+	held            httpapi.Condition
+	countUnreadable func(context.Context)
 
 	// attemptCtx outlives revocations: an attempt under way finishes (its
 	// channel's timeout bounds it) so that its outcome is known.
@@ -137,7 +144,17 @@ func New(base *service.Base, cfg Config, channel string, group Group, ch Channel
 	e.limits = newLimits(cfg.DestinationConcurrency)
 	e.health = newHealth(cfg.DisableAfter, cfg.DisableMinAttempts)
 	e.attemptCtx, e.cancelAttempt = context.WithCancel(context.Background())
-	mws := []Middleware{DeadLetter(e.deadLetterRecord), RetryTransient(e.log, 500*time.Millisecond), Unreadable(), Recover(e.log)}
+	meter := base.Metrics.Meter("herald/delivery")
+	channelAttr := metric.WithAttributes(attribute.String("channel", channel))
+	unreadable := telemetry.Counter(meter, "herald.delivery.unreadable", "Records no handler can read (bad bytes, a handler panic), dead-lettered: the record's fault.")
+	transient := telemetry.Counter(meter, "herald.delivery.transient_retries", "Records retried in place after a failure that should pass (registry or broker out of reach): the world's fault.")
+	e.countUnreadable = func(ctx context.Context) { unreadable.Add(ctx, 1, channelAttr) }
+	base.Health.AddCheck("records", e.held.Check)
+	mws := []Middleware{
+		DeadLetter(e.deadLetterRecord),
+		RetryTransient(e.log, 500*time.Millisecond, &e.held, func(ctx context.Context) { transient.Add(ctx, 1, channelAttr) }),
+		Unreadable(), Recover(e.log),
+	}
 	e.handler = Chain(e.handleNotification, mws...)
 	e.retryH = Chain(e.handleRetry, mws...)
 
@@ -411,6 +428,7 @@ func (e *Engine) produce(r *kgo.Record, then func(error)) {
 // topic, with the reason.
 func (e *Engine) deadLetterRecord(ctx context.Context, r *kgo.Record, err error) error {
 	e.log.Error("record dead-lettered: unreadable", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "err", err)
+	e.countUnreadable(ctx)
 	origin := Origin{r.Topic, r.Partition, r.Offset}
 	if en, perr := ParseEntry(r); perr == nil {
 		origin = en.Origin

@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/heraldhq/herald/pkg/avro"
+	"github.com/heraldhq/herald/pkg/httpapi"
 )
 
 // Handler handles one consumed record. The engine calls it for each record
@@ -72,17 +73,24 @@ func Unreadable() Middleware {
 
 // RetryTransient retries the handler while it fails with an error that is
 // neither an UnreadableError nor the end of ctx (the registry being
-// unreachable, say), waiting from first up to a minute between tries.
-func RetryTransient(log *slog.Logger, first time.Duration) Middleware {
+// unreachable, say): the world's fault, which passes. It waits from first
+// up to a minute between tries, holding held meanwhile so that /readyz
+// says why, and calls retried for each retry.
+func RetryTransient(log *slog.Logger, first time.Duration, held *httpapi.Condition, retried func(ctx context.Context)) Middleware {
 	return func(next Handler) Handler {
 		return func(ctx context.Context, r *kgo.Record) error {
 			wait := first
+			release := func() {}
+			defer func() { release() }()
 			for {
 				err := next(ctx, r)
 				var ue *UnreadableError
 				if err == nil || errors.As(err, &ue) || ctx.Err() != nil {
 					return err
 				}
+				release()
+				release = held.Hold(err)
+				retried(ctx)
 				log.Warn("record handler failed; retrying", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "err", err, "in", wait)
 				select {
 				case <-ctx.Done():

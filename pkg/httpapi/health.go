@@ -69,3 +69,38 @@ func (h *Health) ready(w http.ResponseWriter, _ *http.Request) {
 	}
 	WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 }
+
+// Condition is a readiness check that work sets while it is held up by a
+// failure that should pass (a broker or registry out of reach): the check
+// fails while any hold is in place, with the error of the latest.
+type Condition struct {
+	mu   sync.Mutex
+	held int
+	last error
+}
+
+// Hold marks the work held up by err until the returned release is called.
+func (c *Condition) Hold(err error) (release func()) {
+	c.mu.Lock()
+	c.held++
+	c.last = err
+	c.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			c.mu.Lock()
+			c.held--
+			c.mu.Unlock()
+		})
+	}
+}
+
+// Check returns nil unless a hold is in place.
+func (c *Condition) Check() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.held > 0 {
+		return fmt.Errorf("held up: %w", c.last)
+	}
+	return nil
+}

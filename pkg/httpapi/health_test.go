@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/heraldhq/herald/pkg/httpapi"
@@ -81,4 +82,25 @@ func errText(err error) string {
 		return ""
 	}
 	return err.Error()
+}
+
+func TestConditionFailsWhileAnyHoldIsInPlace(t *testing.T) {
+	var c httpapi.Condition
+	if err := c.Check(); err != nil {
+		t.Fatalf("new condition: %v", err)
+	}
+	r1 := c.Hold(errors.New("registry down"))
+	r2 := c.Hold(errors.New("broker down"))
+	if err := c.Check(); err == nil || !strings.Contains(err.Error(), "broker down") {
+		t.Fatalf("two holds: %v, want the latest error", err)
+	}
+	r1()
+	r1() // a second release of the same hold changes nothing
+	if err := c.Check(); err == nil {
+		t.Fatal("one hold left: ready")
+	}
+	r2()
+	if err := c.Check(); err != nil {
+		t.Fatalf("all released: %v", err)
+	}
 }

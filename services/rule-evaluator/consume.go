@@ -7,7 +7,6 @@ import (
 	"runtime"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -24,6 +23,9 @@ import (
 // after a wait that doubles with each failure in a row, up to maxBackoff.
 func (e *Evaluator) consume(ctx context.Context) error {
 	wait := minBackoff
+	// Held while transactions fail in a row: /readyz then says why.
+	release := func() {}
+	defer func() { release() }()
 	for {
 		fetches := e.sess.PollRecords(ctx, e.maxBatch)
 		if ctx.Err() != nil {
@@ -36,7 +38,7 @@ func (e *Evaluator) consume(ctx context.Context) error {
 			continue
 		}
 		err := e.transact(ctx, fetches)
-		e.stalled.set(err)
+		release()
 		if err == nil {
 			wait = minBackoff
 			continue
@@ -44,6 +46,7 @@ func (e *Evaluator) consume(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
+		release = e.stalled.Hold(err)
 		// The session rewinds to the committed offsets after an abort,
 		// so the same events are evaluated again.
 		e.metrics.aborts.Add(ctx, 1)
@@ -62,28 +65,6 @@ const (
 	minBackoff = 100 * time.Millisecond
 	maxBackoff = 30 * time.Second
 )
-
-// stall remembers why the last transaction failed, for /readyz: a replica
-// that cannot commit is not doing its work, whatever else is up.
-type stall struct {
-	mu  sync.Mutex
-	err error
-}
-
-func (s *stall) set(err error) {
-	s.mu.Lock()
-	s.err = err
-	s.mu.Unlock()
-}
-
-func (s *stall) check() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.err != nil {
-		return fmt.Errorf("transactions failing: %w", s.err)
-	}
-	return nil
-}
 
 func (e *Evaluator) transact(ctx context.Context, fetches kgo.Fetches) error {
 	if err := e.sess.Begin(); err != nil {

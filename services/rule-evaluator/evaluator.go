@@ -31,6 +31,7 @@ import (
 
 	havro "github.com/heraldhq/herald/pkg/avro"
 	"github.com/heraldhq/herald/pkg/configstore"
+	"github.com/heraldhq/herald/pkg/httpapi"
 	"github.com/heraldhq/herald/pkg/judge"
 	"github.com/heraldhq/herald/pkg/rules"
 	"github.com/heraldhq/herald/pkg/service"
@@ -80,7 +81,7 @@ type Evaluator struct {
 	judge    *judge.Judge
 	maxBatch int
 	metrics  evaluatorMetrics
-	stalled  stall
+	stalled  httpapi.Condition
 
 	mu sync.Mutex
 	// pending holds rules that could not be compiled for a reason that may
@@ -127,7 +128,7 @@ func New(ctx context.Context, c Config) (*Evaluator, error) {
 	e.metrics = newEvaluatorMetrics(base.Metrics.Meter("herald/rule-evaluator"))
 	base.Config.OnApply(e.applyConfig)
 	base.Health.AddCheck("kafka", func() error { return sess.Client().Ping(context.Background()) })
-	base.Health.AddCheck("transactions", e.stalled.check)
+	base.Health.AddCheck("transactions", e.stalled.Check)
 	base.Health.AddCheck("subscriptions", func() error {
 		if !subs.CaughtUp() {
 			return errors.New("subscriptions not caught up")
