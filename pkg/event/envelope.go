@@ -110,12 +110,20 @@ func Encode(ctx context.Context, reg *havro.Registry, eventsTopic, tenant string
 	if e.EventID == "" {
 		e.EventID = ulid.Make().String()
 	}
-	envelope := e.envelope(tenant)
-	if err := havro.CheckFields(schema.Schema, envelope); err != nil {
-		var uf *havro.UnknownFieldError
-		errors.As(err, &uf)
+	envelope, err := havro.Check(schema.Schema, e.envelope(tenant))
+	var (
+		uf *havro.UnknownFieldError
+		fe *havro.FieldError
+	)
+	switch {
+	case errors.As(err, &uf):
 		return nil, nil, invalid(http.StatusBadRequest, "the event does not match the schema of "+e.EntityType,
 			httpapi.FieldError{Field: uf.Field, Message: "not a field of " + e.EntityType})
+	case errors.As(err, &fe):
+		return nil, nil, invalid(http.StatusBadRequest, "the event does not match the schema of "+e.EntityType,
+			httpapi.FieldError{Field: fe.Field, Message: fe.Message})
+	case err != nil:
+		return nil, nil, err
 	}
 	value, err = schema.Encode(envelope)
 	if err != nil {

@@ -91,6 +91,17 @@ func TestRuleTestAnswersWhetherItFiresAndTheNotification(t *testing.T) {
 	if !slices.Contains(r.fields(), "event.new.total") {
 		t.Errorf("a sample event off its schema names %v, want event.new.total", r.fields())
 	}
+	// A sample the ingest API would refuse is refused, not evaluated with
+	// the value changed.
+	for _, tc := range []struct{ name, event, field string }{
+		{"a double overflowing to infinity", sample("300", "1e400"), "event.new.remaining"},
+		{"an integer of 400 digits for a double", sample("1"+strings.Repeat("0", 399), "150"), "event.old.remaining"},
+	} {
+		r := s.want(http.StatusBadRequest, "POST", "/v1/rules:test", key, `{"rule":`+rule+`,"event":`+tc.event+`}`)
+		if !slices.Contains(r.fields(), tc.field) {
+			t.Errorf("%s: problem names %v, want %s", tc.name, r.fields(), tc.field)
+		}
+	}
 }
 
 func TestEventTypeFieldsShowANewVersionWithoutRestart(t *testing.T) {
