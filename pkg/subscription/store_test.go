@@ -149,3 +149,36 @@ func TestDestinationsAddTheSubscriptionsOfTheEntityAndItsSim(t *testing.T) {
 		t.Errorf("first notification's destinations became %q, want %q", first, want)
 	}
 }
+
+// TestMalformedRecordsAreSkipped pins that a subscription record the view
+// cannot read is the record's fault: it is skipped, and the view still
+// applies what follows it and catches up.
+func TestMalformedRecordsAreSkipped(t *testing.T) {
+	seeds, topic := newTopic(t)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	bad := []*kgo.Record{
+		{Topic: topic, Key: []byte("acme/Sim/1/USAGE_THRESHOLD"), Value: []byte("not JSON")},
+		{Topic: topic, Key: []byte("acme/Sim/2/USAGE_THRESHOLD"), Value: []byte(`{"webhookUrl": ""}`)},
+		{Topic: topic, Key: []byte("no-slashes"), Value: []byte(`{"webhookUrl": "https://a.example/x"}`)},
+		{Topic: topic, Key: []byte("acme/Sim/3/USAGE_THRESHOLD"), Value: []byte("\xff\xfe")},
+	}
+	if err := cl.ProduceSync(t.Context(), bad...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	s := openStore(t, seeds, topic)
+	put(t, s, "Sim", "4", "USAGE_THRESHOLD", "https://a.example/4")
+	if s.Len() != 1 {
+		t.Errorf("view holds %d subscriptions, want only the good one", s.Len())
+	}
+	// A malformed last record must not keep a later view from catching up.
+	if err := cl.ProduceSync(t.Context(), &kgo.Record{Topic: topic, Key: []byte("acme/Sim/5/X"), Value: []byte("{")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	if late := openStore(t, seeds, topic); late.Len() != 1 {
+		t.Errorf("a later view holds %d subscriptions, want 1", late.Len())
+	}
+}
