@@ -16,6 +16,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 // MaxBody bounds a request body.
@@ -74,19 +76,23 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 }
 
 // DecodeJSON reads a JSON request body into v, refusing unknown fields,
-// trailing data and bodies over MaxBody, with a *Problem that says why.
+// text that is not valid UTF-8, trailing data and bodies over MaxBody,
+// with a *Problem that says why.
 func DecodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
-	return decodeStrict(http.MaxBytesReader(w, r.Body, MaxBody), v)
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
+	if err != nil {
+		return jsonProblem(err)
+	}
+	return Unmarshal(data, v)
 }
 
 // Unmarshal is DecodeJSON for a JSON value already read, such as one item
 // of a batch.
 func Unmarshal(data []byte, v any) error {
-	return decodeStrict(bytes.NewReader(data), v)
-}
-
-func decodeStrict(r io.Reader, v any) error {
-	dec := json.NewDecoder(r)
+	if err := checkUTF8(data); err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	// Numbers in free-form objects stay exact (a long above 2^53 survives).
 	dec.UseNumber()
@@ -97,6 +103,56 @@ func decodeStrict(r io.Reader, v any) error {
 		return NewProblem(http.StatusBadRequest, "the body holds more than one JSON value")
 	}
 	return nil
+}
+
+// checkUTF8 returns a *Problem naming the first string of the JSON value
+// in data, a member name or a value, that is not valid UTF-8 (or escapes
+// half a surrogate pair), which encoding/json would decode with U+FFFD in
+// place of each bad byte. Any other syntax error is left to the decoder.
+func checkUTF8(data []byte) error {
+	dec := jsontext.NewDecoder(bytes.NewReader(data), jsontext.AllowInvalidUTF8(true), jsontext.AllowDuplicateNames(true))
+	for {
+		if dec.PeekKind() == '"' {
+			kind, n := dec.StackIndex(dec.StackDepth())
+			isName := kind == '{' && n%2 == 0
+			s, err := dec.ReadValue()
+			if err != nil {
+				return nil
+			}
+			if _, err := jsontext.AppendUnquote(nil, s); err != nil {
+				msg := "is not valid UTF-8"
+				if isName {
+					msg = "is a name that is not valid UTF-8 (shown with U+FFFD for each bad byte)"
+				}
+				return NewProblem(http.StatusBadRequest, "the body has text that is not valid UTF-8",
+					FieldError{Field: fieldPath(dec), Message: msg})
+			}
+		} else if _, err := dec.ReadToken(); err != nil {
+			return nil
+		}
+		if dec.StackDepth() == 0 {
+			return nil
+		}
+	}
+}
+
+// fieldPath returns the dotted path (on.entityTypes[2]) of the value dec
+// read last.
+func fieldPath(dec *jsontext.Decoder) string {
+	var b strings.Builder
+	depth := 0
+	for name := range dec.StackPointer().Tokens() {
+		depth++
+		if kind, _ := dec.StackIndex(depth); kind == '[' {
+			b.WriteString("[" + name + "]")
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteByte('.')
+		}
+		b.WriteString(name)
+	}
+	return b.String()
 }
 
 func jsonProblem(err error) *Problem {

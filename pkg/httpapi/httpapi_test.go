@@ -2,6 +2,7 @@ package httpapi_test
 
 import (
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -68,6 +69,12 @@ func TestDecodeJSONRefusesBadBodies(t *testing.T) {
 		{"cut short", `{"name": "a"`, http.StatusBadRequest, ""},
 		{"not JSON", `name=low`, http.StatusBadRequest, ""},
 		{"larger than MaxBody", `{"name": "` + strings.Repeat("a", httpapi.MaxBody) + `"}`, http.StatusRequestEntityTooLarge, ""},
+		{"invalid UTF-8 in a value", "{\"name\": \"\xff\xfelow\"}", http.StatusBadRequest, "name"},
+		{"invalid UTF-8 in an array item", "{\"on\": {\"entityTypes\": [\"Balance\", \"Sim\xc0\x80\"]}}", http.StatusBadRequest, "on.entityTypes[1]"},
+		{"invalid UTF-8 deep in a free-form object", "{\"fields\": {\"a\": [{\"b\": \"\xed\xa0\x80\"}]}}", http.StatusBadRequest, "fields.a[0].b"},
+		{"invalid UTF-8 in a name", "{\"fields\": {\"k\xffey\": 1}}", http.StatusBadRequest, "fields.k\ufffdey"},
+		{"half a surrogate pair escaped", `{"name": "\ud800"}`, http.StatusBadRequest, "name"},
+		{"invalid UTF-8 after a wrong type", "{\"threshold\": \"x\", \"name\": \"\xff\"}", http.StatusBadRequest, "name"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -106,6 +113,8 @@ func TestDecodeJSONAcceptsValidBodies(t *testing.T) {
 		{"trailing newline", "{\"name\": \"low\"}\n", ruleRequest{Name: "low"}},
 		{"a long above 2^53 in a free-form object stays exact", `{"fields": {"bytes": 9007199254740993}}`,
 			ruleRequest{Fields: map[string]any{"bytes": json.Number("9007199254740993")}}},
+		{"UTF-8 text and escapes", `{"name": "café \ud83d\ude00 😀", "fields": {"é": "\u00e9"}}`,
+			ruleRequest{Name: "café 😀 😀", Fields: map[string]any{"é": "é"}}},
 		{"exactly MaxBody bytes", `{"name": "` + strings.Repeat("a", httpapi.MaxBody-len(`{"name": ""}`)) + `"}`,
 			ruleRequest{Name: strings.Repeat("a", httpapi.MaxBody-len(`{"name": ""}`))}},
 	}
@@ -121,6 +130,18 @@ func TestDecodeJSONAcceptsValidBodies(t *testing.T) {
 				t.Errorf("decoded %+v, want %+v", got, tt.want)
 			}
 		})
+	}
+}
+
+func TestUnmarshalRefusesInvalidUTF8NamingTheField(t *testing.T) {
+	var got ruleRequest
+	err := httpapi.Unmarshal([]byte("{\"on\": {\"entityTypes\": [\"\xff\"]}}"), &got)
+	var p *httpapi.Problem
+	if !errors.As(err, &p) || p.Status != http.StatusBadRequest || len(p.Errors) != 1 || p.Errors[0].Field != "on.entityTypes[0]" {
+		t.Fatalf("Unmarshal = %#v, want a 400 problem naming on.entityTypes[0]", err)
+	}
+	if got.On.EntityTypes != nil {
+		t.Errorf("Unmarshal filled %q from a refused body", got.On.EntityTypes)
 	}
 }
 

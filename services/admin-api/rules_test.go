@@ -96,6 +96,7 @@ func TestRuleTestAnswersWhetherItFiresAndTheNotification(t *testing.T) {
 	for _, tc := range []struct{ name, event, field string }{
 		{"a double overflowing to infinity", sample("300", "1e400"), "event.new.remaining"},
 		{"an integer of 400 digits for a double", sample("1"+strings.Repeat("0", 399), "150"), "event.old.remaining"},
+		{"invalid UTF-8", strings.Replace(sample("300", "150"), `"accountId":"a"`, "\"accountId\":\"\xff\xfea\"", 1), "event.accountId"},
 	} {
 		r := s.want(http.StatusBadRequest, "POST", "/v1/rules:test", key, `{"rule":`+rule+`,"event":`+tc.event+`}`)
 		if !slices.Contains(r.fields(), tc.field) {

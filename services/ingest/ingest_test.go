@@ -144,6 +144,9 @@ func TestInvalidEventIsRefusedNamingTheFieldAndNotProduced(t *testing.T) {
 		{"a long past 2^63-1", `{"entityType":"BillRun","entityId":"br-1","operation":"CREATE","new":{"id":"br-1","status":"DONE","invoiceCount":9223372036854775808}}`, 400, "new.invoiceCount"},
 		{"a long with a fraction", `{"entityType":"BillRun","entityId":"br-1","operation":"CREATE","new":{"id":"br-1","status":"DONE","invoiceCount":1.5}}`, 400, "new.invoiceCount"},
 		{"a long written with a decimal point", `{"entityType":"BillRun","entityId":"br-1","operation":"CREATE","new":{"id":"br-1","status":"DONE","invoiceCount":1.0}}`, 400, "new.invoiceCount"},
+		{"invalid UTF-8 in the envelope", "{\"entityType\":\"Balance\",\"entityId\":\"bal-1\",\"operation\":\"UPDATE\",\"accountId\":\"\xff\xfeacct\",\"old\":" + balanceBefore + ",\"new\":" + balanceAfter + "}", 400, "accountId"},
+		{"invalid UTF-8 in an image", "{\"entityType\":\"Balance\",\"entityId\":\"bal-1\",\"operation\":\"UPDATE\",\"old\":" + balanceBefore + ",\"new\":{\"id\":\"bal-1\",\"accountId\":\"acc-1\",\"unit\":\"M\xc3\",\"total\":1024,\"used\":1000,\"remaining\":24}}", 400, "new.unit"},
+		{"invalid UTF-8 in a name in an image", "{\"entityType\":\"Balance\",\"entityId\":\"bal-1\",\"operation\":\"UPDATE\",\"old\":" + balanceBefore + ",\"new\":{\"id\":\"bal-1\",\"accountId\":\"acc-1\",\"unit\":\"MB\",\"total\":1024,\"used\":1000,\"remaining\":24,\"plan\xffId\":\"p\"}}", 400, "new.plan\ufffdId"},
 		{"invalid JSON", `{"entityType":"Balance",`, 400, ""},
 		{"not JSON", `entityType=Balance`, 400, ""},
 		{"two JSON values", balanceUpdate + balanceUpdate, 400, ""},
@@ -231,6 +234,12 @@ func TestBatchIsProducedWholeOrNotAtAll(t *testing.T) {
 			body:   batch(event("v1", "bal-1", balanceAfter), event("v2", "bal-2", `{"id":"bal-1","accountId":"acc-1","unit":"MB","total":1024,"used":1000,"remaining":-1e400}`)),
 			status: 400,
 			fields: []string{"events[1].new.remaining"},
+		},
+		{
+			name:   "invalid UTF-8 in a batch",
+			body:   batch(event("u1", "bal-1", balanceAfter), strings.Replace(event("u2", "bal-2", balanceAfter), "bal-2", "bal-\xff", 1)),
+			status: 400,
+			fields: []string{"events[1].entityId"},
 		},
 		{
 			name:   "unknown entity type in a batch",
