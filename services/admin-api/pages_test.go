@@ -99,7 +99,8 @@ func TestUpdatesTakeIfMatch(t *testing.T) {
 		t.Errorf("name = %q after refused updates", got)
 	}
 	s.want(http.StatusOK, "PUT", path, key, body("any"), "If-Match", "*")
-	s.want(http.StatusOK, "PUT", path, key, body("weak"), "If-Match", `W/"3"`)
+	s.want(http.StatusPreconditionFailed, "PUT", path, key, body("weak"), "If-Match", `W/"3"`)
+	s.want(http.StatusOK, "PUT", path, key, body("strong"), "If-Match", `"3"`)
 	s.want(http.StatusNoContent, "DELETE", path, key, "", "If-Match", `"4"`)
 	s.want(http.StatusNotFound, "PUT", path, key, body("gone"), "If-Match", `"4"`)
 }

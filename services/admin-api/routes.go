@@ -2,6 +2,7 @@ package adminapi
 
 import (
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -89,19 +90,76 @@ func (a *API) loaded(h http.Handler) http.Handler {
 // tenantOf returns the tenant of the API key a request came with.
 func tenantOf(r *http.Request) string { return httpapi.PrincipalFrom(r.Context()).Tenant }
 
+// noVersion is the version If-Match names when none of its entity-tags
+// can match: weak tags (If-Match compares strongly) and tags that are not
+// a version Herald gives out. No document has it.
+const noVersion = -1
+
 // ifMatch returns the version a request's If-Match header names: 0 when
 // there is none, or when it is "*" (any version, which only needs the
-// resource to exist).
+// resource to exist); noVersion when no entity-tag in it can match. A
+// header that is not a list of entity-tags is a 400.
 func ifMatch(r *http.Request) (int64, error) {
-	m := strings.TrimSpace(r.Header.Get("If-Match"))
+	m := strings.TrimSpace(strings.Join(r.Header.Values("If-Match"), ","))
 	if m == "" || m == "*" {
 		return 0, nil
 	}
-	v, err := strconv.ParseInt(strings.Trim(strings.TrimPrefix(m, "W/"), `"`), 10, 64)
-	if err != nil || v < 1 {
-		return 0, httpapi.NewProblem(http.StatusBadRequest, `If-Match must be the version (ETag) the resource was read at, such as "3"`)
+	tags, ok := entityTags(m)
+	if !ok {
+		return 0, httpapi.NewProblem(http.StatusBadRequest,
+			`If-Match must be "*" or entity-tags, such as "3": the ETag the resource was read at, in double quotes`)
 	}
-	return v, nil
+	var versions []int64
+	for _, t := range tags {
+		v, err := strconv.ParseInt(t.opaque, 10, 64)
+		if t.weak || err != nil || v < 1 || strconv.FormatInt(v, 10) != t.opaque || slices.Contains(versions, v) {
+			continue
+		}
+		versions = append(versions, v)
+	}
+	switch len(versions) {
+	case 0:
+		return noVersion, nil
+	case 1:
+		return versions[0], nil
+	}
+	return 0, httpapi.NewProblem(http.StatusBadRequest, "If-Match names more than one version; send only the ETag the resource was read at")
+}
+
+// entityTag is one element of an If-Match list.
+type entityTag struct {
+	weak   bool
+	opaque string // without its double quotes
+}
+
+// entityTags parses an If-Match list of entity-tags (RFC 9110, sections
+// 8.8.3 and 13.1.1). Empty list elements are skipped, as the list syntax
+// allows; a list with no entity-tag is not one.
+func entityTags(list string) ([]entityTag, bool) {
+	var tags []entityTag
+	for s := list; ; {
+		s = strings.TrimLeft(s, " \t")
+		switch {
+		case s == "":
+			return tags, len(tags) > 0
+		case s[0] == ',':
+			s = s[1:]
+			continue
+		}
+		var t entityTag
+		if t.weak = strings.HasPrefix(s, "W/"); t.weak {
+			s = s[len("W/"):]
+		}
+		end := strings.IndexByte(s[min(1, len(s)):], '"')
+		if !strings.HasPrefix(s, `"`) || end < 0 {
+			return nil, false
+		}
+		t.opaque, s = s[1:1+end], strings.TrimLeft(s[2+end:], " \t")
+		if strings.ContainsFunc(t.opaque, func(r rune) bool { return r < 0x21 || r == 0x7f }) || s != "" && s[0] != ',' {
+			return nil, false
+		}
+		tags = append(tags, t)
+	}
 }
 
 // changedSince is the answer to an update whose If-Match names a version
