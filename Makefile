@@ -13,8 +13,12 @@ TESTFLAGS += -race
 endif
 # How long `make fuzz` fuzzes each target.
 FUZZTIME ?= 10s
+# The test peers from PyPI (Confluent's Python client), in a virtual
+# environment that is rebuilt only when their requirements change.
+VENV := .cache/venv
+PEERS := deploy/peers/requirements.txt
 
-.PHONY: help run build lint test test-unit fuzz kafka-start kafka-stop tidy bench-evaluator bench-rules bench-webhook
+.PHONY: help run build lint peers test test-unit fuzz kafka-start kafka-stop tidy bench-evaluator bench-rules bench-webhook
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -30,11 +34,21 @@ lint: ## gofmt and go vet over every module.
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 
-test: lint ## Lint, fuzz, then every test of every module, integration tests on a real Kafka broker.
+peers: ## Install the test peers from PyPI into .cache/venv.
+	@sum=$$(sha256sum $(PEERS) | cut -d' ' -f1); \
+	if [ ! -x $(VENV)/bin/python ] || [ "$$(cat $(VENV)/.requirements.sha256 2>/dev/null)" != "$$sum" ]; then \
+	  echo "peers: installing $(PEERS) into $(VENV)"; \
+	  rm -rf $(VENV) && python3 -m venv $(VENV) && \
+	  $(VENV)/bin/pip install -q --disable-pip-version-check -r $(PEERS) && \
+	  echo "$$sum" >$(VENV)/.requirements.sha256; \
+	fi
+
+test: lint peers ## Lint, fuzz, then every test of every module, integration tests on a real Kafka broker and the test peers.
 	@$(MAKE) --no-print-directory fuzz
 	@bash $(BROKER) start
 	@trap 'bash $(BROKER) stop >/dev/null 2>&1' EXIT; \
-	  HERALD_TEST_KAFKA_BROKERS=$$(bash $(BROKER) brokers) $(GO) test $(TESTFLAGS) $(PKGS)
+	  HERALD_TEST_KAFKA_BROKERS=$$(bash $(BROKER) brokers) HERALD_TEST_PYTHON=$(CURDIR)/$(VENV)/bin/python \
+	  $(GO) test $(TESTFLAGS) $(PKGS)
 
 fuzz: ## Fuzz each Fuzz target for FUZZTIME (10s); a failing input is saved to its testdata/fuzz.
 	@set -e; for f in $$(git ls-files --cached --others --exclude-standard '*_test.go' | xargs grep -l '^func Fuzz'); do \
