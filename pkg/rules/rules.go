@@ -331,7 +331,34 @@ func jsonValue(v ref.Val) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return native.(*structpb.Value).AsInterface(), nil
+	return plain(native.(*structpb.Value)), nil
+}
+
+// plain is structpb's AsInterface, except that a non-finite number stays a
+// float64 (AsInterface makes it the string "NaN" or "Infinity"), so that
+// whoever writes the JSON decides what it becomes.
+func plain(v *structpb.Value) any {
+	switch k := v.GetKind().(type) {
+	case *structpb.Value_NumberValue:
+		return k.NumberValue
+	case *structpb.Value_StringValue:
+		return k.StringValue
+	case *structpb.Value_BoolValue:
+		return k.BoolValue
+	case *structpb.Value_StructValue:
+		m := make(map[string]any, len(k.StructValue.GetFields()))
+		for name, f := range k.StructValue.GetFields() {
+			m[name] = plain(f)
+		}
+		return m
+	case *structpb.Value_ListValue:
+		l := make([]any, len(k.ListValue.GetValues()))
+		for i, e := range k.ListValue.GetValues() {
+			l[i] = plain(e)
+		}
+		return l
+	}
+	return nil
 }
 
 // Index holds compiled rules by tenant, entity type and operation.

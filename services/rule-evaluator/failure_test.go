@@ -122,6 +122,22 @@ func TestRecordFaultsAreDeadLetteredAndOthersStillFire(t *testing.T) {
 	})
 
 	t.Run("non-finite numbers are JSON null and still notify", func(t *testing.T) {
+		entities, err := e.base.Entities(ctx, []string{"Balance"}, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A computed field that carries the number as it is.
+		withField, err := e.compiler.Compile("acme", "field", configstore.Rule{
+			Name: "field", On: configstore.RuleOn{EntityTypes: []string{"Balance"}, Operations: []string{"UPDATE"}},
+			When: "new.remaining != old.remaining",
+			Notification: configstore.RuleNotify{Name: "Changed", State: "changed",
+				Fields: map[string]string{"remaining": "new.remaining", "both": "[new.remaining, old.remaining]"}},
+		}, entities)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.index.Put(withField)
+		defer e.index.Remove("acme", "field")
 		for _, rem := range []float64{math.NaN(), math.Inf(1), math.Inf(-1)} {
 			// NaN < 600 is false under CEL; Inf compares as a number.
 			value := balanceValue(t, e.base.Registry, topics.Events, rem)
@@ -130,19 +146,21 @@ func TestRecordFaultsAreDeadLetteredAndOthersStillFire(t *testing.T) {
 				t.Fatalf("remaining %v: evaluate: %v", rem, err)
 			}
 			notes, _ := split(out)
-			wantNotes := 0
+			// The field rule fires on every change; the first rule only
+			// where CEL finds the number smaller.
+			wantNotes := 1
 			if rem < 600 {
-				wantNotes = 1
+				wantNotes = 2
 			}
 			if len(notes) != wantNotes {
 				t.Fatalf("remaining %v: %d notifications, want %d (CEL compares %v < 600 as %v)", rem, len(notes), wantNotes, rem, rem < 600)
 			}
-			if wantNotes == 0 {
-				continue
-			}
 			var n notification.Notification
-			if _, err := e.base.Registry.Decode(ctx, notes[0].Value, &n); err != nil {
+			if _, err := e.base.Registry.Decode(ctx, notes[len(notes)-1].Value, &n); err != nil {
 				t.Fatal(err)
+			}
+			if n.RuleID != "field" || n.Fields["remaining"] != "null" || n.Fields["both"] != "[null,600]" {
+				t.Errorf("remaining %v: rule %s fields %v, want remaining null and both [null,600]", rem, n.RuleID, n.Fields)
 			}
 			var img map[string]any
 			if err := json.Unmarshal([]byte(*n.New), &img); err != nil {
