@@ -86,9 +86,10 @@ const (
 // delivers to it; the fields outside the channel's own part apply to every
 // channel.
 type Destination struct {
-	Type    string              `json:"type"` // webhook
+	Type    string              `json:"type"` // webhook or email
 	Name    string              `json:"name"`
 	Webhook *WebhookDestination `json:"webhook,omitempty"`
+	Email   *EmailDestination   `json:"email,omitempty"`
 
 	// Operational destinations receive Herald's notices about the tenant's
 	// own setup, such as DestinationDisabled.
@@ -135,6 +136,26 @@ type WebhookDestination struct {
 	// current one; during a rotation the previous one stays live until it
 	// expires, and both sign.
 	Secrets []SigningSecret `json:"secrets,omitempty"`
+}
+
+// EmailDestination sends each notification as a canned email (LogiSense's
+// email notifications).
+type EmailDestination struct {
+	// TemplateID names the email template rendered per notification.
+	TemplateID string `json:"templateId"`
+	// SMTPProfileID picks the SMTP profile; empty means the template's,
+	// else the tenant's default.
+	SMTPProfileID string `json:"smtpProfileId,omitempty"`
+	// To, Cc and Bcc are fixed addresses.
+	To  []string `json:"to,omitempty"`
+	Cc  []string `json:"cc,omitempty"`
+	Bcc []string `json:"bcc,omitempty"`
+	// ToContactTypes, CcContactTypes and BccContactTypes add the contact
+	// of each type on the notification's account (event.accountId),
+	// resolved when the email is sent.
+	ToContactTypes  []string `json:"toContactTypes,omitempty"`
+	CcContactTypes  []string `json:"ccContactTypes,omitempty"`
+	BccContactTypes []string `json:"bccContactTypes,omitempty"`
 }
 
 // Parameter is one name/value pair added to a webhook callout.
