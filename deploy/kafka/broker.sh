@@ -8,6 +8,13 @@
 #   broker.sh status    say whether it is running (exit 0 if so, 1 if not)
 #   broker.sh brokers   print the bootstrap address, for HERALD_TEST_KAFKA_BROKERS
 #
+# To restart a broker with its topics, offsets and transactions intact (a
+# test of what clients do while the broker is away), set
+# HERALD_KAFKA_KEEP_DATA=1 for both commands: `stop` then keeps the data,
+# and `start` runs the broker on the data it finds (formatting only when
+# there is none). Keep the same ports: the controller's address is part of
+# the formatted storage.
+#
 # Environment (all optional):
 #   HERALD_KAFKA_PORT             client (PLAINTEXT) port          default 19092
 #   HERALD_KAFKA_CONTROLLER_PORT  KRaft controller port            default 19093
@@ -16,6 +23,7 @@
 #   HERALD_KAFKA_HEAP             broker max heap                  default 768m
 #   HERALD_KAFKA_START_TIMEOUT    seconds to wait for readiness    default 90
 #   HERALD_KAFKA_JVM_OPTS         extra JVM options for the broker (word-split)
+#   HERALD_KAFKA_KEEP_DATA        1: stop keeps the data, start reuses it  default 0
 #   JAVA_HOME                     used if set, else `java` on PATH (Java 17+ required)
 set -euo pipefail
 
@@ -31,6 +39,7 @@ CACHE_DIR="${HERALD_KAFKA_CACHE:-$REPO_ROOT/.cache/kafka}"
 HEAP="${HERALD_KAFKA_HEAP:-768m}"
 START_TIMEOUT="${HERALD_KAFKA_START_TIMEOUT:-90}"
 read -r -a EXTRA_JVM_OPTS <<<"${HERALD_KAFKA_JVM_OPTS:-}"
+KEEP_DATA="${HERALD_KAFKA_KEEP_DATA:-0}"
 STOP_TIMEOUT=10
 
 HOST=127.0.0.1
@@ -46,6 +55,21 @@ READY_MARKER="Kafka Server started"
 
 say() { echo "kafka: $*"; }
 die() { echo "kafka: error: $*" >&2; exit 1; }
+
+keep_data() { [[ "$KEEP_DATA" == 1 ]]; }
+
+# Delete the broker's data, unless HERALD_KAFKA_KEEP_DATA=1 asks to keep it.
+drop_data() {
+  keep_data || rm -rf "$RUN_DIR"/data.*
+}
+
+# The data directory a kept broker left, if there is exactly one that was
+# formatted (it holds meta.properties).
+kept_data_dir() {
+  local dirs=("$RUN_DIR"/data.*/meta.properties)
+  [[ ${#dirs[@]} -eq 1 && -f "${dirs[0]}" ]] || return 1
+  dirname "${dirs[0]}"
+}
 
 # Last lines of the broker log, for failure messages.
 show_log_tail() {
@@ -180,7 +204,7 @@ abort_start() {
   kill -KILL "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
   rm -f "$PID_FILE"
-  rm -rf "$RUN_DIR"/data.*
+  drop_data
   show_log_tail
   die "$msg"
 }
@@ -210,7 +234,7 @@ cmd_start() {
 
   # Nothing of ours is running: clear stale state from a crash or a reboot.
   rm -f "$PID_FILE"
-  rm -rf "$RUN_DIR"/data.*
+  drop_data
 
   local p
   for p in "$PORT" "$CTRL_PORT"; do
@@ -224,13 +248,18 @@ cmd_start() {
 
   mkdir -p "$RUN_DIR"
   local data_dir cluster_id out
-  data_dir="$(mktemp -d "$RUN_DIR/data.XXXXXX")"
-  write_properties "$data_dir"
-
-  cluster_id="$(kafka_tool kafka.tools.StorageTool random-uuid)" || die "could not generate a cluster id with kafka.tools.StorageTool"
-  if ! out="$(kafka_tool kafka.tools.StorageTool format -t "$cluster_id" -c "$PROPS_FILE" --standalone 2>&1)"; then
-    echo "$out" >&2
-    die "formatting the broker storage in $data_dir failed (output above)"
+  if keep_data && data_dir="$(kept_data_dir)"; then
+    say "resuming on the kept data in $data_dir"
+    write_properties "$data_dir"
+  else
+    rm -rf "$RUN_DIR"/data.*
+    data_dir="$(mktemp -d "$RUN_DIR/data.XXXXXX")"
+    write_properties "$data_dir"
+    cluster_id="$(kafka_tool kafka.tools.StorageTool random-uuid)" || die "could not generate a cluster id with kafka.tools.StorageTool"
+    if ! out="$(kafka_tool kafka.tools.StorageTool format -t "$cluster_id" -c "$PROPS_FILE" --standalone 2>&1)"; then
+      echo "$out" >&2
+      die "formatting the broker storage in $data_dir failed (output above)"
+    fi
   fi
 
   # nohup: survive the shell that ran `start` (make runs each recipe line in
@@ -266,7 +295,7 @@ cmd_stop() {
   local pid
   if ! pid="$(broker_pid)"; then
     rm -f "$PID_FILE"
-    rm -rf "$RUN_DIR"/data.*
+    drop_data
     say "no broker running on $HOST:$PORT (started by this script)"
     return 0
   fi
@@ -284,9 +313,14 @@ cmd_stop() {
   fi
 
   rm -f "$PID_FILE"
-  # The data is throwaway; the log and server.properties stay for post-mortems.
-  rm -rf "$RUN_DIR"/data.*
-  say "broker stopped (pid $pid)"
+  # The data is throwaway (unless kept); the log and server.properties stay
+  # for post-mortems.
+  drop_data
+  if keep_data; then
+    say "broker stopped (pid $pid); its data is kept"
+  else
+    say "broker stopped (pid $pid)"
+  fi
 }
 
 cmd_status() {
@@ -300,7 +334,7 @@ cmd_status() {
 }
 
 usage() {
-  sed -n '2,20s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+  sed -n '2,28s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
   exit 2
 }
 
