@@ -2,16 +2,25 @@
 // entity-change events as JSON, checks them against the entity type's
 // registered Avro schema, and writes them to the events topic. An event is
 // acknowledged (202) only after the broker has acknowledged the record.
+//
+// A write the broker does not acknowledge within the produce timeout
+// (HERALD_INGEST_PRODUCE_TIMEOUT), because it is unreachable or slow, is
+// answered 503 with a Retry-After, and /readyz says not ready until the
+// broker answers again; the producer reconnects on its own.
 package ingest
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
+	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
@@ -28,12 +37,23 @@ type Config struct {
 	service.Config
 	// MaxBatch bounds the events in one POST /v1/events:batch.
 	MaxBatch int `env:"INGEST_MAX_BATCH" envDefault:"500"`
+	// ProduceTimeout bounds the wait for the broker to acknowledge an
+	// event (or a batch); past it the request is answered 503. Zero means
+	// defaultProduceTimeout.
+	ProduceTimeout time.Duration `env:"INGEST_PRODUCE_TIMEOUT" envDefault:"5s"`
 }
+
+// defaultProduceTimeout is ProduceTimeout for a Config built in code
+// without one, as the devstack and tests do.
+const defaultProduceTimeout = 5 * time.Second
 
 // Validate checks the configuration.
 func (c Config) Validate() error {
 	if c.MaxBatch < 1 {
 		return errors.New("HERALD_INGEST_MAX_BATCH: must be at least 1")
+	}
+	if c.ProduceTimeout < 0 {
+		return errors.New("HERALD_INGEST_PRODUCE_TIMEOUT: must not be negative")
 	}
 	return c.Config.Validate()
 }
@@ -44,7 +64,9 @@ type Ingest struct {
 	producer *kgo.Client
 	keys     httpapi.KeyLookup
 	maxBatch int
-	// events counts events by outcome: accepted, refused.
+	// produceTimeout bounds a produce and the Kafka readiness check.
+	produceTimeout time.Duration
+	// events counts events by outcome: accepted, refused, unavailable.
 	events metric.Int64Counter
 }
 
@@ -54,15 +76,28 @@ func New(ctx context.Context, c Config) (*Ingest, error) {
 	if err != nil {
 		return nil, err
 	}
-	producer, err := base.NewClient(kgo.DefaultProduceTopic(base.Topics.Events))
+	timeout := cmp.Or(c.ProduceTimeout, defaultProduceTimeout)
+	producer, err := base.NewClient(
+		kgo.DefaultProduceTopic(base.Topics.Events),
+		// An idempotent producer keeps a record it has sent until the
+		// broker answers, and every record behind it on the partition: a
+		// broker that went away mid-request would have them all written
+		// on its return, long after their requests were answered 503.
+		// This lets the deadline fail them (see produce).
+		kgo.AllowIdempotentProduceCancellation(),
+	)
 	if err != nil {
 		base.Close()
 		return nil, err
 	}
-	base.Health.AddCheck("kafka", func() error { return producer.Ping(context.Background()) })
+	base.Health.AddCheck("kafka", func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		return producer.Ping(ctx)
+	})
 	return &Ingest{
-		base: base, producer: producer, keys: httpapi.StoreKeys(base.Config), maxBatch: c.MaxBatch,
-		events: telemetry.Counter(base.Metrics.Meter("herald/ingest"), "herald.ingest.events", "Events posted, by outcome (accepted, refused)."),
+		base: base, producer: producer, keys: httpapi.StoreKeys(base.Config), maxBatch: c.MaxBatch, produceTimeout: timeout,
+		events: telemetry.Counter(base.Metrics.Meter("herald/ingest"), "herald.ingest.events", "Events posted, by outcome (accepted, refused, unavailable)."),
 	}, nil
 }
 
@@ -117,8 +152,8 @@ func (in *Ingest) postEvent(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteError(w, r, in.base.Log, err)
 		return
 	}
-	if err := in.producer.ProduceSync(r.Context(), rec).FirstErr(); err != nil {
-		httpapi.WriteError(w, r, in.base.Log, fmt.Errorf("produce event %s: %w", req.EventID, err))
+	if err := in.produce(r.Context(), rec); err != nil {
+		in.produceFailed(w, r, 1, fmt.Errorf("produce event %s: %w", req.EventID, err))
 		return
 	}
 	in.count(r.Context(), "accepted", 1)
@@ -173,8 +208,8 @@ func (in *Ingest) postBatch(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteProblem(w, bad)
 		return
 	}
-	if err := in.producer.ProduceSync(r.Context(), recs...).FirstErr(); err != nil {
-		httpapi.WriteError(w, r, in.base.Log, fmt.Errorf("produce batch: %w", err))
+	if err := in.produce(r.Context(), recs...); err != nil {
+		in.produceFailed(w, r, len(recs), fmt.Errorf("produce batch: %w", err))
 		return
 	}
 	ids := make([]string, len(events))
@@ -183,6 +218,71 @@ func (in *Ingest) postBatch(w http.ResponseWriter, r *http.Request) {
 	}
 	in.count(r.Context(), "accepted", len(ids))
 	httpapi.WriteJSON(w, http.StatusAccepted, map[string][]string{"eventIds": ids})
+}
+
+// produce writes recs and waits for the broker to acknowledge every one,
+// at most the produce timeout.
+//
+// The deadline is on the records' context and on the wait itself. kgo
+// looks at a record's deadline (as at RecordDeliveryTimeout) only when it
+// drains a partition or fails to refresh metadata, no oftener than
+// MetadataMinAge while the broker is away, so ProduceSync alone would
+// answer seconds late. A record past its deadline is failed, not written,
+// the next time kgo looks at it. One the broker received before it went
+// away, or while its answer was lost, may be written all the same: that
+// costs a duplicate, not a loss, for the client retries the 503 with the
+// same eventId and the notification ids derived from it let downstream
+// drop the second.
+//
+// A client that hangs up does not cancel the write: cancelling would fail
+// the records other requests have buffered behind it on the partition.
+func (in *Ingest) produce(ctx context.Context, recs ...*kgo.Record) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), in.produceTimeout)
+	defer cancel()
+	acked := make(chan error, len(recs))
+	for _, r := range recs {
+		in.producer.Produce(ctx, r, func(_ *kgo.Record, err error) { acked <- err })
+	}
+	for range recs {
+		select {
+		case err := <-acked:
+			if err != nil {
+				return err
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// produceFailed answers a produce of n events that failed: 503 with a
+// Retry-After when the broker could not be reached in time, which is no
+// fault of the client's nor of ingest's, else a logged 500.
+func (in *Ingest) produceFailed(w http.ResponseWriter, r *http.Request, n int, err error) {
+	if !brokerUnavailable(err) {
+		httpapi.WriteError(w, r, in.base.Log, err)
+		return
+	}
+	in.count(r.Context(), "unavailable", n)
+	in.base.Log.Debug("events not accepted: Kafka unavailable", "events", n, "err", err)
+	// A broker that did not answer within the produce timeout is not
+	// likely to answer sooner than that.
+	httpapi.WriteUnavailable(w, in.produceTimeout, "the event store is unavailable; retry with the same eventId")
+}
+
+// brokerUnavailable reports whether a produce failed because the broker
+// could not be reached or did not answer in time, rather than because it
+// refused the records.
+func brokerUnavailable(err error) bool {
+	var netErr net.Error
+	return errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, context.Canceled) ||
+		errors.Is(err, kgo.ErrRecordTimeout) ||
+		errors.Is(err, kgo.ErrRecordRetries) ||
+		errors.Is(err, kgo.ErrClientClosed) ||
+		errors.As(err, &netErr) ||
+		kerr.IsRetriable(err)
 }
 
 // prefixFields puts prefix before every field a problem names; a problem
