@@ -3,9 +3,10 @@
 //
 // Config is filled from HERALD_KAFKA_* variables. ClientOptions is the only
 // place where kgo options common to all clients are set (seeds, client id,
-// TLS, SASL, logging); each service adds what is particular to its clients
-// (consumer group, transactional id) on top. Topics names every topic with
-// the configured prefix, and EnsureTopics creates the missing ones.
+// TLS, SASL, logging, group protocol); each service adds what is particular
+// to its clients (consumer group, transactional id) on top. Topics names
+// every topic with the configured prefix, and EnsureTopics creates the
+// missing ones.
 package kafka
 
 import (
@@ -41,6 +42,9 @@ type Config struct {
 	SASLMechanism     string   `env:"SASL_MECHANISM"`
 	SASLUsername      string   `env:"SASL_USERNAME"`
 	SASLPassword      string   `env:"SASL_PASSWORD"`
+	// GroupProtocol is the consumer group protocol: "classic" or
+	// "consumer" (KIP-848, Kafka 4.0+); empty means classic.
+	GroupProtocol string `env:"GROUP_PROTOCOL" envDefault:"classic"`
 }
 
 // Validate reports the first setting that cannot work, naming its variable.
@@ -56,8 +60,23 @@ func (c Config) Validate() error {
 	default:
 		return fmt.Errorf("HERALD_KAFKA_SASL_MECHANISM: %q is not one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512", c.SASLMechanism)
 	}
+	switch c.GroupProtocol {
+	case "", GroupProtocolClassic, GroupProtocolConsumer:
+	default:
+		return fmt.Errorf("HERALD_KAFKA_GROUP_PROTOCOL: %q is not %s or %s", c.GroupProtocol, GroupProtocolClassic, GroupProtocolConsumer)
+	}
 	return nil
 }
+
+// Consumer group protocols, the values of HERALD_KAFKA_GROUP_PROTOCOL.
+const (
+	// GroupProtocolClassic: members join and sync, and one of them
+	// assigns the partitions.
+	GroupProtocolClassic = "classic"
+	// GroupProtocolConsumer: the broker assigns the partitions and
+	// members reconcile through heartbeats (KIP-848).
+	GroupProtocolConsumer = "consumer"
+)
 
 // Topics returns the topic names for this configuration.
 func (c Config) Topics() Topics {
@@ -104,6 +123,19 @@ func ClientOptions(c Config, service string, log *slog.Logger) ([]kgo.Opt, error
 		// Herald's records are small and latency matters more than batch
 		// size: a notification should leave within milliseconds.
 		kgo.ProducerLinger(0),
+	}
+	if c.GroupProtocol == GroupProtocolConsumer {
+		// franz-go joins with KIP-848 only through ServerSideBalancer
+		// (kgo.GroupProtocol names the classic protocol type) and keeps
+		// classic by default: before Kafka 4.3 a commit racing a heartbeat
+		// can fail with STALE_MEMBER_EPOCH, which costs Herald a
+		// redelivery or a retried transaction, never a loss. The broker's
+		// assignor follows the client's first balancer: range for the
+		// senders, which keeps a notifications partition with its retry
+		// partition; uniform for the evaluator's cooperative-sticky.
+		// Session timeout and heartbeat interval become the broker's
+		// group.consumer.* settings. Clients without a group ignore it.
+		opts = append(opts, kgo.ServerSideBalancer())
 	}
 	if c.TLS || c.TLSCAFile != "" {
 		tc := &tls.Config{MinVersion: tls.VersionTLS12}
