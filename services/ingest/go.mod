@@ -4,6 +4,8 @@ go 1.26.0
 
 require (
 	github.com/heraldhq/herald/pkg v0.0.0
+	github.com/heraldhq/herald/services/rule-evaluator v0.0.0
+	github.com/heraldhq/herald/services/webhook-sender v0.0.0
 	github.com/oklog/ulid/v2 v2.1.2
 	github.com/twmb/franz-go v1.22.2
 	github.com/twmb/franz-go/pkg/kadm v1.19.0
@@ -46,6 +48,7 @@ require (
 	golang.org/x/exp v0.0.0-20240823005443-9b4947da3948 // indirect
 	golang.org/x/sync v0.24.0 // indirect
 	golang.org/x/sys v0.48.0 // indirect
+	golang.org/x/time v0.16.0 // indirect
 	google.golang.org/genproto/googleapis/api v0.0.0-20240826202546-f6391c0de4c7 // indirect
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20240826202546-f6391c0de4c7 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
@@ -54,4 +57,6 @@ require (
 replace (
 	github.com/heraldhq/herald/pkg => ../../pkg
 	github.com/heraldhq/herald/schemas => ../../schemas
+	github.com/heraldhq/herald/services/rule-evaluator => ../rule-evaluator
+	github.com/heraldhq/herald/services/webhook-sender => ../webhook-sender
 )
