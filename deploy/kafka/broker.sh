@@ -189,6 +189,11 @@ auto.create.topics.enable=false
 num.partitions=1
 # No 3 s wait before the first consumer group rebalance.
 group.initial.rebalance.delay.ms=0
+# KIP-848 groups take their session timeout from the broker, not the
+# client: 10 s instead of 45 s, so that a test which kills a member sees
+# its partitions move in test time.
+group.consumer.min.session.timeout.ms=6000
+group.consumer.session.timeout.ms=10000
 
 # Small thread pools: this is a 2-core test machine, not production.
 num.network.threads=2
