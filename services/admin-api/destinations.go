@@ -23,9 +23,10 @@ func (a *API) destinationKind() kind {
 // reservedHeaders are set by the sender; a destination may not set them.
 var reservedHeaders = []string{"content-type", "content-length", "host", "user-agent", "transfer-encoding", "connection", "webhook-"}
 
-// checkDestination validates a destination. Signing secrets and the
-// disabled state are Herald's: a new webhook destination gets a fresh
-// secret, and a replaced one keeps its stored secrets and state.
+// checkDestination validates a destination, webhook or email. Signing
+// secrets and the disabled state are Herald's: a new webhook destination
+// gets a fresh secret, and a replaced one keeps its stored secrets and
+// state. An email destination has no secret.
 func (a *API) checkDestination(r *http.Request, w http.ResponseWriter, tenant, id string) (any, error) {
 	var d configstore.Destination
 	if err := httpapi.DecodeJSON(w, r, &d); err != nil {
@@ -48,36 +49,59 @@ func (a *API) checkDestination(r *http.Request, w http.ResponseWriter, tenant, i
 	if d.RatePerSecond < 0 {
 		return nil, badRequest("ratePerSecond", "must not be negative")
 	}
+	if err := checkChannel(d); err != nil {
+		return nil, err
+	}
 	switch d.Type {
 	case "webhook":
 		if err := a.checkWebhook(r, d.Webhook); err != nil {
 			return nil, err
 		}
-	default:
-		return nil, badRequest("type", `must be "webhook"`)
+	case "email":
+		if err := a.checkEmail(tenant, d.Email); err != nil {
+			return nil, err
+		}
 	}
-	if id == "" {
+	if id != "" {
+		if doc, ok := a.base.Config.Get(tenant, configstore.KindDestination, id); ok {
+			stored := configstore.Spec[configstore.Destination](doc)
+			d.Disabled = stored.Disabled
+			if stored.Webhook != nil && d.Webhook != nil {
+				d.Webhook.Secrets = stored.Webhook.Secrets
+			}
+		}
+	}
+	// A webhook destination always has a secret, also one that was of
+	// another type before this replace.
+	if d.Webhook != nil && len(d.Webhook.Secrets) == 0 {
 		secret, err := NewSigningSecret()
 		if err != nil {
 			return nil, err
 		}
 		d.Webhook.Secrets = []configstore.SigningSecret{{Secret: secret, CreatedAt: time.Now().UTC().Truncate(time.Millisecond)}}
-		return d, nil
-	}
-	if doc, ok := a.base.Config.Get(tenant, configstore.KindDestination, id); ok {
-		stored := configstore.Spec[configstore.Destination](doc)
-		d.Disabled = stored.Disabled
-		if stored.Webhook != nil {
-			d.Webhook.Secrets = stored.Webhook.Secrets
-		}
 	}
 	return d, nil
 }
 
-func (a *API) checkWebhook(r *http.Request, wh *configstore.WebhookDestination) error {
-	if wh == nil {
-		return badRequest("webhook", "required for a webhook destination")
+// checkChannel checks that type names a channel and that the destination
+// gives that channel's object and no other.
+func checkChannel(d configstore.Destination) error {
+	given := map[string]bool{"webhook": d.Webhook != nil, "email": d.Email != nil}
+	if _, ok := given[d.Type]; !ok {
+		return badRequest("type", `must be "webhook" or "email"`)
 	}
+	for _, channel := range []string{"webhook", "email"} {
+		switch {
+		case channel == d.Type && !given[channel]:
+			return badRequest(channel, `required with "type": "`+channel+`"`)
+		case channel != d.Type && given[channel]:
+			return badRequest(channel, `only with "type": "`+channel+`"`)
+		}
+	}
+	return nil
+}
+
+func (a *API) checkWebhook(r *http.Request, wh *configstore.WebhookDestination) error {
 	if len(wh.Secrets) > 0 {
 		return badRequest("webhook.secrets", "set by Herald; rotate with POST /v1/destinations/{id}:rotate-secret")
 	}
@@ -116,6 +140,62 @@ func (a *API) checkWebhook(r *http.Request, wh *configstore.WebhookDestination) 
 			field = "webhook.template"
 		}
 		return badRequest(field, err.Error())
+	}
+	return nil
+}
+
+// contactTypeRule says what names a contact type, as the contact routes
+// take it.
+const contactTypeRule = "billing, service, technical, or a type of your own: a lower-case letter, then up to 31 lower-case letters, digits and dashes"
+
+// checkEmail checks an email destination: its fixed addresses are bare
+// addresses, its contact types are names, it has at least one recipient,
+// and the tenant has the template it renders and an SMTP profile to send
+// it through.
+func (a *API) checkEmail(tenant string, e *configstore.EmailDestination) error {
+	const address = "an email address such as ops@example.com, without a display name"
+	lists := []struct {
+		field string
+		items []string
+		valid func(string) bool
+		rule  string
+	}{
+		{"email.to", e.To, validAddress, address},
+		{"email.cc", e.Cc, validAddress, address},
+		{"email.bcc", e.Bcc, validAddress, address},
+		{"email.toContactTypes", e.ToContactTypes, validContactType, contactTypeRule},
+		{"email.ccContactTypes", e.CcContactTypes, validContactType, contactTypeRule},
+		{"email.bccContactTypes", e.BccContactTypes, validContactType, contactTypeRule},
+	}
+	recipients := 0
+	for _, l := range lists {
+		for i, v := range l.items {
+			if !l.valid(v) {
+				return badRequest(fmt.Sprintf("%s[%d]", l.field, i), l.rule)
+			}
+		}
+		recipients += len(l.items)
+	}
+	if recipients == 0 {
+		return badRequest("email", "needs a recipient: an address in to, cc or bcc, or a contact type in toContactTypes, ccContactTypes or bccContactTypes")
+	}
+	if e.TemplateID == "" {
+		return badRequest("email.templateId", "required")
+	}
+	tpl, ok := a.base.Config.Get(tenant, configstore.KindEmailTemplate, e.TemplateID)
+	if !ok {
+		return badRequest("email.templateId", "no email template with this id")
+	}
+	if e.SMTPProfileID != "" {
+		if _, ok := a.base.Config.Get(tenant, configstore.KindSMTPProfile, e.SMTPProfileID); !ok {
+			return badRequest("email.smtpProfileId", "no SMTP profile with this id")
+		}
+		return nil
+	}
+	if configstore.Spec[configstore.EmailTemplate](tpl).SMTPProfileID == "" {
+		if _, ok := a.base.Config.DefaultSMTPProfile(tenant); !ok {
+			return badRequest("email.smtpProfileId", "neither the destination nor its template names an SMTP profile, and the tenant has no default one: create a profile first")
+		}
 	}
 	return nil
 }
@@ -262,7 +342,7 @@ func (a *API) rotateSecret(w http.ResponseWriter, r *http.Request, id string) {
 	expires := now.Add(grace)
 	doc, err := a.updateDestination(r, id, func(d *configstore.Destination) error {
 		if d.Webhook == nil {
-			return httpapi.NewProblem(http.StatusConflict, "only webhook destinations have signing secrets")
+			return notWebhook()
 		}
 		var kept []configstore.SigningSecret
 		if n := len(d.Webhook.Secrets); n > 0 {
@@ -295,6 +375,12 @@ func (a *API) enableDestination(w http.ResponseWriter, r *http.Request, id strin
 	writeResource(w, r, a, http.StatusOK, doc)
 }
 
+// notWebhook is the answer of the signing secret routes for a destination
+// of another type.
+func notWebhook() *httpapi.Problem {
+	return httpapi.NewProblem(http.StatusConflict, "only webhook destinations have signing secrets")
+}
+
 // getSecret serves GET /v1/destinations/{id}/secret: the current signing
 // secret.
 func (a *API) getSecret(w http.ResponseWriter, r *http.Request) {
@@ -304,7 +390,11 @@ func (a *API) getSecret(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d := configstore.Spec[configstore.Destination](doc)
-	if d.Webhook == nil || len(d.Webhook.Secrets) == 0 {
+	if d.Webhook == nil {
+		httpapi.WriteProblem(w, notWebhook())
+		return
+	}
+	if len(d.Webhook.Secrets) == 0 {
 		httpapi.WriteProblem(w, httpapi.NewProblem(http.StatusNotFound, "this destination has no signing secret"))
 		return
 	}
