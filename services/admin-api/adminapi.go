@@ -315,7 +315,8 @@ func (a *API) remove(k kind) http.HandlerFunc {
 }
 
 // removeOf deletes tenant's resource id of kind k. With If-Match it
-// answers 412 unless the stored version is the one given.
+// answers 412 unless the stored version is the one given, and 409 while
+// something uses the resource (inUse).
 func (a *API) removeOf(w http.ResponseWriter, r *http.Request, k kind, tenant, id string) {
 	expect, err := ifMatch(r)
 	if err != nil {
@@ -324,6 +325,9 @@ func (a *API) removeOf(w http.ResponseWriter, r *http.Request, k kind, tenant, i
 	}
 	defer a.locks.lock(tenant, k.name, id)()
 	if _, err = a.current(k, tenant, id, expect); err == nil {
+		err = a.inUse(tenant, k.name, id)
+	}
+	if err == nil {
 		err = a.base.Config.Delete(r.Context(), tenant, k.name, id)
 		if errors.Is(err, configstore.ErrNotFound) {
 			err = k.notFound()

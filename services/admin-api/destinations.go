@@ -200,6 +200,61 @@ func (a *API) checkEmail(tenant string, e *configstore.EmailDestination) error {
 	return nil
 }
 
+// inUse returns a 409 problem naming what still uses tenant's document
+// of kind with id, so that deleting it would leave them naming nothing;
+// nil when nothing does. Email templates are used by the email
+// destinations that render them; SMTP profiles by the templates that
+// name them and by the email destinations that send through them,
+// directly, through their template, or as the tenant's default.
+func (a *API) inUse(tenant, kind, id string) error {
+	var what string
+	var users []string
+	switch kind {
+	case configstore.KindEmailTemplate:
+		what = "email template " + id
+		for _, d := range a.base.Config.List(tenant, configstore.KindDestination) {
+			if e := configstore.Spec[configstore.Destination](d).Email; e != nil && e.TemplateID == id {
+				users = append(users, "destination "+d.ID)
+			}
+		}
+	case configstore.KindSMTPProfile:
+		what = "SMTP profile " + id
+		for _, t := range a.base.Config.List(tenant, configstore.KindEmailTemplate) {
+			if configstore.Spec[configstore.EmailTemplate](t).SMTPProfileID == id {
+				users = append(users, "email template "+t.ID)
+			}
+		}
+		for _, d := range a.base.Config.List(tenant, configstore.KindDestination) {
+			if e := configstore.Spec[configstore.Destination](d).Email; e != nil {
+				if profile, how := a.sendsThrough(tenant, e); profile == id {
+					users = append(users, "destination "+d.ID+how)
+				}
+			}
+		}
+	}
+	if len(users) == 0 {
+		return nil
+	}
+	return httpapi.NewProblem(http.StatusConflict, fmt.Sprintf("%s is in use by %s; change or delete them first", what, strings.Join(users, ", ")))
+}
+
+// sendsThrough returns the id of the SMTP profile an email destination
+// sends through, and how it comes to that profile when not by naming it.
+func (a *API) sendsThrough(tenant string, e *configstore.EmailDestination) (id, how string) {
+	if e.SMTPProfileID != "" {
+		return e.SMTPProfileID, ""
+	}
+	if tpl, ok := a.base.Config.Get(tenant, configstore.KindEmailTemplate, e.TemplateID); ok {
+		if p := configstore.Spec[configstore.EmailTemplate](tpl).SMTPProfileID; p != "" {
+			return p, " (through email template " + tpl.ID + ")"
+		}
+	}
+	if def, ok := a.base.Config.DefaultSMTPProfile(tenant); ok {
+		return def.ID, " (as the tenant's default)"
+	}
+	return "", ""
+}
+
 // validHeaderName reports whether s is an HTTP token.
 func validHeaderName(s string) bool {
 	if s == "" {

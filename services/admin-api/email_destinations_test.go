@@ -190,6 +190,63 @@ func mustGet(t *testing.T, s *adminStack, tenant, id string) configstore.Documen
 	return doc
 }
 
+func TestTemplatesAndProfilesInUseCannotBeDeleted(t *testing.T) {
+	s := startAdmin(t)
+	cases := []struct {
+		name string
+		// alone: the profile is the tenant's only one, so its default;
+		// else an older profile is the default.
+		alone bool
+		// destProfile, tplProfile: the destination, the template names
+		// the profile.
+		destProfile, tplProfile bool
+		// deleted is "template" or "profile".
+		deleted string
+		// how is what the 409 says of the destination's use.
+		how string
+	}{
+		{name: "a template a destination renders", deleted: "template", how: "destination dst_"},
+		{name: "a profile a destination names", destProfile: true, deleted: "profile", how: "destination dst_"},
+		{name: "a profile a destination's template names", tplProfile: true, deleted: "profile", how: "(through email template tpl_"},
+		{name: "the only profile, a destination's default", alone: true, deleted: "profile", how: "(as the tenant's default)"},
+	}
+	for i, c := range cases {
+		key := s.tenant("in-use-" + string(rune('a'+i)))
+		if !c.alone {
+			s.smtpProfile(key, "older default")
+		}
+		profile := s.smtpProfile(key, "used")
+		tplProfile, email := "", `{"to":["ops@example.com"]`
+		if c.tplProfile {
+			tplProfile = profile
+		}
+		tpl := s.emailTemplate(key, tplProfile)
+		email += `,"templateId":"` + tpl + `"`
+		if c.destProfile {
+			email += `,"smtpProfileId":"` + profile + `"`
+		}
+		dest := s.want(http.StatusCreated, "POST", "/v1/destinations", key, emailDestination(email+"}")).str("id")
+		path := "/v1/email-templates/" + tpl
+		if c.deleted == "profile" {
+			path = "/v1/smtp-profiles/" + profile
+		}
+
+		r := s.do("DELETE", path, key, "")
+		if detail, _ := r.body["detail"].(string); r.status != http.StatusConflict || !strings.Contains(detail, dest) || !strings.Contains(detail, c.how) {
+			t.Errorf("%s: DELETE %s = %d %s; want 409 naming %s and saying %q", c.name, path, r.status, r.raw, dest, c.how)
+		}
+		s.want(http.StatusNoContent, "DELETE", "/v1/destinations/"+dest, key, "")
+		if c.tplProfile {
+			// The template still sends through the profile on its own.
+			s.want(http.StatusConflict, "DELETE", path, key, "")
+			s.want(http.StatusNoContent, "DELETE", "/v1/email-templates/"+tpl, key, "")
+		}
+		if r := s.do("DELETE", path, key, ""); r.status != http.StatusNoContent {
+			t.Errorf("%s: DELETE %s once the destination is gone = %d %s, want 204", c.name, path, r.status, r.raw)
+		}
+	}
+}
+
 func TestEmailDestinationsCannotNameAnotherTenantsTemplateOrProfile(t *testing.T) {
 	s := startAdmin(t)
 	acme := s.emailTenant("acme")

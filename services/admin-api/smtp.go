@@ -2,7 +2,6 @@ package adminapi
 
 import (
 	"errors"
-	"fmt"
 	"net"
 	"net/http"
 	"net/mail"
@@ -262,8 +261,8 @@ func (a *API) replaceSMTPProfile(w http.ResponseWriter, r *http.Request) {
 }
 
 // deleteSMTPProfile serves DELETE /v1/smtp-profiles/{id}. The default is
-// refused while the tenant has other profiles, and so is a profile an
-// email template names.
+// refused while the tenant has other profiles, and so is a profile in use
+// by an email template or an email destination (inUse).
 func (a *API) deleteSMTPProfile(w http.ResponseWriter, r *http.Request) {
 	tenant, id := tenantOf(r), r.PathValue("id")
 	expect, err := ifMatch(r)
@@ -276,17 +275,14 @@ func (a *API) deleteSMTPProfile(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteError(w, r, a.base.Log, err)
 		return
 	}
-	for _, t := range a.base.Config.List(tenant, configstore.KindEmailTemplate) {
-		if configstore.Spec[configstore.EmailTemplate](t).SMTPProfileID == id {
-			httpapi.WriteProblem(w, httpapi.NewProblem(http.StatusConflict,
-				fmt.Sprintf("email template %s sends through this profile; change it first", t.ID)))
-			return
-		}
-	}
 	others := len(a.base.Config.List(tenant, configstore.KindSMTPProfile)) - 1
 	if def, _ := a.base.Config.DefaultSMTPProfile(tenant); def.ID == id && others > 0 {
 		httpapi.WriteProblem(w, httpapi.NewProblem(http.StatusConflict,
 			"this profile is the default; make another profile the default before deleting it"))
+		return
+	}
+	if err := a.inUse(tenant, configstore.KindSMTPProfile, id); err != nil {
+		httpapi.WriteError(w, r, a.base.Log, err)
 		return
 	}
 	if err := a.base.Config.Delete(r.Context(), tenant, configstore.KindSMTPProfile, id); err != nil {
