@@ -40,7 +40,7 @@ func (e *Engine) handleNotification(ctx context.Context, r *kgo.Record) error {
 	}
 	x := trackedFrom(ctx)
 	for _, dest := range n.Destinations {
-		d, _, ok := e.base.Config.Destination(n.TenantID, dest)
+		d, _, ok := e.dests.Destination(n.TenantID, dest)
 		if ok && d.Type != e.channel {
 			continue // another channel's
 		}
@@ -73,7 +73,7 @@ func (e *Engine) handleRetry(ctx context.Context, r *kgo.Record) error {
 	x := trackedFrom(ctx)
 	x.hold()
 	j := &job{x: x, n: n, key: r.Key, value: r.Value, dest: en.Destination, attempts: en.Attempts, due: en.Due,
-		origin: en.Origin, heldAt: time.Now()}
+		origin: en.Origin, heldAt: e.clock.Now()}
 	if en.Ordered {
 		j.lane, j.parked = laneKey(r.Key, en.Destination), true
 		p.push(j)
@@ -125,7 +125,7 @@ func (e *Engine) process(p *partition, j *job, l *lane) bool {
 			}
 		}
 		// A subscription reference resolves too: a webhook to its URL.
-		dest, version, ok := e.base.Config.Destination(j.n.TenantID, j.dest)
+		dest, version, ok := e.dests.Destination(j.n.TenantID, j.dest)
 		if !ok {
 			e.log.Warn("destination deleted; delivery dropped", "tenant", j.n.TenantID, "destination", j.dest, "notification", j.n.ID)
 			e.skip(p, j, "destination-deleted", false)
@@ -156,7 +156,7 @@ func (e *Engine) process(p *partition, j *job, l *lane) bool {
 			e.deadLetter(p, j, a, ae)
 			return true
 		}
-		next := time.Now().Add(wait)
+		next := e.clock.Now().Add(wait)
 		a.NextAttemptAt = &next
 		j.due = next
 		e.record(a, nil)
@@ -164,7 +164,7 @@ func (e *Engine) process(p *partition, j *job, l *lane) bool {
 			// A parked delivery keeps its lane's place: it waits in
 			// memory, and waitDue hands the lane back to the retry topic
 			// when the wait is long.
-			j.heldAt = time.Now()
+			j.heldAt = e.clock.Now()
 			continue
 		}
 		p.parks.mu.Lock()
@@ -181,7 +181,7 @@ func (e *Engine) process(p *partition, j *job, l *lane) bool {
 // the partition stopped, done when j was handed off.
 func (e *Engine) waitDue(p *partition, j *job, l *lane) (ok, done bool) {
 	for {
-		now := time.Now()
+		now := e.clock.Now()
 		wait := j.due.Sub(now)
 		if wait <= 0 {
 			return true, false
@@ -198,12 +198,10 @@ func (e *Engine) waitDue(p *partition, j *job, l *lane) (ok, done bool) {
 			}
 			wait = min(wait, deadline.Sub(now))
 		}
-		t := time.NewTimer(wait)
 		select {
 		case <-p.ctx.Done():
-			t.Stop()
 			return false, false
-		case <-t.C:
+		case <-e.clock.After(wait):
 		}
 	}
 }
@@ -236,7 +234,7 @@ func (e *Engine) handOff(p *partition, j *job, parked bool) {
 		p.parks.add(j.lane, 1)
 	}
 	en := Entry{Destination: j.dest, Attempts: j.attempts, Due: j.due, Ordered: parked, Origin: j.origin}
-	e.produce(&kgo.Record{Topic: e.retry, Key: j.key, Value: j.value, Headers: en.Headers()}, func(err error) {
+	e.produce(&kgo.Record{Topic: e.topics.Retry, Key: j.key, Value: j.value, Headers: en.Headers()}, func(err error) {
 		if err != nil {
 			return // unfinished: read again after a restart
 		}
@@ -259,13 +257,13 @@ func (e *Engine) attempt(p *partition, j *job, dest configstore.Destination, ver
 	}
 	defer lim.release()
 	j.attempts++
-	start := time.Now()
+	start, began := e.clock.Now(), time.Now()
 	resp, err := e.ch.Deliver(e.attemptCtx, &Delivery{Notification: j.n, DestinationID: j.dest, Destination: dest, Attempt: j.attempts})
 	if err != nil && errors.Is(err, context.Canceled) && e.attemptCtx.Err() != nil {
 		return nil, nil, false
 	}
 	a := e.newAttempt(j, start)
-	a.LatencyMs = time.Since(start).Milliseconds()
+	a.LatencyMs = time.Since(began).Milliseconds()
 	if resp.StatusCode != 0 {
 		sc := int32(resp.StatusCode)
 		a.StatusCode = &sc
@@ -295,7 +293,7 @@ func (e *Engine) newAttempt(j *job, start time.Time) *Attempt {
 // skip records that no attempt was made and finishes j, dead-lettering it
 // when dlq is set (it may be replayed once the destination is enabled).
 func (e *Engine) skip(p *partition, j *job, class string, dlq bool) {
-	a := e.newAttempt(j, time.Now())
+	a := e.newAttempt(j, e.clock.Now())
 	a.Attempt = int32(j.attempts)
 	a.Outcome, a.ErrorClass = OutcomeSkipped, &class
 	if !dlq {
@@ -314,12 +312,12 @@ func (e *Engine) deadLetter(p *partition, j *job, a *Attempt, ae *AttemptError) 
 	var wg countdown
 	wg.init(2, func() { e.finish(p, j) })
 	e.record(a, func(err error) { wg.done(err) })
-	e.produce(&kgo.Record{Topic: e.dlq, Key: j.key, Value: j.value, Headers: en.Headers()}, wg.done)
+	e.produce(&kgo.Record{Topic: e.topics.DLQ, Key: j.key, Value: j.value, Headers: en.Headers()}, wg.done)
 }
 
 // record writes a to the deliveries topic and calls then once written.
 func (e *Engine) record(a *Attempt, then func(error)) {
-	schema, err := e.base.Registry.Latest(e.attemptCtx, e.base.DeliveryAttemptSubject())
+	schema, err := e.reg.Latest(e.attemptCtx, e.subjects.Attempt)
 	var value []byte
 	if err == nil {
 		value, err = schema.Encode(a)
@@ -330,7 +328,7 @@ func (e *Engine) record(a *Attempt, then func(error)) {
 		e.log.Error("attempt not recorded", "notification", a.NotificationID, "destination", a.DestinationID, "err", err)
 		return
 	}
-	e.produce(&kgo.Record{Topic: e.deliveries, Key: []byte(a.NotificationID), Value: value}, then)
+	e.produce(&kgo.Record{Topic: e.topics.Deliveries, Key: []byte(a.NotificationID), Value: value}, then)
 }
 
 // scheduleOf returns the destination's schedule, or the global one.

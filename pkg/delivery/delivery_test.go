@@ -119,15 +119,25 @@ func TestClassifyDefaultsToRetry(t *testing.T) {
 }
 
 func TestHealthTripsOnceAfterPeriodAndAttempts(t *testing.T) {
-	h := newHealth(time.Nanosecond, 3)
+	clock := newFakeClock()
+	h := newHealth(time.Hour, 3, clock)
 	trips := 0
 	for range 5 {
 		if h.observe("t", "d", false) {
 			trips++
 		}
 	}
+	if trips != 0 {
+		t.Errorf("tripped %d times within the hour", trips)
+	}
+	clock.Advance(time.Hour)
+	for range 5 {
+		if h.observe("t", "d", false) {
+			trips++
+		}
+	}
 	if trips != 1 {
-		t.Errorf("tripped %d times, want once after 3 failures", trips)
+		t.Errorf("tripped %d times, want once after an hour of failures", trips)
 	}
 	h.observe("t", "d", true)
 	if h.observe("t", "d", false) {

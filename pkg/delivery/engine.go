@@ -5,18 +5,23 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
+
+	avroschema "github.com/twmb/avro"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/metric/noop"
 
+	"github.com/heraldhq/herald/pkg/avro"
+	"github.com/heraldhq/herald/pkg/configstore"
 	"github.com/heraldhq/herald/pkg/httpapi"
 	"github.com/heraldhq/herald/pkg/notification"
-	"github.com/heraldhq/herald/pkg/service"
 	"github.com/heraldhq/herald/pkg/telemetry"
 )
 
@@ -87,25 +92,96 @@ type Group struct {
 	InstanceID string
 }
 
+// Topics are the topics an engine reads and writes.
+type Topics struct {
+	// Notifications is read; DestinationDisabled notices are written to it.
+	Notifications string
+	// Retry and DLQ are the channel's own retry and dead-letter topics.
+	Retry, DLQ string
+	// Deliveries is the attempt log.
+	Deliveries string
+}
+
+// Subjects are the registry subjects of the records the engine writes.
+type Subjects struct {
+	Notification, Attempt string
+}
+
+// Registry decodes the notifications the engine reads and gives the
+// schemas of the records it writes (*avro.Registry is one).
+type Registry interface {
+	Decode(ctx context.Context, b []byte, v any) (*avroschema.Schema, error)
+	Latest(ctx context.Context, subject string) (avro.Schema, error)
+}
+
+// Destinations is the tenants' configuration as the engine reads it: where
+// a notification goes, and, to disable a failing destination and tell the
+// tenant, the documents it changes (*configstore.Store is one).
+type Destinations interface {
+	// Destination resolves a destination id or subscription reference.
+	Destination(tenant, id string) (configstore.Destination, int64, bool)
+	Get(tenant, kind, id string) (configstore.Document, bool)
+	List(tenant, kind string) []configstore.Document
+	Put(ctx context.Context, doc configstore.Document, expect int64) (configstore.Document, error)
+}
+
+// Clock tells the time and waits; tests pass one they move by hand.
+type Clock interface {
+	Now() time.Time
+	After(d time.Duration) <-chan time.Time
+}
+
+type realClock struct{}
+
+func (realClock) Now() time.Time                         { return time.Now() }
+func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
+// Options are what an engine is made of. Channel, Topics, Subjects, Kafka,
+// Registry and Destinations are required.
+type Options struct {
+	// Channel is the destination type the engine serves, such as
+	// "webhook"; Deliver gets the deliveries to destinations of that type.
+	Channel string
+	Deliver Channel
+	Config  Config
+	Group   Group
+	Topics  Topics
+	// Subjects name the schemas of the notifications and attempts written.
+	Subjects Subjects
+	// Kafka are the options every client of the engine starts from: seeds,
+	// TLS, SASL, logging (pkg/kafka builds them).
+	Kafka        []kgo.Opt
+	Registry     Registry
+	Destinations Destinations
+	// Log, Meter and Clock default to discarding, a no-op meter and the
+	// system clock.
+	Log   *slog.Logger
+	Meter metric.Meter
+	Clock Clock
+}
+
 // Engine delivers the notifications of one channel.
 type Engine struct {
-	base     *service.Base
 	log      *slog.Logger
 	cfg      Config
 	schedule Schedule
 	channel  string
 	ch       Channel
 	group    Group
+	topics   Topics
+	subjects Subjects
+	kafka    []kgo.Opt
+	reg      Registry
+	dests    Destinations
+	clock    Clock
 	cl       *kgo.Client
-
-	notifications, retry, dlq, deliveries string
 
 	sem     chan struct{}
 	limits  *limits
 	health  *health
 	handler Handler // notifications
 	retryH  Handler // retry entries
-	// held fails /readyz while a record waits out the world's fault.
+	// held fails Ready while a record waits out the world's fault.
 	held            httpapi.Condition
 	countUnreadable func(context.Context)
 
@@ -125,31 +201,40 @@ type topicPartition struct {
 	id    int32
 }
 
-// New returns the engine of channel (the destination type it serves, such
-// as "webhook") for ch, on the service's Kafka, registry and
-// configuration.
-func New(base *service.Base, cfg Config, channel string, group Group, ch Channel) (*Engine, error) {
-	if err := cfg.Validate(); err != nil {
+// New returns an engine that delivers with o.Deliver the notifications
+// for destinations of type o.Channel.
+func New(o Options) (*Engine, error) {
+	if err := o.Config.Validate(); err != nil {
 		return nil, err
 	}
-	schedule, _ := ParseSchedule(cfg.RetrySchedule)
+	if o.Channel == "" || o.Deliver == nil || o.Registry == nil || o.Destinations == nil || o.Group.ID == "" ||
+		o.Topics.Notifications == "" || o.Topics.Retry == "" || o.Topics.DLQ == "" || o.Topics.Deliveries == "" {
+		return nil, errors.New("delivery: Channel, Deliver, Group.ID, Topics, Registry and Destinations are required")
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.Meter == nil {
+		o.Meter = noop.NewMeterProvider().Meter("")
+	}
+	if o.Clock == nil {
+		o.Clock = realClock{}
+	}
+	schedule, _ := ParseSchedule(o.Config.RetrySchedule)
 	e := &Engine{
-		base: base, log: base.Log.With("channel", channel), cfg: cfg, schedule: schedule,
-		channel: channel, ch: ch, group: group,
-		notifications: base.Topics.Notifications, retry: base.Topics.Retry(channel),
-		dlq: base.Topics.DLQ(channel), deliveries: base.Topics.Deliveries,
-		sem:   make(chan struct{}, cfg.Concurrency),
+		log: o.Log.With("channel", o.Channel), cfg: o.Config, schedule: schedule,
+		channel: o.Channel, ch: o.Deliver, group: o.Group, topics: o.Topics, subjects: o.Subjects,
+		kafka: slices.Clip(o.Kafka), reg: o.Registry, dests: o.Destinations, clock: o.Clock,
+		sem:   make(chan struct{}, o.Config.Concurrency),
 		parts: map[topicPartition]*partition{}, parks: map[int32]*parkTable{},
 	}
-	e.limits = newLimits(cfg.DestinationConcurrency)
-	e.health = newHealth(cfg.DisableAfter, cfg.DisableMinAttempts)
+	e.limits = newLimits(o.Config.DestinationConcurrency)
+	e.health = newHealth(o.Config.DisableAfter, o.Config.DisableMinAttempts, o.Clock)
 	e.attemptCtx, e.cancelAttempt = context.WithCancel(context.Background())
-	meter := base.Metrics.Meter("herald/delivery")
-	channelAttr := metric.WithAttributes(attribute.String("channel", channel))
-	unreadable := telemetry.Counter(meter, "herald.delivery.unreadable", "Records no handler can read (bad bytes, a handler panic), dead-lettered: the record's fault.")
-	transient := telemetry.Counter(meter, "herald.delivery.transient_retries", "Records retried in place after a failure that should pass (registry or broker out of reach): the world's fault.")
+	channelAttr := metric.WithAttributes(attribute.String("channel", o.Channel))
+	unreadable := telemetry.Counter(o.Meter, "herald.delivery.unreadable", "Records no handler can read (bad bytes, a handler panic), dead-lettered: the record's fault.")
+	transient := telemetry.Counter(o.Meter, "herald.delivery.transient_retries", "Records retried in place after a failure that should pass (registry or broker out of reach): the world's fault.")
 	e.countUnreadable = func(ctx context.Context) { unreadable.Add(ctx, 1, channelAttr) }
-	base.Health.AddCheck("records", e.held.Check)
 	mws := []Middleware{
 		DeadLetter(e.deadLetterRecord),
 		RetryTransient(e.log, 500*time.Millisecond, &e.held, func(ctx context.Context) { transient.Add(ctx, 1, channelAttr) }),
@@ -159,8 +244,8 @@ func New(base *service.Base, cfg Config, channel string, group Group, ch Channel
 	e.retryH = Chain(e.handleRetry, mws...)
 
 	opts := []kgo.Opt{
-		kgo.ConsumerGroup(group.ID),
-		kgo.ConsumeTopics(e.notifications, e.retry),
+		kgo.ConsumerGroup(o.Group.ID),
+		kgo.ConsumeTopics(o.Topics.Notifications, o.Topics.Retry),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		// Notifications are written in transactions; aborted ones must
 		// never be delivered.
@@ -183,16 +268,36 @@ func New(base *service.Base, cfg Config, channel string, group Group, ch Channel
 		kgo.OnPartitionsRevoked(e.revoked),
 		kgo.OnPartitionsLost(e.lost),
 	}
-	if group.InstanceID != "" {
-		opts = append(opts, kgo.InstanceID(group.InstanceID))
+	if o.Group.InstanceID != "" {
+		opts = append(opts, kgo.InstanceID(o.Group.InstanceID))
 	}
-	cl, err := base.NewClient(opts...)
+	cl, err := e.newClient(opts...)
 	if err != nil {
 		return nil, err
 	}
 	e.cl = cl
-	base.Health.AddCheck("kafka", func() error { return cl.Ping(context.Background()) })
 	return e, nil
+}
+
+// newClient returns a client on the engine's Kafka options and extra.
+func (e *Engine) newClient(extra ...kgo.Opt) (*kgo.Client, error) {
+	cl, err := kgo.NewClient(append(e.kafka, extra...)...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka client: %w", err)
+	}
+	return cl, nil
+}
+
+// Ready reports whether the engine is doing its work: the broker reachable,
+// and no record waiting out a failure that should pass. Serve it in
+// /readyz.
+func (e *Engine) Ready() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := e.cl.Ping(ctx); err != nil {
+		return fmt.Errorf("kafka: %w", err)
+	}
+	return e.held.Check()
 }
 
 // Close releases the client. Call it after Run returned.
@@ -250,16 +355,16 @@ func (e *Engine) Run(ctx context.Context) error {
 // like the notifications topic: a key would not meet its parked
 // deliveries.
 func (e *Engine) checkPartitions(ctx context.Context) error {
-	td, err := kadm.NewClient(e.cl).ListTopics(ctx, e.notifications, e.retry)
+	td, err := kadm.NewClient(e.cl).ListTopics(ctx, e.topics.Notifications, e.topics.Retry)
 	if err != nil {
 		return fmt.Errorf("describe topics: %w", err)
 	}
-	n, r := len(td[e.notifications].Partitions), len(td[e.retry].Partitions)
+	n, r := len(td[e.topics.Notifications].Partitions), len(td[e.topics.Retry].Partitions)
 	if n == 0 || r == 0 {
-		return fmt.Errorf("topics %s and %s must exist", e.notifications, e.retry)
+		return fmt.Errorf("topics %s and %s must exist", e.topics.Notifications, e.topics.Retry)
 	}
 	if n != r {
-		return fmt.Errorf("%s has %d partitions and %s %d: they must be equal", e.notifications, n, e.retry, r)
+		return fmt.Errorf("%s has %d partitions and %s %d: they must be equal", e.topics.Notifications, n, e.topics.Retry, r)
 	}
 	return nil
 }
@@ -281,8 +386,21 @@ func (e *Engine) dispatch(topic string, id int32, recs []*kgo.Record) {
 // notifications of a partition are read, its retry partition is scanned
 // from the committed offset to its end, so that every key with parked
 // deliveries is known and new notifications of that key queue behind them.
+// Partition p of both topics shares one table of parked lanes, built when
+// the first of the two is assigned: the group's protocol may hand them
+// over in separate callbacks.
 func (e *Engine) assigned(ctx context.Context, cl *kgo.Client, m map[string][]int32) {
-	tables, err := e.scanParked(ctx, cl, m[e.retry])
+	var scan []int32
+	e.mu.Lock()
+	for _, ids := range m {
+		for _, id := range ids {
+			if _, ok := e.parks[id]; !ok && !slices.Contains(scan, id) {
+				scan = append(scan, id)
+			}
+		}
+	}
+	e.mu.Unlock()
+	tables, err := e.scanParked(ctx, cl, scan)
 	if err != nil {
 		// Without the scan order cannot be kept: leave so the group
 		// reassigns, and let the service fail.
@@ -293,15 +411,14 @@ func (e *Engine) assigned(ctx context.Context, cl *kgo.Client, m map[string][]in
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for id, t := range tables {
-		e.parks[id] = t
+		if _, ok := e.parks[id]; !ok {
+			e.parks[id] = t
+		}
 	}
 	for topic, ids := range m {
 		for _, id := range ids {
-			if _, ok := e.parks[id]; !ok {
-				e.parks[id] = newParkTable()
-			}
 			h, retry := e.handler, false
-			if topic == e.retry {
+			if topic == e.topics.Retry {
 				h, retry = e.retryH, true
 			}
 			p := newPartition(e, topic, id, retry, h, e.parks[id])
@@ -333,9 +450,14 @@ func (e *Engine) stop(m map[string][]int32, commit bool) {
 				parts = append(parts, p)
 				delete(e.parts, tp)
 			}
-			if topic == e.retry {
-				delete(e.parks, id)
-			}
+		}
+	}
+	// A table of parked lanes goes with the last of its two partitions.
+	for id := range e.parks {
+		_, notes := e.parts[topicPartition{e.topics.Notifications, id}]
+		_, retries := e.parts[topicPartition{e.topics.Retry, id}]
+		if !notes && !retries {
+			delete(e.parks, id)
 		}
 	}
 	e.mu.Unlock()
@@ -442,7 +564,7 @@ func (e *Engine) deadLetterRecord(ctx context.Context, r *kgo.Record, err error)
 	}
 	x := trackedFrom(ctx)
 	x.hold()
-	e.produce(&kgo.Record{Topic: e.dlq, Key: r.Key, Value: r.Value, Headers: hdr}, func(err error) {
+	e.produce(&kgo.Record{Topic: e.topics.DLQ, Key: r.Key, Value: r.Value, Headers: hdr}, func(err error) {
 		if err == nil {
 			x.release()
 		}
@@ -453,7 +575,7 @@ func (e *Engine) deadLetterRecord(ctx context.Context, r *kgo.Record, err error)
 // decode reads a notification record's value.
 func (e *Engine) decode(ctx context.Context, value []byte) (*notification.Notification, error) {
 	var n notification.Notification
-	if _, err := e.base.Registry.Decode(ctx, value, &n); err != nil {
+	if _, err := e.reg.Decode(ctx, value, &n); err != nil {
 		return nil, err
 	}
 	return &n, nil

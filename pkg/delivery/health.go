@@ -23,6 +23,7 @@ const DestinationDisabled = "DestinationDisabled"
 // health tracks, per destination, how long it has failed without a
 // success, from the attempts this process makes.
 type health struct {
+	clock Clock
 	after time.Duration
 	min   int
 	mu    sync.Mutex
@@ -36,8 +37,8 @@ type failing struct {
 	tripped  bool
 }
 
-func newHealth(after time.Duration, min int) *health {
-	return &health{after: after, min: min, m: map[string]*failing{}, busy: map[string]bool{}}
+func newHealth(after time.Duration, min int, clock Clock) *health {
+	return &health{clock: clock, after: after, min: min, m: map[string]*failing{}, busy: map[string]bool{}}
 }
 
 // observe notes an attempt's result and reports true once, when the
@@ -52,11 +53,11 @@ func (h *health) observe(tenant, dest string, ok bool) bool {
 	}
 	f := h.m[key]
 	if f == nil {
-		f = &failing{since: time.Now()}
+		f = &failing{since: h.clock.Now()}
 		h.m[key] = f
 	}
 	f.attempts++
-	if !f.tripped && f.attempts >= h.min && time.Since(f.since) >= h.after {
+	if !f.tripped && f.attempts >= h.min && h.clock.Now().Sub(f.since) >= h.after {
 		f.tripped = true
 		return true
 	}
@@ -92,7 +93,7 @@ func (e *Engine) disable(tenant, dest, reason string) {
 
 func (e *Engine) disableNow(ctx context.Context, tenant, dest, reason string) error {
 	for range 5 {
-		doc, ok := e.base.Config.Get(tenant, configstore.KindDestination, dest)
+		doc, ok := e.dests.Get(tenant, configstore.KindDestination, dest)
 		if !ok {
 			return nil
 		}
@@ -100,12 +101,12 @@ func (e *Engine) disableNow(ctx context.Context, tenant, dest, reason string) er
 		if d.Disabled != nil {
 			return nil
 		}
-		d.Disabled = &configstore.DisabledState{At: time.Now().UTC().Truncate(time.Millisecond), Reason: reason}
+		d.Disabled = &configstore.DisabledState{At: e.clock.Now().UTC().Truncate(time.Millisecond), Reason: reason}
 		next, err := configstore.NewDocument(tenant, configstore.KindDestination, dest, d)
 		if err != nil {
 			return err
 		}
-		stored, err := e.base.Config.Put(ctx, next, doc.Version)
+		stored, err := e.dests.Put(ctx, next, doc.Version)
 		if errors.Is(err, configstore.ErrVersionConflict) {
 			continue
 		}
@@ -124,7 +125,7 @@ func (e *Engine) disableNow(ctx context.Context, tenant, dest, reason string) er
 // notification.
 func (e *Engine) tellDisabled(ctx context.Context, doc configstore.Document, d configstore.Destination) error {
 	var to []string
-	for _, od := range e.base.Config.List(doc.Tenant, configstore.KindDestination) {
+	for _, od := range e.dests.List(doc.Tenant, configstore.KindDestination) {
 		o := configstore.Spec[configstore.Destination](od)
 		if o.Operational && o.Disabled == nil && od.ID != doc.ID {
 			to = append(to, od.ID)
@@ -152,7 +153,7 @@ func (e *Engine) tellDisabled(ctx context.Context, doc configstore.Document, d c
 			"destinationId": str(doc.ID), "destinationName": str(d.Name), "destinationType": str(d.Type), "reason": str(d.Disabled.Reason),
 		},
 	}
-	schema, err := e.base.Registry.Latest(ctx, e.base.NotificationSubject())
+	schema, err := e.reg.Latest(ctx, e.subjects.Notification)
 	if err != nil {
 		return err
 	}
@@ -160,6 +161,6 @@ func (e *Engine) tellDisabled(ctx context.Context, doc configstore.Document, d c
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", DestinationDisabled, err)
 	}
-	rec := &kgo.Record{Topic: e.notifications, Key: event.RecordKey(n.TenantID, n.OrderingKey), Value: value}
+	rec := &kgo.Record{Topic: e.topics.Notifications, Key: event.RecordKey(n.TenantID, n.OrderingKey), Value: value}
 	return e.cl.ProduceSync(ctx, rec).FirstErr()
 }

@@ -317,11 +317,11 @@ func (e *Engine) scanParked(ctx context.Context, cl *kgo.Client, ids []int32) (m
 	if err != nil {
 		return nil, fmt.Errorf("fetch committed offsets: %w", err)
 	}
-	starts, err := adm.ListStartOffsets(ctx, e.retry)
+	starts, err := adm.ListStartOffsets(ctx, e.topics.Retry)
 	if err != nil {
 		return nil, fmt.Errorf("list start offsets: %w", err)
 	}
-	ends, err := adm.ListEndOffsets(ctx, e.retry)
+	ends, err := adm.ListEndOffsets(ctx, e.topics.Retry)
 	if err != nil {
 		return nil, fmt.Errorf("list end offsets: %w", err)
 	}
@@ -330,13 +330,13 @@ func (e *Engine) scanParked(ctx context.Context, cl *kgo.Client, ids []int32) (m
 	for _, id := range ids {
 		tables[id] = newParkTable()
 		start := int64(0)
-		if s, ok := starts.Lookup(e.retry, id); ok {
+		if s, ok := starts.Lookup(e.topics.Retry, id); ok {
 			start = s.Offset
 		}
-		if c, ok := committed.Lookup(e.retry, id); ok && c.At >= 0 {
+		if c, ok := committed.Lookup(e.topics.Retry, id); ok && c.At >= 0 {
 			start = max(start, c.At)
 		}
-		end, ok := ends.Lookup(e.retry, id)
+		end, ok := ends.Lookup(e.topics.Retry, id)
 		if !ok || end.Offset <= start {
 			continue
 		}
@@ -346,7 +346,7 @@ func (e *Engine) scanParked(ctx context.Context, cl *kgo.Client, ids []int32) (m
 	if len(from) == 0 {
 		return tables, nil
 	}
-	sc, err := e.base.NewClient(kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{e.retry: from}))
+	sc, err := e.newClient(kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{e.topics.Retry: from}))
 	if err != nil {
 		return nil, err
 	}
@@ -356,7 +356,7 @@ func (e *Engine) scanParked(ctx context.Context, cl *kgo.Client, ids []int32) (m
 	for len(until) > 0 {
 		fs := sc.PollFetches(ctx)
 		if err := ctx.Err(); err != nil {
-			return nil, fmt.Errorf("scan %s: %w", e.retry, err)
+			return nil, fmt.Errorf("scan %s: %w", e.topics.Retry, err)
 		}
 		fs.EachRecord(func(r *kgo.Record) {
 			end, ok := until[r.Partition]

@@ -22,6 +22,7 @@ import (
 
 	"github.com/heraldhq/herald/pkg/avro"
 	"github.com/heraldhq/herald/pkg/configstore"
+	"github.com/heraldhq/herald/pkg/delivery"
 	"github.com/heraldhq/herald/pkg/event"
 	"github.com/heraldhq/herald/pkg/httpapi"
 	"github.com/heraldhq/herald/pkg/kafka"
@@ -233,4 +234,23 @@ func Serve(ctx context.Context, addr string, c Component) error {
 	g.Go(func() error { return c.Run(gctx) })
 	g.Go(func() error { return httpapi.Serve(gctx, ln, mux, 10*time.Second, c.Base().Log) })
 	return g.Wait()
+}
+
+// DeliveryOptions returns a delivery engine's options for channel on the
+// service's Kafka, registry, configuration, log and metrics; the sender
+// adds its channel, its configuration and its group.
+func (b *Base) DeliveryOptions(channel string) delivery.Options {
+	return delivery.Options{
+		Channel: channel,
+		Topics: delivery.Topics{
+			Notifications: b.Topics.Notifications, Retry: b.Topics.Retry(channel),
+			DLQ: b.Topics.DLQ(channel), Deliveries: b.Topics.Deliveries,
+		},
+		Subjects:     delivery.Subjects{Notification: b.NotificationSubject(), Attempt: b.DeliveryAttemptSubject()},
+		Kafka:        b.KafkaOpts,
+		Registry:     b.Registry,
+		Destinations: b.Config,
+		Log:          b.Log,
+		Meter:        b.Metrics.Meter("herald/delivery"),
+	}
 }

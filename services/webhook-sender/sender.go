@@ -75,11 +75,16 @@ func New(ctx context.Context, c Config) (*Sender, error) {
 		return nil, err
 	}
 	wh := NewWebhook(policy, c.Delivery.Concurrency, c.Timeout, c.RootCAs)
-	engine, err := delivery.New(base, c.Delivery, Channel, delivery.Group{ID: c.Group, InstanceID: c.InstanceID}, wh)
+	opts := base.DeliveryOptions(Channel)
+	opts.Deliver, opts.Config = wh, c.Delivery
+	opts.Group = delivery.Group{ID: c.Group, InstanceID: c.InstanceID}
+	engine, err := delivery.New(opts)
 	if err != nil {
+		wh.Close()
 		base.Close()
 		return nil, err
 	}
+	base.Health.AddCheck("delivery", engine.Ready)
 	return &Sender{base: base, webhook: wh, engine: engine}, nil
 }
 
