@@ -1,8 +1,6 @@
 package adminapi
 
 import (
-	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
@@ -14,6 +12,7 @@ import (
 	"github.com/heraldhq/herald/pkg/delivery"
 	"github.com/heraldhq/herald/pkg/httpapi"
 	"github.com/heraldhq/herald/pkg/notification"
+	"github.com/heraldhq/herald/pkg/webhook"
 )
 
 func (a *API) destinationKind() kind {
@@ -74,7 +73,7 @@ func (a *API) checkDestination(r *http.Request, w http.ResponseWriter, tenant, i
 	// A webhook destination always has a secret, also one that was of
 	// another type before this replace.
 	if d.Webhook != nil && len(d.Webhook.Secrets) == 0 {
-		secret, err := NewSigningSecret()
+		secret, err := webhook.NewSecret()
 		if err != nil {
 			return nil, err
 		}
@@ -268,16 +267,6 @@ func validHeaderName(s string) bool {
 	return true
 }
 
-// NewSigningSecret returns a fresh Standard Webhooks secret: "whsec_" and
-// 32 random bytes in base64.
-func NewSigningSecret() (string, error) {
-	b := make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		return "", err
-	}
-	return "whsec_" + base64.StdEncoding.EncodeToString(b), nil
-}
-
 // hideSecrets removes signing secrets from a destination as the API shows
 // it; what remains says how many are live and when they expire.
 func hideSecrets(doc configstore.Document, res map[string]any) {
@@ -388,26 +377,18 @@ func (a *API) rotateSecret(w http.ResponseWriter, r *http.Request, id string) {
 		}
 		grace = d
 	}
-	secret, err := NewSigningSecret()
+	secret, err := webhook.NewSecret()
 	if err != nil {
 		httpapi.WriteError(w, r, a.base.Log, err)
 		return
 	}
 	now := time.Now().UTC().Truncate(time.Millisecond)
-	expires := now.Add(grace)
+	var expires time.Time
 	doc, err := a.updateDestination(r, id, func(d *configstore.Destination) error {
 		if d.Webhook == nil {
 			return notWebhook()
 		}
-		var kept []configstore.SigningSecret
-		if n := len(d.Webhook.Secrets); n > 0 {
-			cur := d.Webhook.Secrets[n-1]
-			if cur.ExpiresAt == nil || cur.ExpiresAt.After(expires) {
-				cur.ExpiresAt = &expires
-			}
-			kept = append(kept, cur)
-		}
-		d.Webhook.Secrets = append(kept, configstore.SigningSecret{Secret: secret, CreatedAt: now})
+		d.Webhook.Secrets, expires = webhook.Rotate(d.Webhook.Secrets, secret, now, grace)
 		return nil
 	})
 	if err != nil {

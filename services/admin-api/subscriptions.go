@@ -14,6 +14,7 @@ import (
 	"github.com/heraldhq/herald/pkg/configstore"
 	"github.com/heraldhq/herald/pkg/httpapi"
 	"github.com/heraldhq/herald/pkg/subscription"
+	"github.com/heraldhq/herald/pkg/webhook"
 )
 
 // Per-resource subscriptions, as Truphone registers a webhook per SIM:
@@ -240,7 +241,7 @@ func (a *API) ensureSubscriptionSecret(r *http.Request, tenant string) (string, 
 	if _, ok := a.base.Config.Get(tenant, configstore.KindSubscriptionSettings, configstore.SubscriptionSettingsID); ok {
 		return "", nil
 	}
-	secret, err := NewSigningSecret()
+	secret, err := webhook.NewSecret()
 	if err != nil {
 		return "", err
 	}
@@ -288,23 +289,14 @@ func (a *API) rotateSubscriptionSecret(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteProblem(w, httpapi.NewProblem(http.StatusNotFound, "no subscription yet: the first PUT of a subscription makes the secret"))
 		return
 	}
-	secret, err := NewSigningSecret()
+	secret, err := webhook.NewSecret()
 	if err != nil {
 		httpapi.WriteError(w, r, a.base.Log, err)
 		return
 	}
-	now := time.Now().UTC().Truncate(time.Millisecond)
-	expires := now.Add(a.secretGrace)
 	settings := configstore.Spec[configstore.SubscriptionSettings](cur)
-	var kept []configstore.SigningSecret
-	if n := len(settings.Secrets); n > 0 {
-		prev := settings.Secrets[n-1]
-		if prev.ExpiresAt == nil || prev.ExpiresAt.After(expires) {
-			prev.ExpiresAt = &expires
-		}
-		kept = append(kept, prev)
-	}
-	settings.Secrets = append(kept, configstore.SigningSecret{Secret: secret, CreatedAt: now})
+	var expires time.Time
+	settings.Secrets, expires = webhook.Rotate(settings.Secrets, secret, time.Now().UTC().Truncate(time.Millisecond), a.secretGrace)
 	doc, err := configstore.NewDocument(tenant, configstore.KindSubscriptionSettings, configstore.SubscriptionSettingsID, settings)
 	if err == nil {
 		doc, err = a.base.Config.Put(r.Context(), doc, cur.Version)

@@ -3,11 +3,8 @@ package webhooksender
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -23,17 +20,9 @@ import (
 	"github.com/heraldhq/herald/pkg/delivery"
 	"github.com/heraldhq/herald/pkg/egress"
 	"github.com/heraldhq/herald/pkg/notification"
+	"github.com/heraldhq/herald/pkg/webhook"
 )
 
-// Standard Webhooks headers.
-const (
-	HeaderID        = "webhook-id"
-	HeaderTimestamp = "webhook-timestamp"
-	HeaderSignature = "webhook-signature"
-)
-
-// SecretPrefix starts every signing secret; the rest is base64.
-const SecretPrefix = "whsec_"
 
 // drainLimit bounds how much of a response is read past the excerpt, so
 // that a small answer leaves its connection reusable and a large one is
@@ -123,7 +112,7 @@ func (w *Webhook) request(ctx context.Context, n *notification.Notification, wh 
 	if len(secrets) == 0 {
 		return nil, delivery.PermanentError("config", errors.New("the destination has no live signing secret"))
 	}
-	sig, err := Sign(secrets, n.ID, now, body)
+	sig, err := webhook.Sign(secrets, n.ID, now, body)
 	if err != nil {
 		return nil, delivery.PermanentError("config", err)
 	}
@@ -136,9 +125,9 @@ func (w *Webhook) request(ctx context.Context, n *notification.Notification, wh 
 	}
 	req.Header.Set("Content-Type", contentType)
 	req.Header.Set("User-Agent", "Herald-Webhooks/1")
-	req.Header.Set(HeaderID, n.ID)
-	req.Header.Set(HeaderTimestamp, strconv.FormatInt(now.Unix(), 10))
-	req.Header.Set(HeaderSignature, sig)
+	req.Header.Set(webhook.HeaderID, n.ID)
+	req.Header.Set(webhook.HeaderTimestamp, strconv.FormatInt(now.Unix(), 10))
+	req.Header.Set(webhook.HeaderSignature, sig)
 	return req, nil
 }
 
@@ -189,28 +178,6 @@ func withParameters(raw string, params []configstore.Parameter, n *notification.
 	}
 	u.RawQuery = q.Encode()
 	return u.String(), nil
-}
-
-// Sign returns the webhook-signature header value for a message: one
-// "v1,<base64 HMAC-SHA256 of id.timestamp.body>" per secret, separated by
-// spaces (Standard Webhooks).
-func Sign(secrets []string, id string, at time.Time, body []byte) (string, error) {
-	ts := strconv.FormatInt(at.Unix(), 10)
-	var out []string
-	for _, s := range secrets {
-		key, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(s, SecretPrefix))
-		if err != nil || !strings.HasPrefix(s, SecretPrefix) {
-			return "", errors.New("a signing secret is not whsec_ and base64")
-		}
-		mac := hmac.New(sha256.New, key)
-		mac.Write([]byte(id))
-		mac.Write([]byte{'.'})
-		mac.Write([]byte(ts))
-		mac.Write([]byte{'.'})
-		mac.Write(body)
-		out = append(out, "v1,"+base64.StdEncoding.EncodeToString(mac.Sum(nil)))
-	}
-	return strings.Join(out, " "), nil
 }
 
 // classifyError says what a failed round trip means.

@@ -3,7 +3,6 @@ package webhooksender
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,6 +22,7 @@ import (
 	"github.com/heraldhq/herald/pkg/delivery"
 	"github.com/heraldhq/herald/pkg/egress"
 	"github.com/heraldhq/herald/pkg/notification"
+	"github.com/heraldhq/herald/pkg/webhook"
 )
 
 // captured is one request a test receiver got.
@@ -64,11 +64,11 @@ func devWebhook(t *testing.T) *Webhook {
 
 func secret(t *testing.T) string {
 	t.Helper()
-	b := make([]byte, 32)
-	for i := range b {
-		b[i] = byte(rand.IntN(256))
+	s, err := webhook.NewSecret()
+	if err != nil {
+		t.Fatal(err)
 	}
-	return SecretPrefix + base64.StdEncoding.EncodeToString(b)
+	return s
 }
 
 // randomNotification returns a notification with random content, as a
@@ -128,7 +128,7 @@ func TestSignaturesVerifyWithTheReferenceLibrary(t *testing.T) {
 	}
 	var refusedChanges int
 	for _, c := range reqs {
-		id := c.header.Get(HeaderID)
+		id := c.header.Get(webhook.HeaderID)
 		if !bytes.Equal(c.body, want[id]) {
 			t.Fatalf("body of %s is not the notification's native JSON", id)
 		}
@@ -143,7 +143,7 @@ func TestSignaturesVerifyWithTheReferenceLibrary(t *testing.T) {
 			}
 			refusedChanges++
 		}
-		for _, name := range []string{HeaderID, HeaderTimestamp} {
+		for _, name := range []string{webhook.HeaderID, webhook.HeaderTimestamp} {
 			v := []byte(c.header.Get(name))
 			for i := range v {
 				changed := bytes.Clone(v)
@@ -175,8 +175,8 @@ func TestBothSecretsSignDuringRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := got()[0]
-	if sigs := strings.Fields(c.header.Get(HeaderSignature)); len(sigs) != 2 {
-		t.Fatalf("webhook-signature = %q, want two signatures", c.header.Get(HeaderSignature))
+	if sigs := strings.Fields(c.header.Get(webhook.HeaderSignature)); len(sigs) != 2 {
+		t.Fatalf("webhook-signature = %q, want two signatures", c.header.Get(webhook.HeaderSignature))
 	}
 	for name, s := range map[string]string{"old": old, "current": cur} {
 		v, _ := standardwebhooks.NewWebhook(s)
@@ -305,7 +305,7 @@ func TestHeadersParametersAndFormat(t *testing.T) {
 	if body["type"] != n.Name || body["id"] != n.ID {
 		t.Errorf("truphone body = %s", c.body)
 	}
-	if c.header.Get("Content-Type") != "application/json" || c.header.Get(HeaderID) != n.ID {
+	if c.header.Get("Content-Type") != "application/json" || c.header.Get(webhook.HeaderID) != n.ID {
 		t.Errorf("headers = %v", c.header)
 	}
 }
