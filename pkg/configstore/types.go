@@ -86,10 +86,11 @@ const (
 // delivers to it; the fields outside the channel's own part apply to every
 // channel.
 type Destination struct {
-	Type    string              `json:"type"` // webhook or email
-	Name    string              `json:"name"`
-	Webhook *WebhookDestination `json:"webhook,omitempty"`
-	Email   *EmailDestination   `json:"email,omitempty"`
+	Type        string                  `json:"type"` // webhook, email or eventbridge
+	Name        string                  `json:"name"`
+	Webhook     *WebhookDestination     `json:"webhook,omitempty"`
+	Email       *EmailDestination       `json:"email,omitempty"`
+	EventBridge *EventBridgeDestination `json:"eventbridge,omitempty"`
 
 	// Operational destinations receive Herald's notices about the tenant's
 	// own setup, such as DestinationDisabled.
@@ -156,6 +157,27 @@ type EmailDestination struct {
 	ToContactTypes  []string `json:"toContactTypes,omitempty"`
 	CcContactTypes  []string `json:"ccContactTypes,omitempty"`
 	BccContactTypes []string `json:"bccContactTypes,omitempty"`
+}
+
+// EventBridgeDestination puts each notification on a tenant's Amazon
+// EventBridge bus (Totogi's notification delivery).
+type EventBridgeDestination struct {
+	// EventBusARN is the tenant's bus:
+	// arn:<partition>:events:<region>:<account>:event-bus/<name>. The
+	// region comes from it.
+	EventBusARN string `json:"eventBusArn"`
+	// Source is each entry's source; default herald.notifications.
+	Source string `json:"source,omitempty"`
+	// DetailType is each entry's detail-type; default the notification's
+	// name.
+	DetailType string `json:"detailType,omitempty"`
+	// Format of the detail: totogi (the default) or native.
+	Format string `json:"format,omitempty"`
+	// RoleARN, when set, is assumed (with ExternalID) to put the events.
+	RoleARN string `json:"roleArn,omitempty"`
+	// ExternalID is the secret the tenant's role trust policy asks for;
+	// sealed in the config topic, never shown after creation.
+	ExternalID string `json:"externalId,omitempty"`
 }
 
 // Parameter is one name/value pair added to a webhook callout.
