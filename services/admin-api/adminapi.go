@@ -279,7 +279,7 @@ func (a *API) replace(k kind) http.HandlerFunc {
 			httpapi.WriteProblem(w, k.notFound())
 			return
 		}
-		expect, err := ifMatch(r)
+		pre, err := ifMatch(r)
 		if err != nil {
 			httpapi.WriteError(w, r, a.base.Log, err)
 			return
@@ -290,7 +290,7 @@ func (a *API) replace(k kind) http.HandlerFunc {
 			return
 		}
 		defer a.locks.lock(tenant, k.name, id)()
-		cur, err := a.current(k, tenant, id, expect)
+		cur, err := a.current(k, tenant, id, pre)
 		if err != nil {
 			httpapi.WriteError(w, r, a.base.Log, err)
 			return
@@ -318,13 +318,13 @@ func (a *API) remove(k kind) http.HandlerFunc {
 // answers 412 unless the stored version is the one given, and 409 while
 // something uses the resource (inUse).
 func (a *API) removeOf(w http.ResponseWriter, r *http.Request, k kind, tenant, id string) {
-	expect, err := ifMatch(r)
+	pre, err := ifMatch(r)
 	if err != nil {
 		httpapi.WriteError(w, r, a.base.Log, err)
 		return
 	}
 	defer a.locks.lock(tenant, k.name, id)()
-	if _, err = a.current(k, tenant, id, expect); err == nil {
+	if _, err = a.current(k, tenant, id, pre); err == nil {
 		err = a.inUse(tenant, k.name, id)
 	}
 	if err == nil {
@@ -341,14 +341,14 @@ func (a *API) removeOf(w http.ResponseWriter, r *http.Request, k kind, tenant, i
 }
 
 // current returns the stored resource an update or delete applies to: 404
-// when there is none, 412 when If-Match gave another version (expect 0
-// takes any). Call it under the resource's lock.
-func (a *API) current(k kind, tenant, id string, expect int64) (configstore.Document, error) {
+// when there is none, 412 when it does not meet the If-Match
+// precondition. Call it under the resource's lock.
+func (a *API) current(k kind, tenant, id string, pre precondition) (configstore.Document, error) {
 	cur, ok := a.base.Config.Get(tenant, k.name, id)
 	switch {
 	case !ok:
 		return cur, k.notFound()
-	case expect != 0 && cur.Version != expect:
+	case !pre.holds(true, cur.Version):
 		return cur, changedSince(k.name)
 	}
 	return cur, nil

@@ -81,7 +81,7 @@ func (a *API) putContact(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteError(w, r, a.base.Log, err)
 		return
 	}
-	expect, err := ifMatch(r)
+	pre, err := ifMatch(r)
 	if err != nil {
 		httpapi.WriteError(w, r, a.base.Log, err)
 		return
@@ -107,7 +107,7 @@ func (a *API) putContact(w http.ResponseWriter, r *http.Request) {
 	id := configstore.ContactID(accountID, contactType)
 	defer a.locks.lock(tenant, configstore.KindContact, id)()
 	cur, existed := a.base.Config.Get(tenant, configstore.KindContact, id)
-	if expect != 0 && (!existed || cur.Version != expect) {
+	if !pre.holds(existed, cur.Version) {
 		httpapi.WriteProblem(w, changedSince("contact"))
 		return
 	}

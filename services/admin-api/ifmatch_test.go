@@ -21,6 +21,9 @@ func TestIfMatchComparesEntityTagsStrongly(t *testing.T) {
 		`{"name":"a","host":"smtp.example.com","fromAddress":"billing@example.com","username":"u","password":"pw"}`).str("id")
 	contact := "/v1/accounts/acct-1/contacts/billing"
 	contactBody := `{"name":"Billing","email":"billing@example.com"}`
+	// If-Match asks that the resource exist: "*" or a tag never creates.
+	s.want(http.StatusPreconditionFailed, "PUT", contact, key, contactBody, "If-Match", "*")
+	s.want(http.StatusPreconditionFailed, "PUT", contact, key, contactBody, "If-Match", `"1"`)
 	s.want(http.StatusCreated, "PUT", contact, key, contactBody)
 
 	routes := []struct {
@@ -78,7 +81,8 @@ func TestIfMatchComparesEntityTagsStrongly(t *testing.T) {
 			if rt.method == "DELETE" {
 				want = http.StatusNoContent
 			}
-			s.want(want, rt.method, rt.path, rt.auth, rt.body, "If-Match", `"stale-0", W/"`+v+`" ,, "`+v+`"`)
+			// A list matches when any strong tag in it is the current one.
+			s.want(want, rt.method, rt.path, rt.auth, rt.body, "If-Match", `"stale-0", W/"`+v+`" ,, "999999", "`+v+`"`)
 			if rt.method == "DELETE" {
 				s.want(http.StatusNotFound, "GET", rt.path, rt.auth, "")
 				return

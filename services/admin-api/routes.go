@@ -90,40 +90,52 @@ func (a *API) loaded(h http.Handler) http.Handler {
 // tenantOf returns the tenant of the API key a request came with.
 func tenantOf(r *http.Request) string { return httpapi.PrincipalFrom(r.Context()).Tenant }
 
-// noVersion is the version If-Match names when none of its entity-tags
-// can match: weak tags (If-Match compares strongly) and tags that are not
-// a version Herald gives out. No document has it.
-const noVersion = -1
+// precondition is what a request's If-Match header asks of the stored
+// resource (RFC 9110, 13.1.1): nothing when absent; that it exists, for
+// "*"; else that its version is one of the strong entity-tags listed.
+type precondition struct {
+	given    bool
+	any      bool
+	versions []int64
+}
 
-// ifMatch returns the version a request's If-Match header names: 0 when
-// there is none, or when it is "*" (any version, which only needs the
-// resource to exist); noVersion when no entity-tag in it can match. A
-// header that is not a list of entity-tags is a 400.
-func ifMatch(r *http.Request) (int64, error) {
+// holds reports whether a resource that exists (or not) at version meets
+// the precondition.
+func (p precondition) holds(exists bool, version int64) bool {
+	switch {
+	case !p.given:
+		return true
+	case !exists:
+		return false
+	}
+	return p.any || slices.Contains(p.versions, version)
+}
+
+// ifMatch reads a request's If-Match header. Weak tags (If-Match compares
+// strongly) and tags that are not a version Herald gives out match
+// nothing. A header that is not "*" or a list of entity-tags is a 400.
+func ifMatch(r *http.Request) (precondition, error) {
 	m := strings.TrimSpace(strings.Join(r.Header.Values("If-Match"), ","))
-	if m == "" || m == "*" {
-		return 0, nil
+	switch m {
+	case "":
+		return precondition{}, nil
+	case "*":
+		return precondition{given: true, any: true}, nil
 	}
 	tags, ok := entityTags(m)
 	if !ok {
-		return 0, httpapi.NewProblem(http.StatusBadRequest,
+		return precondition{}, httpapi.NewProblem(http.StatusBadRequest,
 			`If-Match must be "*" or entity-tags, such as "3": the ETag the resource was read at, in double quotes`)
 	}
-	var versions []int64
+	p := precondition{given: true}
 	for _, t := range tags {
 		v, err := strconv.ParseInt(t.opaque, 10, 64)
-		if t.weak || err != nil || v < 1 || strconv.FormatInt(v, 10) != t.opaque || slices.Contains(versions, v) {
+		if t.weak || err != nil || v < 1 || strconv.FormatInt(v, 10) != t.opaque {
 			continue
 		}
-		versions = append(versions, v)
+		p.versions = append(p.versions, v)
 	}
-	switch len(versions) {
-	case 0:
-		return noVersion, nil
-	case 1:
-		return versions[0], nil
-	}
-	return 0, httpapi.NewProblem(http.StatusBadRequest, "If-Match names more than one version; send only the ETag the resource was read at")
+	return p, nil
 }
 
 // entityTag is one element of an If-Match list.

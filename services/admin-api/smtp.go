@@ -216,7 +216,7 @@ func (a *API) getSMTPProfile(w http.ResponseWriter, r *http.Request) {
 // be unset but by making another one the default.
 func (a *API) replaceSMTPProfile(w http.ResponseWriter, r *http.Request) {
 	tenant, id := tenantOf(r), r.PathValue("id")
-	expect, err := ifMatch(r)
+	pre, err := ifMatch(r)
 	if err != nil {
 		httpapi.WriteError(w, r, a.base.Log, err)
 		return
@@ -234,7 +234,7 @@ func (a *API) replaceSMTPProfile(w http.ResponseWriter, r *http.Request) {
 	}
 	defer a.locks.lock(tenant, configstore.KindSMTPDefault, configstore.SMTPDefaultID)()
 	defer a.locks.lock(tenant, configstore.KindSMTPProfile, id)()
-	if cur, err = a.current(smtpKind, tenant, id, expect); err != nil {
+	if cur, err = a.current(smtpKind, tenant, id, pre); err != nil {
 		httpapi.WriteError(w, r, a.base.Log, err)
 		return
 	}
@@ -265,13 +265,13 @@ func (a *API) replaceSMTPProfile(w http.ResponseWriter, r *http.Request) {
 // by an email template or an email destination (inUse).
 func (a *API) deleteSMTPProfile(w http.ResponseWriter, r *http.Request) {
 	tenant, id := tenantOf(r), r.PathValue("id")
-	expect, err := ifMatch(r)
+	pre, err := ifMatch(r)
 	if err != nil {
 		httpapi.WriteError(w, r, a.base.Log, err)
 		return
 	}
 	defer a.locks.lock(tenant, configstore.KindSMTPDefault, configstore.SMTPDefaultID)()
-	if _, err := a.current(smtpKind, tenant, id, expect); err != nil {
+	if _, err := a.current(smtpKind, tenant, id, pre); err != nil {
 		httpapi.WriteError(w, r, a.base.Log, err)
 		return
 	}

@@ -159,13 +159,13 @@ func (a *API) patchTenant(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteError(w, r, a.base.Log, err)
 		return
 	}
-	expect, err := ifMatch(r)
+	pre, err := ifMatch(r)
 	if err != nil {
 		httpapi.WriteError(w, r, a.base.Log, err)
 		return
 	}
 	defer a.locks.lock(configstore.OperatorTenant, k.name, id)()
-	cur, err := a.current(k, configstore.OperatorTenant, id, expect)
+	cur, err := a.current(k, configstore.OperatorTenant, id, pre)
 	if err != nil {
 		httpapi.WriteError(w, r, a.base.Log, err)
 		return
@@ -236,7 +236,7 @@ func merge(doc, patch any) any {
 // A deletion cut short is finished by deleting again.
 func (a *API) deleteTenant(w http.ResponseWriter, r *http.Request) {
 	k, id := a.tenantKind(), r.PathValue("id")
-	expect, err := ifMatch(r)
+	pre, err := ifMatch(r)
 	if err != nil {
 		httpapi.WriteError(w, r, a.base.Log, err)
 		return
@@ -246,7 +246,7 @@ func (a *API) deleteTenant(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case !ok && len(a.base.Config.ListTenant(id)) == 0:
 		err = k.notFound()
-	case ok && expect != 0 && cur.Version != expect:
+	case ok && !pre.holds(true, cur.Version):
 		err = changedSince(k.name)
 	case ok:
 		err = a.base.Config.Delete(r.Context(), configstore.OperatorTenant, k.name, id)
