@@ -72,7 +72,7 @@ func (f *Format) Render(n *Notification) ([]byte, string, error) {
 	)
 	switch f.name {
 	case FormatTotogi:
-		b, err = json.Marshal(totogi(n))
+		b, err = json.Marshal(Totogi(n))
 	case FormatTruphone:
 		b, err = json.Marshal(truphone(n))
 	case FormatTemplate:
@@ -147,8 +147,9 @@ func Sample() *Notification {
 	}
 }
 
-// totogiPayload is Totogi's notification structure.
-type totogiPayload struct {
+// TotogiPayload is Totogi's notification structure: the webhook totogi
+// format's body and the EventBridge totogi format's detail.
+type TotogiPayload struct {
 	ProviderID          string          `json:"providerid"`
 	InvocationTimestamp string          `json:"invocationtimestamp"`
 	Day                 int             `json:"day"`
@@ -176,13 +177,13 @@ type totogiNotificationInfo struct {
 	NotificationFields map[string]json.RawMessage `json:"notificationfields,omitempty"`
 }
 
-// totogi maps a notification onto Totogi's structure: the tenant is the
+// Totogi maps a notification onto Totogi's structure: the tenant is the
 // provider, the event's time is the invocation timestamp, the date parts
 // are the notification's (UTC), and the correlation id is the charging
 // session.
-func totogi(n *Notification) totogiPayload {
+func Totogi(n *Notification) TotogiPayload {
 	at := n.CreatedAt.UTC()
-	p := totogiPayload{
+	p := TotogiPayload{
 		ProviderID:          n.TenantID,
 		InvocationTimestamp: n.Event.OccurredAt.UTC().Format("2006-01-02T15:04:05.000Z07:00"),
 		Day:                 at.Day(), Month: int(at.Month()), Year: at.Year(),
