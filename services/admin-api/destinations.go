@@ -5,8 +5,12 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"regexp"
+	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/heraldhq/herald/pkg/configstore"
 	"github.com/heraldhq/herald/pkg/delivery"
@@ -22,10 +26,12 @@ func (a *API) destinationKind() kind {
 // reservedHeaders are set by the sender; a destination may not set them.
 var reservedHeaders = []string{"content-type", "content-length", "host", "user-agent", "transfer-encoding", "connection", "webhook-"}
 
-// checkDestination validates a destination, webhook or email. Signing
-// secrets and the disabled state are Herald's: a new webhook destination
-// gets a fresh secret, and a replaced one keeps its stored secrets and
-// state. An email destination has no secret.
+// checkDestination validates a destination: webhook, email or
+// eventbridge. Signing secrets and the disabled state are Herald's: a new
+// webhook destination gets a fresh secret, and a replaced one keeps its
+// stored secrets and state. An email destination has no secret. An
+// EventBridge destination's external id is the tenant's: a replace that
+// leaves it out keeps the stored one while the role stays the same.
 func (a *API) checkDestination(r *http.Request, w http.ResponseWriter, tenant, id string) (any, error) {
 	var d configstore.Destination
 	if err := httpapi.DecodeJSON(w, r, &d); err != nil {
@@ -68,6 +74,15 @@ func (a *API) checkDestination(r *http.Request, w http.ResponseWriter, tenant, i
 			if stored.Webhook != nil && d.Webhook != nil {
 				d.Webhook.Secrets = stored.Webhook.Secrets
 			}
+			if eb, old := d.EventBridge, stored.EventBridge; eb != nil && old != nil &&
+				eb.ExternalID == "" && eb.RoleARN != "" && eb.RoleARN == old.RoleARN {
+				eb.ExternalID = old.ExternalID
+			}
+		}
+	}
+	if d.EventBridge != nil {
+		if err := checkEventBridge(d.EventBridge); err != nil {
+			return nil, err
 		}
 	}
 	// A webhook destination always has a secret, also one that was of
@@ -85,11 +100,11 @@ func (a *API) checkDestination(r *http.Request, w http.ResponseWriter, tenant, i
 // checkChannel checks that type names a channel and that the destination
 // gives that channel's object and no other.
 func checkChannel(d configstore.Destination) error {
-	given := map[string]bool{"webhook": d.Webhook != nil, "email": d.Email != nil}
+	given := map[string]bool{"webhook": d.Webhook != nil, "email": d.Email != nil, "eventbridge": d.EventBridge != nil}
 	if _, ok := given[d.Type]; !ok {
-		return badRequest("type", `must be "webhook" or "email"`)
+		return badRequest("type", `must be "webhook", "email" or "eventbridge"`)
 	}
-	for _, channel := range []string{"webhook", "email"} {
+	for _, channel := range []string{"webhook", "email", "eventbridge"} {
 		switch {
 		case channel == d.Type && !given[channel]:
 			return badRequest(channel, `required with "type": "`+channel+`"`)
@@ -141,6 +156,105 @@ func (a *API) checkWebhook(r *http.Request, wh *configstore.WebhookDestination) 
 		return badRequest(field, err.Error())
 	}
 	return nil
+}
+
+// EventBridge destination defaults.
+const (
+	defaultEventSource = "herald.notifications"
+	defaultEventFormat = notification.FormatTotogi
+)
+
+// partitionRegions gives each AWS partition's region names, as the AWS
+// SDKs' partition data describes them.
+var partitionRegions = map[string]*regexp.Regexp{
+	"aws":        regexp.MustCompile(`^(us|eu|ap|sa|ca|me|af|il|mx)-[a-z]+-[0-9]+$`),
+	"aws-cn":     regexp.MustCompile(`^cn-[a-z]+-[0-9]+$`),
+	"aws-us-gov": regexp.MustCompile(`^us-gov-[a-z]+-[0-9]+$`),
+	"aws-iso":    regexp.MustCompile(`^us-iso-[a-z]+-[0-9]+$`),
+	"aws-iso-b":  regexp.MustCompile(`^us-isob-[a-z]+-[0-9]+$`),
+	"aws-iso-e":  regexp.MustCompile(`^eu-isoe-[a-z]+-[0-9]+$`),
+	"aws-iso-f":  regexp.MustCompile(`^us-isof-[a-z]+-[0-9]+$`),
+	"aws-eusc":   regexp.MustCompile(`^eusc-de-[a-z]+-[0-9]+$`),
+}
+
+var (
+	// eventBusARN is arn:<partition>:events:<region>:<account>:event-bus/<name>.
+	eventBusARN = regexp.MustCompile(`^arn:([a-z-]+):events:([a-z0-9-]+):([0-9]{12}):event-bus/([A-Za-z0-9/._-]{1,256})$`)
+	// roleARN is arn:<partition>:iam::<account>:role/<path/name>.
+	roleARN = regexp.MustCompile(`^arn:([a-z-]+):iam::([0-9]{12}):role/((?:[\x21-\x7e]{1,510}/)?[A-Za-z0-9+=,.@_-]{1,64})$`)
+	// externalID is what STS takes as an external id.
+	externalID = regexp.MustCompile(`^[A-Za-z0-9+=,.@:/_-]+$`)
+)
+
+// checkEventBridge checks an EventBridge destination and fills its
+// defaults: the bus ARN names a bus in a real region of its partition;
+// the source follows EventBridge's rules for a source (1 to 256
+// characters, not starting with "aws."); the detail-type, when given, is
+// at most 128 characters; the format is totogi or native; a role ARN is a
+// role of the bus's partition, and an external id comes only with one.
+func checkEventBridge(eb *configstore.EventBridgeDestination) error {
+	m := eventBusARN.FindStringSubmatch(eb.EventBusARN)
+	if m == nil {
+		return badRequest("eventbridge.eventBusArn", "an event bus ARN: arn:<partition>:events:<region>:<12-digit account>:event-bus/<name>")
+	}
+	partition, region := m[1], m[2]
+	regions, ok := partitionRegions[partition]
+	if !ok {
+		return badRequest("eventbridge.eventBusArn", "unknown AWS partition "+strconv.Quote(partition))
+	}
+	if !regions.MatchString(region) {
+		return badRequest("eventbridge.eventBusArn", strconv.Quote(region)+" is not a region of partition "+partition)
+	}
+	if eb.Source == "" {
+		eb.Source = defaultEventSource
+	}
+	if err := checkEventSource(eb.Source); err != nil {
+		return badRequest("eventbridge.source", err.Error())
+	}
+	if n := utf8.RuneCountInString(eb.DetailType); n > 128 || strings.IndexFunc(eb.DetailType, unicode.IsControl) >= 0 {
+		return badRequest("eventbridge.detailType", "at most 128 characters, without control characters; empty means the notification's name")
+	}
+	if eb.Format == "" {
+		eb.Format = defaultEventFormat
+	}
+	if eb.Format != notification.FormatTotogi && eb.Format != notification.FormatNative {
+		return badRequest("eventbridge.format", `must be "totogi" or "native"`)
+	}
+	if eb.RoleARN != "" {
+		r := roleARN.FindStringSubmatch(eb.RoleARN)
+		if r == nil || len(eb.RoleARN) > 2048 {
+			return badRequest("eventbridge.roleArn", "an IAM role ARN: arn:<partition>:iam::<12-digit account>:role/<path/name>")
+		}
+		if r[1] != partition {
+			return badRequest("eventbridge.roleArn", "the role must be in the bus's partition, "+partition)
+		}
+	}
+	switch {
+	case eb.ExternalID != "" && eb.RoleARN == "":
+		return badRequest("eventbridge.externalId", "only with a roleArn")
+	case eb.ExternalID != "" && (len(eb.ExternalID) < 2 || len(eb.ExternalID) > 1224 || !externalID.MatchString(eb.ExternalID)):
+		return badRequest("eventbridge.externalId", "2 to 1224 characters: letters, digits and +=,.@:/_-")
+	}
+	return nil
+}
+
+// checkEventSource applies EventBridge's rules for an event's source.
+func checkEventSource(s string) error {
+	switch {
+	case utf8.RuneCountInString(s) > 256:
+		return errors.New("at most 256 characters")
+	case !strings.ContainsRune("/._-", rune(s[0])) && !isASCIIAlnum(s[0]):
+		return errors.New("must start with a letter, a digit or one of / . _ -")
+	case strings.HasPrefix(s, "aws."):
+		return errors.New(`the "aws." prefix is reserved for AWS services`)
+	case strings.IndexFunc(s, unicode.IsControl) >= 0:
+		return errors.New("must not hold control characters")
+	}
+	return nil
+}
+
+func isASCIIAlnum(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
 }
 
 // contactTypeRule says what names a contact type, as the contact routes
@@ -267,11 +381,17 @@ func validHeaderName(s string) bool {
 	return true
 }
 
-// hideSecrets removes signing secrets from a destination as the API shows
-// it; what remains says how many are live and when they expire.
+// hideSecrets removes secrets from a destination as the API shows it:
+// of a webhook's signing secrets what remains says how many are live and
+// when they expire; of an EventBridge external id, whether there is one.
 func hideSecrets(doc configstore.Document, res map[string]any) {
 	if doc.Kind != configstore.KindDestination {
 		return
+	}
+	if eb, _ := res["eventbridge"].(map[string]any); eb != nil {
+		_, set := eb["externalId"]
+		delete(eb, "externalId")
+		eb["externalIdSet"] = set
 	}
 	wh, _ := res["webhook"].(map[string]any)
 	if wh == nil {
