@@ -46,6 +46,23 @@ type Document struct {
 
 	// value is Spec decoded into the kind's type, set when applied.
 	value any
+	// at is where the view applied the document from.
+	at recordAt
+}
+
+// recordAt is a record's place in the config topic.
+type recordAt struct {
+	partition int32
+	offset    int64
+}
+
+// stored is a document as the topic holds it. A deletion is written first
+// as a marker with the version it makes, so that it is ordered against
+// concurrent writes like any other, then as a tombstone, which compaction
+// keeps.
+type stored struct {
+	Document
+	Deleted bool `json:"deleted,omitempty"`
 }
 
 // Key returns the document's record key in the config topic.
@@ -141,7 +158,8 @@ func (s *Store) apply(r *kgo.Record) {
 	}
 	if err != nil {
 		s.log.Error("skip config record", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "err", err)
-	} else {
+	} else if s.applies(string(r.Key), doc, deleted, r.Value == nil) {
+		doc.at = recordAt{r.Partition, r.Offset}
 		s.mu.Lock()
 		key := string(r.Key)
 		if prev, ok := s.docs[key]; ok && prev.Kind == KindAPIKey {
@@ -165,8 +183,29 @@ func (s *Store) apply(r *kgo.Record) {
 	s.pos.Advance(r.Partition, r.Offset+1)
 }
 
-// parseRecord turns a config record into a document; a tombstone yields the
-// document named by the key with deleted set.
+// applies reports whether a record changes the view. Every write carries
+// the version it makes, and a view takes only a version above the one it
+// holds: when two writers (admin-API replicas) write the same version, the
+// first in the topic's order wins in every view, and the second changes
+// nothing. A tombstone follows a deletion that won; it deletes what the
+// view still holds (a view that replays a compacted topic).
+func (s *Store) applies(key string, doc Document, deleted, tombstone bool) bool {
+	s.mu.RLock()
+	cur, exists := s.docs[key]
+	s.mu.RUnlock()
+	if tombstone {
+		return exists
+	}
+	if !exists {
+		// A deletion marker of a document the view does not hold changes
+		// nothing; anything else is the document's first version here.
+		return !deleted
+	}
+	return doc.Version > cur.Version
+}
+
+// parseRecord turns a config record into a document; a tombstone or a
+// deletion marker yields the document named by the key with deleted set.
 func parseRecord(r *kgo.Record, keys *Keyring) (doc Document, deleted bool, err error) {
 	if r.Value == nil {
 		parts := strings.SplitN(string(r.Key), "/", 3)
@@ -175,8 +214,13 @@ func parseRecord(r *kgo.Record, keys *Keyring) (doc Document, deleted bool, err 
 		}
 		return Document{Tenant: parts[0], Kind: parts[1], ID: parts[2]}, true, nil
 	}
-	if err := json.Unmarshal(r.Value, &doc); err != nil {
+	var st stored
+	if err := json.Unmarshal(r.Value, &st); err != nil {
 		return doc, false, fmt.Errorf("decode config document %q: %w", r.Key, err)
+	}
+	doc = st.Document
+	if st.Deleted {
+		return doc, true, nil
 	}
 	if doc.Spec, err = openSpec(keys, string(r.Key), doc.Spec); err != nil {
 		return doc, false, fmt.Errorf("open %s spec %q: %w", doc.Kind, r.Key, err)
@@ -199,41 +243,141 @@ func (s *Store) CaughtUp() bool { return s.pos.CaughtUp() }
 // Put writes doc, and returns it as stored once the view holds it. The
 // version is the stored one plus one; when expect is not zero, Put fails with
 // ErrVersionConflict unless the stored version equals expect.
+//
+// Several writers may race (admin-API replicas). The first write of a
+// version in the topic's order wins in every view (applies); Put reads
+// back which one won. A conditional write that lost fails with
+// ErrVersionConflict; an unconditional one is written again on the newer
+// version.
 func (s *Store) Put(ctx context.Context, doc Document, expect int64) (Document, error) {
 	if _, err := decodeSpec(doc.Kind, doc.Spec); err != nil {
 		return doc, fmt.Errorf("%s spec: %w", doc.Kind, err)
 	}
-	s.mu.RLock()
-	prev, exists := s.docs[doc.Key()]
-	s.mu.RUnlock()
-	if expect != 0 && (!exists || prev.Version != expect) {
-		return doc, ErrVersionConflict
+	for range 5 {
+		prev, exists := s.Get(doc.Tenant, doc.Kind, doc.ID)
+		if expect != 0 && (!exists || prev.Version != expect) {
+			return doc, ErrVersionConflict
+		}
+		doc.Version = prev.Version + 1
+		doc.UpdatedAt = time.Now().UTC().Truncate(time.Millisecond)
+		won, err := s.write(ctx, doc, false)
+		if err != nil {
+			return doc, err
+		}
+		if won {
+			cur, _ := s.Get(doc.Tenant, doc.Kind, doc.ID)
+			return cur, nil
+		}
+		if expect != 0 {
+			return doc, ErrVersionConflict
+		}
 	}
-	doc.Version = prev.Version + 1
-	doc.UpdatedAt = time.Now().UTC().Truncate(time.Millisecond)
-	stored := doc
-	var err error
-	if stored.Spec, err = sealSpec(s.keys, doc); err != nil {
-		return doc, err
-	}
-	value, err := json.Marshal(stored)
-	if err != nil {
-		return doc, err
-	}
-	if err := s.produceAndWait(ctx, &kgo.Record{Topic: s.topic, Key: []byte(doc.Key()), Value: value}); err != nil {
-		return doc, err
-	}
-	stored, _ = s.Get(doc.Tenant, doc.Kind, doc.ID)
-	return stored, nil
+	return doc, ErrVersionConflict
 }
 
-// Delete writes a tombstone for the document and returns once the view has
-// dropped it.
+// Delete deletes the document and returns once the view has dropped it.
+// When expect is not zero, it fails with ErrVersionConflict unless the
+// stored version equals expect, in the topic's order as Put does.
 func (s *Store) Delete(ctx context.Context, tenant, kind, id string) error {
-	if _, ok := s.Get(tenant, kind, id); !ok {
-		return ErrNotFound
+	return s.DeleteVersion(ctx, tenant, kind, id, 0)
+}
+
+// DeleteVersion is Delete with the version the caller read (0: any).
+func (s *Store) DeleteVersion(ctx context.Context, tenant, kind, id string, expect int64) error {
+	for range 5 {
+		prev, ok := s.Get(tenant, kind, id)
+		switch {
+		case !ok:
+			return ErrNotFound
+		case expect != 0 && prev.Version != expect:
+			return ErrVersionConflict
+		}
+		marker := Document{Tenant: tenant, Kind: kind, ID: id, Version: prev.Version + 1, UpdatedAt: time.Now().UTC().Truncate(time.Millisecond)}
+		won, err := s.write(ctx, marker, true)
+		if err != nil {
+			return err
+		}
+		if won {
+			// The tombstone is what compaction keeps of a deletion.
+			return s.produceAndWait(ctx, &kgo.Record{Topic: s.topic, Key: []byte(Key(tenant, kind, id))})
+		}
+		if expect != 0 {
+			return ErrVersionConflict
+		}
 	}
-	return s.produceAndWait(ctx, &kgo.Record{Topic: s.topic, Key: []byte(Key(tenant, kind, id))})
+	return ErrVersionConflict
+}
+
+// write writes doc (or a deletion marker for it) and reports whether it
+// won: whether the view applied it. A record that lost is followed by a
+// copy of what won, so that the last record of the key, the one compaction
+// keeps, is what every view holds.
+func (s *Store) write(ctx context.Context, doc Document, deleted bool) (bool, error) {
+	r, err := s.record(doc, deleted)
+	if err != nil {
+		return false, err
+	}
+	if err := s.produceAndWait(ctx, r); err != nil {
+		return false, err
+	}
+	at := recordAt{r.Partition, r.Offset}
+	cur, exists := s.Get(doc.Tenant, doc.Kind, doc.ID)
+	if deleted && !exists || !deleted && exists && cur.at == at {
+		return true, nil
+	}
+	return false, s.repair(ctx, doc.Key(), at)
+}
+
+// repair writes the view's document of key again after the record at lost,
+// until the copy written is newer in the topic than the document it copies.
+func (s *Store) repair(ctx context.Context, key string, lost recordAt) error {
+	after := lost
+	for range 5 {
+		s.mu.RLock()
+		cur, exists := s.docs[key]
+		s.mu.RUnlock()
+		var r *kgo.Record
+		if !exists {
+			r = &kgo.Record{Topic: s.topic, Key: []byte(key)}
+		} else {
+			if cur.at.partition == after.partition && cur.at.offset > after.offset {
+				return nil // a newer write is the key's last record
+			}
+			var err error
+			if r, err = s.record(cur, false); err != nil {
+				return err
+			}
+		}
+		if err := s.produceAndWait(ctx, r); err != nil {
+			return err
+		}
+		after = recordAt{r.Partition, r.Offset}
+		s.mu.RLock()
+		now, stillExists := s.docs[key]
+		s.mu.RUnlock()
+		if stillExists == exists && (!exists || now.at == cur.at) {
+			return nil // nothing landed between: the copy is the last record
+		}
+	}
+	return errors.New("the document kept changing")
+}
+
+// record is the config record of doc, or of a deletion marker for it.
+func (s *Store) record(doc Document, deleted bool) (*kgo.Record, error) {
+	st := stored{Document: doc, Deleted: deleted}
+	if deleted {
+		st.Spec = nil
+	} else {
+		var err error
+		if st.Spec, err = sealSpec(s.keys, doc); err != nil {
+			return nil, err
+		}
+	}
+	value, err := json.Marshal(st)
+	if err != nil {
+		return nil, err
+	}
+	return &kgo.Record{Topic: s.topic, Key: []byte(doc.Key()), Value: value}, nil
 }
 
 func (s *Store) produceAndWait(ctx context.Context, r *kgo.Record) error {

@@ -289,11 +289,15 @@ func TestOnApplySeesEveryChangeInOrder(t *testing.T) {
 	if err := s.Delete(ctxTimeout(t), "acme", configstore.KindRule, "a"); err != nil {
 		t.Fatal(err)
 	}
+	put(t, s, doc(t, "acme", configstore.KindRule, "b", rule("b2")))
+	// A deletion is a version of its own; the tombstone that follows it
+	// changes nothing more.
 	want := []applied{
 		{"acme/rule/a", 1, false},
 		{"acme/rule/a", 2, false},
 		{"acme/rule/b", 1, false},
-		{"acme/rule/a", 0, true},
+		{"acme/rule/a", 3, true},
+		{"acme/rule/b", 2, false},
 	}
 
 	// Hooks run on the following goroutine, possibly after Delete returned.

@@ -324,13 +324,17 @@ func (a *API) removeOf(w http.ResponseWriter, r *http.Request, k kind, tenant, i
 		return
 	}
 	defer a.locks.lock(tenant, k.name, id)()
-	if _, err = a.current(k, tenant, id, pre); err == nil {
+	cur, err := a.current(k, tenant, id, pre)
+	if err == nil {
 		err = a.inUse(tenant, k.name, id)
 	}
 	if err == nil {
-		err = a.base.Config.Delete(r.Context(), tenant, k.name, id)
-		if errors.Is(err, configstore.ErrNotFound) {
+		err = a.base.Config.DeleteVersion(r.Context(), tenant, k.name, id, pre.expect(cur.Version))
+		switch {
+		case errors.Is(err, configstore.ErrNotFound):
 			err = k.notFound()
+		case errors.Is(err, configstore.ErrVersionConflict):
+			err = changedSince(k.name)
 		}
 	}
 	if err != nil {

@@ -111,6 +111,16 @@ func (p precondition) holds(exists bool, version int64) bool {
 	return p.any || slices.Contains(p.versions, version)
 }
 
+// expect is the version a write or delete checks in the config topic's
+// order, so that replicas racing on one resource agree: the version the
+// request's precondition was checked against, or 0 (any) without one.
+func (p precondition) expect(checked int64) int64 {
+	if !p.given {
+		return 0
+	}
+	return checked
+}
+
 // ifMatch reads a request's If-Match header. Weak tags (If-Match compares
 // strongly) and tags that are not a version Herald gives out match
 // nothing. A header that is not "*" or a list of entity-tags is a 400.

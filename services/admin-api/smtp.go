@@ -271,7 +271,8 @@ func (a *API) deleteSMTPProfile(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer a.locks.lock(tenant, configstore.KindSMTPDefault, configstore.SMTPDefaultID)()
-	if _, err := a.current(smtpKind, tenant, id, pre); err != nil {
+	cur, err := a.current(smtpKind, tenant, id, pre)
+	if err != nil {
 		httpapi.WriteError(w, r, a.base.Log, err)
 		return
 	}
@@ -285,7 +286,10 @@ func (a *API) deleteSMTPProfile(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteError(w, r, a.base.Log, err)
 		return
 	}
-	if err := a.base.Config.Delete(r.Context(), tenant, configstore.KindSMTPProfile, id); err != nil {
+	if err := a.base.Config.DeleteVersion(r.Context(), tenant, configstore.KindSMTPProfile, id, pre.expect(cur.Version)); err != nil {
+		if errors.Is(err, configstore.ErrVersionConflict) {
+			err = changedSince(smtpKind.name)
+		}
 		httpapi.WriteError(w, r, a.base.Log, err)
 		return
 	}

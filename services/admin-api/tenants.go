@@ -249,7 +249,10 @@ func (a *API) deleteTenant(w http.ResponseWriter, r *http.Request) {
 	case ok && !pre.holds(true, cur.Version):
 		err = changedSince(k.name)
 	case ok:
-		err = a.base.Config.Delete(r.Context(), configstore.OperatorTenant, k.name, id)
+		err = a.base.Config.DeleteVersion(r.Context(), configstore.OperatorTenant, k.name, id, pre.expect(cur.Version))
+		if errors.Is(err, configstore.ErrVersionConflict) {
+			err = changedSince(k.name)
+		}
 	}
 	if err == nil {
 		// Finish even when the caller goes away.
