@@ -65,11 +65,20 @@ type RuleOn struct {
 
 // RuleNotify describes the notification a rule emits.
 type RuleNotify struct {
-	Name      string            `json:"name"`
-	State     string            `json:"state"`
-	PrevState string            `json:"prevState,omitempty"`
-	Threshold *float64          `json:"threshold,omitempty"`
-	Fields    map[string]string `json:"fields,omitempty"` // name → CEL expression
+	Name      string   `json:"name"`
+	State     string   `json:"state"`
+	PrevState string   `json:"prevState,omitempty"`
+	Threshold *float64 `json:"threshold,omitempty"`
+	// PrevStateExpr is a CEL expression giving the previous state of each
+	// notification (a string; null or "" for none), for a rule whose
+	// previous state depends on the event; a rule gives it or PrevState,
+	// not both.
+	PrevStateExpr string `json:"prevStateExpr,omitempty"`
+	// ThresholdExpr is a CEL expression giving the threshold of each
+	// notification (a number, or null for none), for a rule whose threshold
+	// depends on the event; a rule gives it or Threshold, not both.
+	ThresholdExpr string            `json:"thresholdExpr,omitempty"`
+	Fields        map[string]string `json:"fields,omitempty"` // name → CEL expression
 }
 
 // OrderingMode says whether a rule's notifications are delivered in order

@@ -1,8 +1,9 @@
 // Package rules compiles tenants' rules into CEL programs and finds the ones
 // an event concerns.
 //
-// A rule's condition, notification fields and ordering key are CEL over
-// three variables: `old` and `new`, the entity before and after the change,
+// A rule's condition, notification fields and ordering key, and the
+// notification's previous state and threshold where they depend on the
+// event, are CEL over three variables: `old` and `new`, the entity before and after the change,
 // and `event`, the envelope (id, tenantId, entityType, entityId, operation,
 // occurredAt, accountId, deviceId, correlationId). The images are typed by
 // the entity's registered schema (every version), so a misspelt field is
@@ -21,6 +22,7 @@ package rules
 import (
 	"errors"
 	"fmt"
+	"math"
 	"reflect"
 	"slices"
 	"strings"
@@ -70,7 +72,7 @@ var DefaultLimits = Limits{
 
 // CompileError reports an expression that does not compile or type-check.
 type CompileError struct {
-	Field   string // "when", "orderingKey" or "notification.fields.<name>"
+	Field   string // "when", "orderingKey", "notification.fields.<name>", "notification.prevStateExpr" or "notification.thresholdExpr"
 	Entity  string // the entity type it was checked against
 	Message string // CEL's message, with line:column positions
 }
@@ -133,6 +135,8 @@ type programs struct {
 	when        cel.Program
 	fields      map[string]cel.Program
 	orderingKey cel.Program
+	prevState   cel.Program
+	threshold   cel.Program
 }
 
 // Compile checks spec against the entities it watches, which entities must
@@ -156,12 +160,22 @@ func (c *Compiler) Compile(tenant, id string, spec configstore.Rule, entities ma
 			return nil, err
 		}
 		for name, expr := range spec.Notification.Fields {
-			if p.fields[name], err = c.program(env, et, "notification.fields."+name, expr, nil); err != nil {
+			if p.fields[name], err = c.program(env, et, "notification.fields."+name, expr); err != nil {
 				return nil, err
 			}
 		}
 		if spec.OrderingKey != "" {
 			if p.orderingKey, err = c.program(env, et, "orderingKey", spec.OrderingKey, cel.StringType); err != nil {
+				return nil, err
+			}
+		}
+		if n := spec.Notification; n.PrevStateExpr != "" {
+			if p.prevState, err = c.program(env, et, "notification.prevStateExpr", n.PrevStateExpr, cel.StringType); err != nil {
+				return nil, err
+			}
+		}
+		if n := spec.Notification; n.ThresholdExpr != "" {
+			if p.threshold, err = c.program(env, et, "notification.thresholdExpr", n.ThresholdExpr, cel.DoubleType, cel.IntType); err != nil {
 				return nil, err
 			}
 		}
@@ -182,12 +196,19 @@ func (c *Compiler) checkSpec(spec configstore.Rule) error {
 	if len(spec.Notification.Fields) > c.limits.MaxFields {
 		return &SpecError{Field: "notification.fields", Message: fmt.Sprintf("at most %d fields", c.limits.MaxFields)}
 	}
+	if n := spec.Notification; n.PrevState != "" && n.PrevStateExpr != "" {
+		return &SpecError{Field: "notification.prevStateExpr", Message: "give prevState or prevStateExpr, not both"}
+	}
+	if n := spec.Notification; n.Threshold != nil && n.ThresholdExpr != "" {
+		return &SpecError{Field: "notification.thresholdExpr", Message: "give threshold or thresholdExpr, not both"}
+	}
 	return nil
 }
 
-// program compiles one expression. want, when set, is the type the
-// expression must have (a nullable wrapper of it, or dyn, also passes).
-func (c *Compiler) program(env *cel.Env, entity, field, expr string, want *cel.Type) (cel.Program, error) {
+// program compiles one expression. want, when given, are the types the
+// expression may have (a nullable wrapper of one, null, or dyn, also
+// passes).
+func (c *Compiler) program(env *cel.Env, entity, field, expr string, want ...*cel.Type) (cel.Program, error) {
 	fail := func(msg string) error { return &CompileError{Field: field, Entity: entity, Message: msg} }
 	if strings.TrimSpace(expr) == "" {
 		return nil, fail("the expression is empty")
@@ -199,11 +220,12 @@ func (c *Compiler) program(env *cel.Env, entity, field, expr string, want *cel.T
 	if iss.Err() != nil {
 		return nil, fail(iss.Err().Error())
 	}
-	if want != nil {
-		out := ast.OutputType()
-		if !out.IsExactType(want) && !out.IsExactType(cel.DynType) && !out.IsExactType(types.NewNullableType(want)) {
-			return nil, fail(fmt.Sprintf("must be a %s, not a %s", want, out))
+	if len(want) > 0 && !typeIn(ast.OutputType(), want) {
+		names := make([]string, len(want))
+		for i, w := range want {
+			names[i] = w.String()
 		}
+		return nil, fail(fmt.Sprintf("must be a %s, not a %s", strings.Join(names, " or a "), ast.OutputType()))
 	}
 	est, err := env.EstimateCost(ast, sizeHint{c.limits.MaxListSize})
 	if err != nil {
@@ -223,6 +245,20 @@ func (c *Compiler) program(env *cel.Env, entity, field, expr string, want *cel.T
 		return nil, fail(err.Error())
 	}
 	return prg, nil
+}
+
+// typeIn reports whether an expression of type out gives one of the types
+// want, or null.
+func typeIn(out *cel.Type, want []*cel.Type) bool {
+	if out.IsExactType(cel.DynType) || out.IsExactType(cel.NullType) {
+		return true
+	}
+	for _, w := range want {
+		if out.IsExactType(w) || out.IsExactType(types.NewNullableType(w)) {
+			return true
+		}
+	}
+	return false
 }
 
 // sizeHint makes cost estimates count every list and map at a fixed size.
@@ -273,6 +309,10 @@ type Result struct {
 	Fields map[string]any
 	// OrderingKey is the rule's own ordering key; empty for the default.
 	OrderingKey string
+	// Notification is the rule's notification as this event makes it: the
+	// rule's own, with PrevState and Threshold computed where the rule
+	// gives expressions for them (and those expressions cleared).
+	Notification configstore.RuleNotify
 }
 
 // Evaluate runs the rule against an event of entityType.
@@ -288,7 +328,10 @@ func (r *Rule) Evaluate(entityType string, in *Input) (Result, error) {
 	if fired, ok := out.Value().(bool); !ok || !fired {
 		return Result{}, nil
 	}
-	res := Result{Fired: true}
+	res := Result{Fired: true, Notification: r.Spec.Notification}
+	if err := p.notification(r.ID, in, &res.Notification); err != nil {
+		return Result{}, err
+	}
 	if len(p.fields) > 0 {
 		res.Fields = make(map[string]any, len(p.fields))
 		for name, prg := range p.fields {
@@ -309,6 +352,47 @@ func (r *Rule) Evaluate(entityType string, in *Input) (Result, error) {
 		res.OrderingKey, _ = v.Value().(string)
 	}
 	return res, nil
+}
+
+// notification computes n's previous state and threshold where the rule
+// gives expressions for them.
+func (p *programs) notification(rule string, in *Input, n *configstore.RuleNotify) error {
+	if p.prevState != nil {
+		v, _, err := p.prevState.Eval(in)
+		if err != nil {
+			return evalError(rule, "notification.prevStateExpr", err)
+		}
+		// Null and "" both say there is no previous state: CEL's
+		// conditional cannot mix a string and null (`c ? "ok" : null`).
+		switch s := v.Value().(type) {
+		case string:
+			n.PrevState = s
+		default:
+			if v.Type() != types.NullType {
+				return fmt.Errorf("rule %s: notification.prevStateExpr: gave a %s, not a string", rule, v.Type().TypeName())
+			}
+			n.PrevState = ""
+		}
+		n.PrevStateExpr = ""
+	}
+	if p.threshold != nil {
+		v, _, err := p.threshold.Eval(in)
+		if err != nil {
+			return evalError(rule, "notification.thresholdExpr", err)
+		}
+		f, ok := number(v)
+		switch {
+		case ok && !math.IsNaN(f) && !math.IsInf(f, 0):
+			n.Threshold = &f
+		case ok, v.Type() == types.NullType:
+			// Null, or a number JSON cannot write: no threshold.
+			n.Threshold = nil
+		default:
+			return fmt.Errorf("rule %s: notification.thresholdExpr: gave a %s, not a number", rule, v.Type().TypeName())
+		}
+		n.ThresholdExpr = ""
+	}
+	return nil
 }
 
 func evalError(rule, field string, err error) error {

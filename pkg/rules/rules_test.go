@@ -421,3 +421,111 @@ func builtinEntities(t testing.TB) map[string]rules.Entity {
 type avroSchema = avro.Schema
 
 func mustParse(text string) *avro.Schema { return avro.MustParse(text) }
+
+// TestPreviousStateAndThresholdPerEvent pins what a rule whose previous
+// state and threshold depend on the event puts in its notification, and
+// that a rule giving them as plain values keeps them.
+func TestPreviousStateAndThresholdPerEvent(t *testing.T) {
+	env := newEnv(t)
+	fixed := spec("true")
+	th := 20.0
+	fixed.Notification = configstore.RuleNotify{Name: "UnitAllowanceThreshold", State: "low", PrevState: "ok", Threshold: &th}
+	computed := spec("true")
+	computed.Notification = configstore.RuleNotify{
+		Name: "UnitAllowanceThreshold", State: "low",
+		PrevStateExpr: `old.remaining > 0.0 ? "ok" : ""`,
+		ThresholdExpr: `new.total == 0.0 ? dyn(null) : new.total / 5.0`,
+	}
+	bal := func(remaining, total float64) map[string]any {
+		return map[string]any{"id": "bal-1", "remaining": remaining, "total": total, "used": total - remaining}
+	}
+	tests := []struct {
+		name      string
+		rule      configstore.Rule
+		old, new  map[string]any
+		prev      string
+		threshold *float64
+	}{
+		{"fixed values", fixed, bal(500, 1000), bal(100, 1000), "ok", &th},
+		{"computed values", computed, bal(500, 1000), bal(100, 1000), "ok", ptr(200)},
+		{"computed nulls", computed, bal(0, 1000), bal(0, 0), "", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res, err := compile(t, env, tt.rule).Evaluate("Balance", &rules.Input{Old: tt.old, New: tt.new})
+			if err != nil || !res.Fired {
+				t.Fatalf("Evaluate = %+v, %v", res, err)
+			}
+			n := res.Notification
+			if n.Name != tt.rule.Notification.Name || n.State != tt.rule.Notification.State {
+				t.Errorf("notification %s/%s, want the rule's %s/%s", n.Name, n.State, tt.rule.Notification.Name, tt.rule.Notification.State)
+			}
+			if n.PrevState != tt.prev || !reflect.DeepEqual(n.Threshold, tt.threshold) {
+				t.Errorf("prevState %q, threshold %v; want %q, %v", n.PrevState, deref(n.Threshold), tt.prev, deref(tt.threshold))
+			}
+			if n.PrevStateExpr != "" || n.ThresholdExpr != "" {
+				t.Errorf("the event's notification keeps the expressions %q, %q", n.PrevStateExpr, n.ThresholdExpr)
+			}
+		})
+	}
+	if computed.Notification.PrevStateExpr == "" || computed.Notification.Threshold != nil {
+		t.Error("evaluating changed the rule's own notification")
+	}
+
+	t.Run("a dyn expression that gives no string", func(t *testing.T) {
+		s := spec("true")
+		s.Notification = configstore.RuleNotify{Name: "N", State: "s", PrevStateExpr: "dyn(new.remaining)"}
+		res, err := compile(t, env, s).Evaluate("Balance", &rules.Input{Old: bal(1, 2), New: bal(1, 2)})
+		if err == nil || !strings.Contains(err.Error(), "not a string") || res.Fired {
+			t.Errorf("Evaluate = %+v, %v; want an error saying it is not a string", res, err)
+		}
+	})
+}
+
+func TestCompileRefusesABadPreviousStateOrThreshold(t *testing.T) {
+	env := newEnv(t)
+	th := 20.0
+	tests := []struct {
+		name  string
+		n     configstore.RuleNotify
+		field string
+		text  string
+	}{
+		{"a previous state that is not a string", configstore.RuleNotify{PrevStateExpr: "new.remaining"}, "notification.prevStateExpr", "string"},
+		{"a threshold that is not a number", configstore.RuleNotify{ThresholdExpr: "new.unit"}, "notification.thresholdExpr", "double"},
+		{"a previous state naming a field no version has", configstore.RuleNotify{PrevStateExpr: "old.stat"}, "notification.prevStateExpr", "undefined field"},
+		{"both a previous state and its expression", configstore.RuleNotify{PrevState: "ok", PrevStateExpr: `"ok"`}, "notification.prevStateExpr", "not both"},
+		{"both a threshold and its expression", configstore.RuleNotify{Threshold: &th, ThresholdExpr: "20"}, "notification.thresholdExpr", "not both"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := spec("true")
+			tt.n.Name, tt.n.State = "UnitAllowanceThreshold", "low"
+			s.Notification = tt.n
+			_, err := env.Compile("acme", "r-1", s, builtinEntities(t))
+			var ce *rules.CompileError
+			var se *rules.SpecError
+			switch {
+			case errors.As(err, &ce):
+				if ce.Field != tt.field || !strings.Contains(ce.Message, tt.text) {
+					t.Errorf("Compile = %v, want an error on %s saying %q", err, tt.field, tt.text)
+				}
+			case errors.As(err, &se):
+				if se.Field != tt.field || !strings.Contains(se.Message, tt.text) {
+					t.Errorf("Compile = %v, want an error on %s saying %q", err, tt.field, tt.text)
+				}
+			default:
+				t.Errorf("Compile = %v, want an error on %s", err, tt.field)
+			}
+		})
+	}
+}
+
+func ptr(f float64) *float64 { return &f }
+
+func deref(f *float64) any {
+	if f == nil {
+		return nil
+	}
+	return *f
+}
