@@ -160,3 +160,29 @@ func lastRecords(t *testing.T, seeds []string, topic string) map[string]*kgo.Rec
 	}
 	return last
 }
+
+// TestCreatesOfOneIDRaceToOneWinner pins Absent: of two views creating the
+// same id at once, one creates it and the other is told it exists.
+func TestCreatesOfOneIDRaceToOneWinner(t *testing.T) {
+	seeds, topic := newTopic(t)
+	a, b := openStore(t, seeds, topic), openStore(t, seeds, topic)
+	for i := range 20 {
+		id := fmt.Sprintf("t%d", i)
+		var wg sync.WaitGroup
+		errs := make([]error, 2)
+		for j, s := range []*configstore.Store{a, b} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, errs[j] = s.Put(ctxTimeout(t), doc(t, configstore.OperatorTenant, configstore.KindTenant, id, configstore.Tenant{Name: fmt.Sprint(j)}), configstore.Absent)
+			}()
+		}
+		wg.Wait()
+		if (errs[0] == nil) == (errs[1] == nil) {
+			t.Fatalf("creating %s twice: %v and %v, want one to win", id, errs[0], errs[1])
+		}
+		if _, err := a.Put(ctxTimeout(t), doc(t, configstore.OperatorTenant, configstore.KindTenant, id, configstore.Tenant{Name: "again"}), configstore.Absent); !errors.Is(err, configstore.ErrVersionConflict) {
+			t.Fatalf("creating %s once it exists: %v", id, err)
+		}
+	}
+}

@@ -240,9 +240,14 @@ func (s *Store) WaitCaughtUp(ctx context.Context) error {
 // CaughtUp reports whether WaitCaughtUp has succeeded once.
 func (s *Store) CaughtUp() bool { return s.pos.CaughtUp() }
 
+// Absent is the version Put expects of a document that must not exist yet:
+// a create that two writers may race on the same id.
+const Absent int64 = -1
+
 // Put writes doc, and returns it as stored once the view holds it. The
 // version is the stored one plus one; when expect is not zero, Put fails with
-// ErrVersionConflict unless the stored version equals expect.
+// ErrVersionConflict unless the stored version equals expect (or, for
+// Absent, unless there is none).
 //
 // Several writers may race (admin-API replicas). The first write of a
 // version in the topic's order wins in every view (applies); Put reads
@@ -255,7 +260,8 @@ func (s *Store) Put(ctx context.Context, doc Document, expect int64) (Document, 
 	}
 	for range 5 {
 		prev, exists := s.Get(doc.Tenant, doc.Kind, doc.ID)
-		if expect != 0 && (!exists || prev.Version != expect) {
+		switch {
+		case expect == Absent && exists, expect > 0 && (!exists || prev.Version != expect):
 			return doc, ErrVersionConflict
 		}
 		doc.Version = prev.Version + 1

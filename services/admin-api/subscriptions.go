@@ -248,7 +248,10 @@ func (a *API) ensureSubscriptionSecret(r *http.Request, tenant string) (string, 
 	settings := configstore.SubscriptionSettings{Secrets: []configstore.SigningSecret{{Secret: secret, CreatedAt: time.Now().UTC().Truncate(time.Millisecond)}}}
 	doc, err := configstore.NewDocument(tenant, configstore.KindSubscriptionSettings, configstore.SubscriptionSettingsID, settings)
 	if err == nil {
-		_, err = a.base.Config.Put(r.Context(), doc, 0)
+		_, err = a.base.Config.Put(r.Context(), doc, configstore.Absent)
+	}
+	if errors.Is(err, configstore.ErrVersionConflict) {
+		return "", nil // another replica made the settings first
 	}
 	return secret, err
 }

@@ -146,7 +146,12 @@ func (a *API) newTenant(ctx context.Context, id, name string, first firstKey) (t
 	if tenant, err = configstore.NewDocument(configstore.OperatorTenant, configstore.KindTenant, id, configstore.Tenant{Name: name}); err != nil {
 		return tenant, keyDoc, "", err
 	}
-	tenant, err = a.base.Config.Put(ctx, tenant, 0)
+	// Another replica may create the same id at once: the topic's order
+	// decides which one did.
+	tenant, err = a.base.Config.Put(ctx, tenant, configstore.Absent)
+	if errors.Is(err, configstore.ErrVersionConflict) {
+		err = httpapi.NewProblem(http.StatusConflict, "a tenant with this id exists", httpapi.FieldError{Field: "id", Message: "taken"})
+	}
 	return tenant, keyDoc, key, err
 }
 
