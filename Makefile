@@ -18,7 +18,7 @@ FUZZTIME ?= 10s
 VENV := .cache/venv
 PEERS := deploy/peers/requirements.txt
 
-.PHONY: help run build lint peers test test-unit fuzz kafka-start kafka-stop tidy bench-evaluator bench-rules bench-webhook
+.PHONY: help run build lint peers test test-unit fuzz kafka-start kafka-stop tidy bench-evaluator bench-rules bench-webhook bench-email
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -81,3 +81,6 @@ bench-rules: ## go test -bench: one event against 1, 10 and 100 rules, Avro deco
 bench-webhook: ## Webhook sender deliveries/s against a local sink next to wrk's requests/s, and the ratio.
 	@command -v wrk >/dev/null || { echo "installing wrk"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 	$(GO) run ./services/webhook-sender/cmd/webhook-bench
+
+bench-email: peers ## Email channel emails/s over pooled SMTP sessions next to a new connection per email (aiosmtpd, a Go server), and the ratio.
+	$(GO) run ./services/email-sender/cmd/email-bench -python $(VENV)/bin/python
