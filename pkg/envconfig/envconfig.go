@@ -20,14 +20,8 @@ type Validator interface{ Validate() error }
 // Load fills cfg, a pointer to a struct, from the environment and validates
 // it.
 func Load(cfg Validator) error {
-	if err := env.ParseWithOptions(cfg, env.Options{Prefix: Prefix}); err != nil {
-		var pe env.ParseError
-		if errors.As(err, &pe) {
-			if name := variable(reflect.TypeOf(cfg).Elem(), pe.Name, Prefix); name != "" {
-				return fmt.Errorf("configuration: %s: %w", name, pe.Err)
-			}
-		}
-		return fmt.Errorf("configuration: %w", err)
+	if err := Parse(cfg); err != nil {
+		return err
 	}
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("configuration: %w", err)
@@ -57,4 +51,20 @@ func variable(t reflect.Type, field, prefix string) string {
 // code, as the devstack and tests do.
 func Defaults(cfg any) error {
 	return env.ParseWithOptions(cfg, env.Options{Prefix: Prefix, Environment: map[string]string{}})
+}
+
+// Parse fills cfg, a pointer to a struct, from the environment with its
+// defaults, as Load does, without validating it: for a caller that sets
+// some fields itself before the configuration is complete.
+func Parse(cfg any) error {
+	if err := env.ParseWithOptions(cfg, env.Options{Prefix: Prefix}); err != nil {
+		var pe env.ParseError
+		if errors.As(err, &pe) {
+			if name := variable(reflect.TypeOf(cfg).Elem(), pe.Name, Prefix); name != "" {
+				return fmt.Errorf("configuration: %s: %w", name, pe.Err)
+			}
+		}
+		return fmt.Errorf("configuration: %w", err)
+	}
+	return nil
 }

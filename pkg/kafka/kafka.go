@@ -89,7 +89,7 @@ func (c Config) Topics() Topics {
 
 // Channels names the delivery channels; each has a retry and a
 // dead-letter topic.
-var Channels = []string{"webhook"}
+var Channels = []string{"webhook", "email", "eventbridge"}
 
 // Topics names Herald's topics.
 type Topics struct {

@@ -1,9 +1,11 @@
 // Package devstack runs all of Herald in one process for local use: an
 // embedded Kafka broker (franz-go's kfake, on a real port that any Kafka
 // client can reach), an embedded schema registry (srfake), and the ingest,
-// admin-api, rule-evaluator and webhook-sender services, each through the
-// same New and Run as in production, talking only through Kafka topics. The
-// ingest and admin routes share one HTTP port. A demo tenant and its API key
+// admin-api, rule-evaluator, webhook-sender and email-sender services, each
+// through the same New and Run as in production, talking only through Kafka
+// topics, each configured from the same HERALD_* variables with the same
+// defaults as when run on its own. The ingest and admin routes share one
+// HTTP port. A demo tenant and its API key
 // are created at start through the admin API's operator routes, as an
 // operator would create any tenant.
 package devstack
@@ -29,6 +31,7 @@ import (
 	"github.com/heraldhq/herald/pkg/service"
 	"github.com/heraldhq/herald/pkg/telemetry"
 	adminapi "github.com/heraldhq/herald/services/admin-api"
+	emailsender "github.com/heraldhq/herald/services/email-sender"
 	"github.com/heraldhq/herald/services/ingest"
 	ruleevaluator "github.com/heraldhq/herald/services/rule-evaluator"
 	webhooksender "github.com/heraldhq/herald/services/webhook-sender"
@@ -177,12 +180,15 @@ type Services struct {
 	Ready func(apiKey string)
 }
 
-// RunServices runs ingest, admin-api, rule-evaluator and webhook-sender in
-// this process, with the ingest and admin routes on one listener, and seeds
-// the demo tenant through the operator routes. It returns when ctx ends or
-// a service fails.
+// RunServices runs ingest, admin-api, rule-evaluator, webhook-sender and
+// email-sender in this process, with the ingest and admin routes on one
+// listener, and seeds the demo tenant through the operator routes. It
+// returns when ctx ends or a service fails.
 func RunServices(ctx context.Context, s Services) error {
 	root := s.Common.Logger
+	if s.AdminToken == "" {
+		s.AdminToken = newOperatorToken()
+	}
 	if s.Common.Metrics == nil {
 		m, err := telemetry.NewMetrics()
 		if err != nil {
@@ -193,48 +199,45 @@ func RunServices(ctx context.Context, s Services) error {
 	with := func(name string) service.Config {
 		cc := s.Common
 		cc.Logger = root.With("service", name)
+		// Every service's routes are on the one listener.
+		cc.HTTPAddr = s.HTTP.Addr().String()
 		return cc
 	}
-	groups := s.Common.Kafka.TopicPrefix
 	var comps []service.Component
 	defer func() {
 		for _, c := range comps {
 			c.Close()
 		}
 	}()
-	in, err := ingest.New(ctx, ingest.Config{Config: with("ingest"), MaxBatch: 500})
+	cfgs, err := serviceConfigs(s, with)
+	if err != nil {
+		return err
+	}
+	in, err := ingest.New(ctx, cfgs.ingest)
 	if err != nil {
 		return err
 	}
 	comps = append(comps, in)
-	if s.AdminToken == "" {
-		s.AdminToken = newOperatorToken()
-	}
-	api, err := adminapi.New(ctx, adminapi.Config{Config: with("admin-api"), Egress: DevEgress(), SecretGrace: 24 * time.Hour, AdminToken: s.AdminToken})
+	api, err := adminapi.New(ctx, cfgs.admin)
 	if err != nil {
 		return err
 	}
 	comps = append(comps, api)
-	ev, err := ruleevaluator.New(ctx, ruleevaluator.Config{
-		Config: with("rule-evaluator"), Group: groups + "rule-evaluator", TransactionalID: groups + "rule-evaluator-devstack",
-		SessionTimeout: 10 * time.Second, MaxBatch: 5000,
-	})
+	ev, err := ruleevaluator.New(ctx, cfgs.evaluator)
 	if err != nil {
 		return err
 	}
 	comps = append(comps, ev)
-	wcfg := webhooksender.Config{Config: with("webhook-sender"), Group: groups + "webhook-sender", Timeout: 10 * time.Second, Egress: DevEgress()}
-	if err := envconfig.Defaults(&wcfg.Delivery); err != nil {
-		return err
-	}
-	// Retries come quickly on a laptop: a receiver restarted by hand
-	// gets what it missed within seconds.
-	wcfg.Delivery.RetrySchedule = "0s,1s,5s,30s,2m,10m"
-	ws, err := webhooksender.New(ctx, wcfg)
+	ws, err := webhooksender.New(ctx, cfgs.webhook)
 	if err != nil {
 		return err
 	}
 	comps = append(comps, ws)
+	es, err := emailsender.New(ctx, cfgs.email)
+	if err != nil {
+		return err
+	}
+	comps = append(comps, es)
 
 	g, ctx := errgroup.WithContext(ctx)
 	health := &httpapi.Health{}
@@ -293,4 +296,42 @@ func startBroker(c Config, ln net.Listener) (*kfake.Cluster, error) {
 		return nil, fmt.Errorf("embedded kafka: %w", err)
 	}
 	return cl, nil
+}
+
+// configs are the services' configurations in the devstack.
+type configs struct {
+	ingest    ingest.Config
+	admin     adminapi.Config
+	evaluator ruleevaluator.Config
+	webhook   webhooksender.Config
+	email     emailsender.Config
+}
+
+// serviceConfigs reads each service's configuration from the same HERALD_*
+// variables, with the same defaults, as the service run on its own (group
+// names included, so that a standalone replica shares the devstack's
+// work), then sets what makes the devstack one process, and only that:
+// the shared Kafka, registry and secrets of Common (the embedded broker
+// and registry), one HTTP listener, loopback and plain HTTP egress for
+// receivers on the laptop, and plaintext SMTP for a local mail catcher.
+func serviceConfigs(s Services, with func(name string) service.Config) (configs, error) {
+	var c configs
+	for _, cfg := range []any{&c.ingest, &c.admin, &c.evaluator, &c.webhook, &c.email} {
+		if err := envconfig.Parse(cfg); err != nil {
+			return c, err
+		}
+	}
+	c.ingest.Config = with("ingest")
+	c.admin.Config, c.admin.Egress, c.admin.AdminToken = with("admin-api"), DevEgress(), s.AdminToken
+	c.evaluator.Config = with("rule-evaluator")
+	c.webhook.Config, c.webhook.Egress = with("webhook-sender"), DevEgress()
+	c.email.Config, c.email.Egress, c.email.Ports, c.email.AllowPlaintext = with("email-sender"), DevEgress(), "any", true
+	for name, v := range map[string]envconfig.Validator{
+		"ingest": c.ingest, "admin-api": c.admin, "rule-evaluator": c.evaluator, "webhook-sender": c.webhook, "email-sender": c.email,
+	} {
+		if err := v.Validate(); err != nil {
+			return c, fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	return c, nil
 }

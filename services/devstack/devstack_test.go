@@ -3,6 +3,7 @@ package devstack_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/sr/srfake"
 
+	"github.com/heraldhq/herald/pkg/configstore"
 	"github.com/heraldhq/herald/pkg/kafka"
 	"github.com/heraldhq/herald/pkg/kafka/kafkatest"
 	"github.com/heraldhq/herald/pkg/service"
@@ -61,6 +63,7 @@ func TestReadmeWalkthroughOnDevstack(t *testing.T) {
 func TestEventReachesWebhookOnRealBroker(t *testing.T) {
 	brokers := kafkatest.Brokers(t)
 	prefix := kafkatest.Prefix(t)
+	ownGroups(t, prefix)
 	reg := srfake.New()
 	t.Cleanup(reg.Close)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -75,6 +78,7 @@ func TestEventReachesWebhookOnRealBroker(t *testing.T) {
 			Common: service.Config{
 				Kafka:    kafka.Config{Brokers: brokers, TopicPrefix: prefix, Partitions: 3, ReplicationFactor: 1, CreateTopics: true},
 				Registry: service.RegistryConfig{URL: reg.URL(), RegisterSchemas: true, LatestTTL: time.Second},
+				Secrets:  configstore.KeyConfig{Key: base64.StdEncoding.EncodeToString(make([]byte, configstore.KeySize))},
 				Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
 			},
 			HTTP:  ln,
@@ -241,4 +245,19 @@ func hasField(p map[string]any, field string) bool {
 		}
 	}
 	return false
+}
+
+// ownGroups gives the services this test runs consumer groups and a
+// transactional id of their own, through the variables an operator would
+// set, so that tests sharing the real broker never join each other's
+// groups.
+func ownGroups(t *testing.T, prefix string) {
+	for name, value := range map[string]string{
+		"HERALD_EVALUATOR_GROUP":            prefix + "rule-evaluator",
+		"HERALD_EVALUATOR_TRANSACTIONAL_ID": prefix + "rule-evaluator-0",
+		"HERALD_WEBHOOK_GROUP":              prefix + "webhook-sender",
+		"HERALD_EMAIL_GROUP":                prefix + "email-sender",
+	} {
+		t.Setenv(name, value)
+	}
 }

@@ -5,10 +5,12 @@ go 1.26.0
 require (
 	github.com/heraldhq/herald/pkg v0.0.0
 	github.com/heraldhq/herald/services/admin-api v0.0.0
+	github.com/heraldhq/herald/services/email-sender v0.0.0
 	github.com/heraldhq/herald/services/ingest v0.0.0
 	github.com/heraldhq/herald/services/rule-evaluator v0.0.0
 	github.com/heraldhq/herald/services/webhook-sender v0.0.0
 	github.com/twmb/franz-go v1.22.2
+	github.com/twmb/franz-go/pkg/kadm v1.19.0
 	github.com/twmb/franz-go/pkg/kfake v0.0.0-20260918054303-01f206a7e32c
 	github.com/twmb/franz-go/pkg/sr v1.8.0
 	golang.org/x/sync v0.24.0
@@ -21,6 +23,8 @@ require (
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/caarlos0/env/v11 v11.4.2 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
+	github.com/emersion/go-sasl v0.0.0-20241020182733-b788ff22d5a6 // indirect
+	github.com/emersion/go-smtp v0.25.1 // indirect
 	github.com/go-json-experiment/json v1.27.2 // indirect
 	github.com/go-logr/logr v1.4.4 // indirect
 	github.com/go-logr/stdr v1.2.2 // indirect
@@ -36,9 +40,9 @@ require (
 	github.com/prometheus/otlptranslator v1.0.0 // indirect
 	github.com/prometheus/procfs v0.22.0 // indirect
 	github.com/twmb/avro v1.9.0 // indirect
-	github.com/twmb/franz-go/pkg/kadm v1.19.0 // indirect
 	github.com/twmb/franz-go/pkg/kmsg v1.15.0 // indirect
 	github.com/twmb/franz-go/plugin/kslog v1.0.0 // indirect
+	github.com/wneessen/go-mail v0.8.1 // indirect
 	go.opentelemetry.io/auto/sdk v1.2.1 // indirect
 	go.opentelemetry.io/otel v1.47.0 // indirect
 	go.opentelemetry.io/otel/exporters/prometheus v0.69.0 // indirect
@@ -48,8 +52,10 @@ require (
 	go.opentelemetry.io/otel/sdk/metric v1.47.0 // indirect
 	go.opentelemetry.io/otel/trace v1.47.0 // indirect
 	go.yaml.in/yaml/v3 v3.0.5 // indirect
+	golang.org/x/crypto v0.54.0 // indirect
 	golang.org/x/exp v0.0.0-20240823005443-9b4947da3948 // indirect
 	golang.org/x/sys v0.48.0 // indirect
+	golang.org/x/text v0.42.0 // indirect
 	golang.org/x/time v0.16.0 // indirect
 	google.golang.org/genproto/googleapis/api v0.0.0-20240826202546-f6391c0de4c7 // indirect
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20240826202546-f6391c0de4c7 // indirect
@@ -60,6 +66,7 @@ replace (
 	github.com/heraldhq/herald/pkg => ../../pkg
 	github.com/heraldhq/herald/schemas => ../../schemas
 	github.com/heraldhq/herald/services/admin-api => ../admin-api
+	github.com/heraldhq/herald/services/email-sender => ../email-sender
 	github.com/heraldhq/herald/services/ingest => ../ingest
 	github.com/heraldhq/herald/services/rule-evaluator => ../rule-evaluator
 	github.com/heraldhq/herald/services/webhook-sender => ../webhook-sender

@@ -39,6 +39,7 @@ type realStack struct {
 func startRealStack(t *testing.T) *realStack {
 	t.Helper()
 	kc := kafka.Config{Brokers: kafkatest.Brokers(t), TopicPrefix: kafkatest.Prefix(t), Partitions: 3, ReplicationFactor: 1, CreateTopics: true}
+	ownGroups(t, kc.TopicPrefix)
 	reg := srfake.New()
 	t.Cleanup(reg.Close)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
