@@ -51,6 +51,7 @@ type pool struct {
 // transactions.
 type session struct {
 	c      *smtp.Client
+	conn   net.Conn // the TCP connection under c
 	sent   int
 	idleAt time.Time
 	reused bool
@@ -124,7 +125,16 @@ func (p *pool) send(ctx context.Context, out *outgoing) (result, error) {
 		if err != nil {
 			return result{}, err
 		}
+		// Ending ctx (the engine shutting down) ends the transaction at
+		// once rather than when its command's deadline passes.
+		stop := context.AfterFunc(ctx, func() { _ = s.conn.Close() })
 		res, err := p.transact(s, out)
+		if !stop() {
+			if err == nil {
+				return res, nil
+			}
+			return res, ctx.Err()
+		}
 		if err == nil || !broken(err) {
 			p.put(s)
 			return res, err
@@ -167,11 +177,7 @@ func (p *pool) session(ctx context.Context) (*session, error) {
 		}
 		s.close()
 	}
-	c, err := p.dial(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return &session{c: c}, nil
+	return p.dial(ctx)
 }
 
 // put returns a session after a transaction, to be reused unless it has
@@ -204,7 +210,7 @@ func (e *setupError) Unwrap() error { return e.err }
 // for starttls: a server that does not offer it gets no message and no
 // credentials), and AUTH when the profile has a username, only over TLS
 // unless plaintext is allowed.
-func (p *pool) dial(ctx context.Context) (*smtp.Client, error) {
+func (p *pool) dial(ctx context.Context) (*session, error) {
 	ctx, cancel := context.WithTimeout(ctx, p.opts.Timeout)
 	defer cancel()
 	d := p.opts.Policy.Dialer(net.Dialer{})
@@ -216,24 +222,25 @@ func (p *pool) dial(ctx context.Context) (*smtp.Client, error) {
 		conn.Close()
 		return nil, err
 	}
+	var text net.Conn = conn
 	if p.key.tls == configstore.TLSImplicit {
 		tc := tls.Client(conn, p.tlsConf)
 		if err := tc.HandshakeContext(ctx); err != nil {
 			conn.Close()
 			return nil, &setupError{class: "tls", err: err}
 		}
-		conn = tc
+		text = tc
 	}
-	c, err := smtp.NewClient(conn, p.key.host)
+	c, err := smtp.NewClient(text, p.key.host)
 	if err != nil {
 		conn.Close()
 		return nil, err
 	}
 	if err := p.setup(c); err != nil {
-		c.Close()
+		conn.Close()
 		return nil, err
 	}
-	return c, nil
+	return &session{c: c, conn: conn}, nil
 }
 
 // setup says hello, starts TLS and authenticates.
@@ -357,7 +364,7 @@ func (s *session) quit(timeout time.Duration) {
 }
 
 // close drops a session's connection.
-func (s *session) close() { _ = s.c.Close() }
+func (s *session) close() { _ = s.conn.Close() }
 
 // sweep closes the sessions idle for longer than IdleTimeout, and forgets
 // pools left without sessions, such as an edited profile's old one.

@@ -1,6 +1,8 @@
 package emailsender_test
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -316,5 +318,37 @@ func TestSessionsAreReplaced(t *testing.T) {
 	// end once idle for IdleTimeout.
 	if err := srv.Wait("disconnect", 6, o.IdleTimeout+5*time.Second); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestCancelEndsATransaction: when the engine ends an attempt's context
+// (a shutdown), a transaction waiting on a slow server ends at once with
+// the context's error, not when the command's timeout passes.
+func TestCancelEndsATransaction(t *testing.T) {
+	srv := startSMTP(t, smtptest.Config{Rules: []smtptest.Rule{{Cmd: "DATA", Reply: "250 OK", Delay: 20}}})
+	store := newStore(t)
+	put(t, store, configstore.KindSMTPProfile, "main", plainProfile(srv))
+	put(t, store, configstore.KindEmailTemplate, "tpl", configstore.EmailTemplate{Subject: "s", TextBody: "b"})
+	o := testOptions(t)
+	o.Timeout = time.Minute
+	e := newEmail(t, store, o)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.Deliver(ctx, &delivery.Delivery{Notification: newNote("n1", "acct-1", nil), DestinationID: "d", Attempt: 1,
+			Destination: configstore.Destination{Type: "email", Email: &configstore.EmailDestination{TemplateID: "tpl", To: []string{"x@herald.example"}}}})
+		done <- err
+	}()
+	if err := srv.Wait("rcpt", 1, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("attempt ended with %v, want context.Canceled", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the attempt went on for 5s after its context ended")
 	}
 }
