@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 	"github.com/twmb/franz-go/pkg/sr/srfake"
@@ -61,13 +60,6 @@ func TestKeyedOrderSurvivesSenderKill(t *testing.T) {
 	topics := kc.Topics()
 	if err := kafka.EnsureTopics(t.Context(), cl, kc); err != nil {
 		t.Fatal(err)
-	}
-	// kafka.EnsureTopics makes the retry and dead-letter topics of the
-	// channels kafka.Channels names, which is the webhook's alone.
-	for _, topic := range []string{topics.Retry(emailsender.Channel), topics.DLQ(emailsender.Channel)} {
-		if _, err := kadm.NewClient(cl).CreateTopic(t.Context(), kc.Partitions, kc.ReplicationFactor, nil, topic); err != nil {
-			t.Fatal(err)
-		}
 	}
 	if err := service.RegisterSchemas(t.Context(), reg, topics); err != nil {
 		t.Fatal(err)
