@@ -173,10 +173,7 @@ func TestMessageIDNamesTheDestination(t *testing.T) {
 // TestNoRecipientIsPermanent: a notification that resolves to no recipient
 // fails for good, saying why, and nothing is sent.
 func TestNoRecipientIsPermanent(t *testing.T) {
-	srv := startSMTP(t, smtptest.Config{})
-	store := newStore(t)
-	put(t, store, configstore.KindSMTPProfile, "main", plainProfile(srv))
-	put(t, store, configstore.KindEmailTemplate, "tpl", configstore.EmailTemplate{Subject: "s", TextBody: "b"})
+	srv, store := plainSetup(t, smtptest.Config{})
 	put(t, store, configstore.KindContact, configstore.ContactID("acct-2", "billing"), configstore.Contact{AccountID: "acct-2", Type: "billing", Email: "b@acct.example"})
 	e := newEmail(t, store, testOptions(t))
 	for _, c := range []struct {
@@ -212,13 +209,10 @@ func TestNoRecipientIsPermanent(t *testing.T) {
 // refuses all, the attempt fails: for good if every refusal is permanent,
 // to be retried if one is temporary.
 func TestSomeRecipientsRefused(t *testing.T) {
-	srv := startSMTP(t, smtptest.Config{Rules: []smtptest.Rule{
+	srv, store := plainSetup(t, smtptest.Config{Rules: []smtptest.Rule{
 		{Cmd: "RCPT", Addr: "gone@herald.example", Reply: "550 5.1.1 No such user"},
 		{Cmd: "RCPT", Addr: "full@herald.example", Reply: "452 4.2.2 Mailbox full"},
 	}})
-	store := newStore(t)
-	put(t, store, configstore.KindSMTPProfile, "main", plainProfile(srv))
-	put(t, store, configstore.KindEmailTemplate, "tpl", configstore.EmailTemplate{Subject: "s", TextBody: "b"})
 	e := newEmail(t, store, testOptions(t))
 
 	resp, err := deliver(e, "d", configstore.EmailDestination{TemplateID: "tpl", To: []string{"ok@herald.example", "gone@herald.example"}, Cc: []string{"full@herald.example"}}, newNote("n1", "acct-1", nil))

@@ -126,6 +126,17 @@ func plainProfile(srv *smtptest.Server) configstore.SMTPProfile {
 	return configstore.SMTPProfile{Name: "test", Host: "127.0.0.1", Port: srv.Port, FromName: "Billing", FromAddress: "billing@herald.example", TLS: configstore.TLSNone}
 }
 
+// plainSetup starts a test SMTP server with c and a configuration view
+// holding a profile for it without TLS and the template "tpl".
+func plainSetup(t *testing.T, c smtptest.Config) (*smtptest.Server, *configstore.Store) {
+	t.Helper()
+	srv := startSMTP(t, c)
+	store := newStore(t)
+	put(t, store, configstore.KindSMTPProfile, "main", plainProfile(srv))
+	put(t, store, configstore.KindEmailTemplate, "tpl", configstore.EmailTemplate{Subject: "s", TextBody: "b"})
+	return srv, store
+}
+
 // newNote is a notification about an account, with fields given as JSON
 // values.
 func newNote(id, account string, fields map[string]string) *notification.Notification {

@@ -122,10 +122,7 @@ func TestRequiredTLSIsNeverSkipped(t *testing.T) {
 // Failures to connect are retried unless the egress policy forbids the
 // address.
 func TestSMTPRepliesAreClassified(t *testing.T) {
-	srv := startSMTP(t, smtptest.Config{})
-	store := newStore(t)
-	put(t, store, configstore.KindSMTPProfile, "main", plainProfile(srv))
-	put(t, store, configstore.KindEmailTemplate, "tpl", configstore.EmailTemplate{Subject: "s", TextBody: "b"})
+	srv, store := plainSetup(t, smtptest.Config{})
 	dest := configstore.EmailDestination{TemplateID: "tpl", To: []string{"x@herald.example"}}
 	for i, c := range []struct {
 		rule  smtptest.Rule
@@ -216,10 +213,7 @@ func TestSMTPRepliesAreClassified(t *testing.T) {
 // several goroutines at once: they share as many sessions as the pool
 // allows, and the server counts that many connections.
 func TestSessionsArePooled(t *testing.T) {
-	srv := startSMTP(t, smtptest.Config{})
-	store := newStore(t)
-	put(t, store, configstore.KindSMTPProfile, "main", plainProfile(srv))
-	put(t, store, configstore.KindEmailTemplate, "tpl", configstore.EmailTemplate{Subject: "s", TextBody: "b"})
+	srv, store := plainSetup(t, smtptest.Config{})
 	dest := configstore.EmailDestination{TemplateID: "tpl", To: []string{"x@herald.example"}}
 	o := testOptions(t)
 	o.PoolSize = 3
@@ -265,10 +259,7 @@ func TestSessionsArePooled(t *testing.T) {
 // edited profile gets a session of its own; a session idle for longer
 // than IdleTimeout is closed; SessionMessages caps a session's messages.
 func TestSessionsAreReplaced(t *testing.T) {
-	srv := startSMTP(t, smtptest.Config{})
-	store := newStore(t)
-	put(t, store, configstore.KindSMTPProfile, "main", plainProfile(srv))
-	put(t, store, configstore.KindEmailTemplate, "tpl", configstore.EmailTemplate{Subject: "s", TextBody: "b"})
+	srv, store := plainSetup(t, smtptest.Config{})
 	dest := configstore.EmailDestination{TemplateID: "tpl", To: []string{"x@herald.example"}}
 	o := testOptions(t)
 	o.PoolSize, o.IdleTimeout, o.SessionMessages = 1, 2*time.Second, 5
@@ -325,10 +316,7 @@ func TestSessionsAreReplaced(t *testing.T) {
 // (a shutdown), a transaction waiting on a slow server ends at once with
 // the context's error, not when the command's timeout passes.
 func TestCancelEndsATransaction(t *testing.T) {
-	srv := startSMTP(t, smtptest.Config{Rules: []smtptest.Rule{{Cmd: "DATA", Reply: "250 OK", Delay: 20}}})
-	store := newStore(t)
-	put(t, store, configstore.KindSMTPProfile, "main", plainProfile(srv))
-	put(t, store, configstore.KindEmailTemplate, "tpl", configstore.EmailTemplate{Subject: "s", TextBody: "b"})
+	srv, store := plainSetup(t, smtptest.Config{Rules: []smtptest.Rule{{Cmd: "DATA", Reply: "250 OK", Delay: 20}}})
 	o := testOptions(t)
 	o.Timeout = time.Minute
 	e := newEmail(t, store, o)
