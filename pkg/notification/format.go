@@ -74,7 +74,10 @@ func (f *Format) Render(n *Notification) ([]byte, string, error) {
 	case FormatTotogi:
 		b, err = json.Marshal(Totogi(n))
 	case FormatTruphone:
-		b, err = json.Marshal(truphone(n))
+		var p truphonePayload
+		if p, err = truphone(n); err == nil {
+			b, err = json.Marshal(p)
+		}
 	case FormatTemplate:
 		var buf bytes.Buffer
 		if err = f.tmpl.Execute(&buf, n.Data()); err == nil {
@@ -206,26 +209,33 @@ func Totogi(n *Notification) TotogiPayload {
 type truphonePayload struct {
 	ID             string   `json:"id"`
 	Type           string   `json:"type"`
-	ICCID          string   `json:"iccid,omitempty"`
-	SubscriptionID string   `json:"subscription_id,omitempty"`
+	ICCID          string   `json:"iccid"`
+	SubscriptionID string   `json:"subscription_id"`
 	Threshold      *float64 `json:"threshold,omitempty"`
 }
 
 // truphone maps a notification onto Truphone's structure: the name is the
-// type (USAGE_THRESHOLD, SUBSCRIPTION_END); iccid and subscription_id come
-// from the rule's fields of those names, else from the entity's iccid and
-// subscriptionId, else from the event's device and entity ids.
-func truphone(n *Notification) truphonePayload {
-	return truphonePayload{
-		ID: n.ID, Type: n.Name, Threshold: n.Threshold,
-		ICCID:          n.pick([]string{"iccid"}, []string{"iccid"}, n.Event.DeviceID),
-		SubscriptionID: n.pick([]string{"subscription_id", "subscriptionId"}, []string{"subscriptionId", "subscription_id"}, &n.Event.EntityID),
+// type (USAGE_THRESHOLD, SUBSCRIPTION_END); iccid is the rule's field of
+// that name, else the event's deviceId, else the entity's iccid;
+// subscription_id is the rule's field of that name, else the entity's
+// subscriptionId, else its planId. Truphone's payload needs both: without
+// one, the error names it, and nothing else stands in for it.
+func truphone(n *Notification) (truphonePayload, error) {
+	iccid := n.pick([]string{"iccid"}, n.Event.DeviceID, []string{"iccid"})
+	if iccid == "" {
+		return truphonePayload{}, errors.New("no iccid: the rule computes no iccid field, the event has no deviceId and the entity no iccid")
 	}
+	sub := n.pick([]string{"subscription_id", "subscriptionId"}, nil, []string{"subscriptionId", "planId"})
+	if sub == "" {
+		return truphonePayload{}, errors.New("no subscription_id: the rule computes no subscription_id field and the entity has no subscriptionId or planId")
+	}
+	return truphonePayload{ID: n.ID, Type: n.Name, ICCID: iccid, SubscriptionID: sub, Threshold: n.Threshold}, nil
 }
 
-// pick returns the first string found among the rule's fields, then the
-// new and old entity's fields, then fallback.
-func (n *Notification) pick(fields, entity []string, fallback *string) string {
+// pick returns the first non-empty string among the rule's fields, then
+// the event's value, then the new and old entity's fields; "" when none
+// has one.
+func (n *Notification) pick(fields []string, event *string, entity []string) string {
 	for _, k := range fields {
 		if raw, ok := n.Fields[k]; ok {
 			var s string
@@ -233,6 +243,9 @@ func (n *Notification) pick(fields, entity []string, fallback *string) string {
 				return s
 			}
 		}
+	}
+	if event != nil && *event != "" {
+		return *event
 	}
 	for _, img := range []*string{n.New, n.Old} {
 		if img == nil {
@@ -247,9 +260,6 @@ func (n *Notification) pick(fields, entity []string, fallback *string) string {
 				return s
 			}
 		}
-	}
-	if fallback != nil {
-		return *fallback
 	}
 	return ""
 }

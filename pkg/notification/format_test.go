@@ -2,6 +2,7 @@ package notification
 
 import (
 	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -59,24 +60,70 @@ func TestTotogiFormat(t *testing.T) {
 	}
 }
 
+// TestTruphoneFormat pins where Truphone's payload takes the SIM and the
+// subscription from, and that a notification lacking either is refused,
+// naming the field, rather than sent with another id in its place.
 func TestTruphoneFormat(t *testing.T) {
+	str := func(v string) *string { return &v }
+	tests := []struct {
+		name   string
+		fields map[string]string
+		device *string
+		new    *string
+		want   map[string]any // iccid and subscription_id
+		err    string         // the field the error names
+	}{
+		{"the rule's fields", map[string]string{"iccid": `"8930001"`, "subscription_id": `"sub-rule"`}, str("dev-1"),
+			str(`{"iccid":"8930002","planId":"plan-1"}`), map[string]any{"iccid": "8930001", "subscription_id": "sub-rule"}, ""},
+		{"the event's device and the balance's plan", nil, str("8930001"),
+			str(`{"id":"bal-1","planId":"plan-1"}`), map[string]any{"iccid": "8930001", "subscription_id": "plan-1"}, ""},
+		{"a SIM's own iccid and subscription", nil, nil,
+			str(`{"id":"sim-1","iccid":"8930002","subscriptionId":"sub-1"}`), map[string]any{"iccid": "8930002", "subscription_id": "sub-1"}, ""},
+		{"fields the rule computed as null", map[string]string{"iccid": "null", "subscription_id": "null"}, str("8930001"),
+			str(`{"planId":"plan-1"}`), map[string]any{"iccid": "8930001", "subscription_id": "plan-1"}, ""},
+		{"no SIM anywhere", map[string]string{"subscription_id": `"sub-rule"`}, nil, str(`{"id":"bal-1"}`), nil, "iccid"},
+		{"no subscription anywhere", nil, str("8930001"), str(`{"id":"bal-1"}`), nil, "subscription_id"},
+		{"a subscription computed as null, none on the entity", map[string]string{"subscription_id": "null"}, str("8930001"),
+			str(`{"id":"bal-1","planId":null}`), nil, "subscription_id"},
+	}
+	f, err := NewFormat(FormatTruphone, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			n := Sample()
+			n.Name, n.Fields, n.Event.DeviceID, n.New, n.Old = "USAGE_THRESHOLD", tt.fields, tt.device, tt.new, nil
+			b, _, err := f.Render(n)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), "no "+tt.err) {
+					t.Errorf("Render = %s, %v; want an error naming %s", b, err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got map[string]any
+			if err := json.Unmarshal(b, &got); err != nil {
+				t.Fatal(err)
+			}
+			want := map[string]any{"id": n.ID, "type": "USAGE_THRESHOLD", "threshold": 80.0}
+			for k, v := range tt.want {
+				want[k] = v
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("payload %v, want %v", got, want)
+			}
+		})
+	}
+
 	n := Sample()
-	n.Name = "USAGE_THRESHOLD"
+	n.Name, n.Threshold = "SUBSCRIPTION_END", nil
+	n.Fields = map[string]string{"iccid": `"8930001"`, "subscription_id": `"sub-1"`}
 	m := render(t, FormatTruphone, "", "", n)
-	for k, v := range map[string]any{"id": n.ID, "type": "USAGE_THRESHOLD", "iccid": "dev-1", "subscription_id": "bal-1", "threshold": 80.0} {
-		if got := get(m, k); got != v {
-			t.Errorf("%s = %v, want %v", k, got, v)
-		}
-	}
-	iccid, sub := `{"iccid":"8930000000023912","subscriptionId":"ZHNh"}`, `"from-rule"`
-	n.New, n.Threshold = &iccid, nil
-	n.Fields = map[string]string{"subscription_id": sub}
-	m = render(t, FormatTruphone, "", "", n)
-	if m["iccid"] != "8930000000023912" || m["subscription_id"] != "from-rule" {
-		t.Errorf("iccid, subscription_id = %v, %v; want the entity's iccid and the rule's field", m["iccid"], m["subscription_id"])
-	}
-	if _, ok := m["threshold"]; ok {
-		t.Error("threshold present without one")
+	if _, ok := m["threshold"]; ok || m["type"] != "SUBSCRIPTION_END" {
+		t.Errorf("payload %v, want SUBSCRIPTION_END without a threshold", m)
 	}
 }
 
