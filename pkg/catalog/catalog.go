@@ -4,23 +4,26 @@
 // writing the CEL by hand.
 //
 // An Entry describes one type: the vendor's name for it (and the state
-// names its notifications carry), what it fires on, and its parameters with
-// their defaults and bounds. Entry.Rule checks parameter values and builds
-// the configstore.Rule the entry stands for; the admin API then saves that
-// rule through the same checks as a rule a tenant writes, so an installed
-// entry is an ordinary rule from then on.
+// names its notifications carry), what it fires on and what it leaves out
+// (its exclusions), and its parameters with their defaults and bounds.
+// Entry.Rule checks parameter values, against the watched entity's schema
+// where a parameter names one of a field's values, and builds the
+// configstore.Rule the entry stands for; the admin API then saves that rule
+// through the same checks as a rule a tenant writes, so an installed entry
+// is an ordinary rule from then on.
 //
 // Most entries fire on a change (an entity's old and new images, as every
 // rule does). Some fire at a time instead (an expiry warning a set time
-// before the end date, a dormant SIM): they are listed with the trigger
-// Scheduled, and Rule refuses them with ErrScheduled, as they need a
-// scheduler to install.
+// before the end date, an invoice overdue): they are listed with the
+// trigger Scheduled, and Rule refuses them with ErrScheduled, as they need
+// a scheduler to install.
 package catalog
 
 import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"regexp"
 	"slices"
@@ -28,6 +31,7 @@ import (
 	"strings"
 
 	"github.com/heraldhq/herald/pkg/configstore"
+	"github.com/heraldhq/herald/pkg/rules"
 )
 
 // Vendors whose notification types the catalog holds.
@@ -64,6 +68,8 @@ const (
 	Integer ParamType = "integer"
 	// String is a JSON string.
 	String ParamType = "string"
+	// Boolean is true or false.
+	Boolean ParamType = "boolean"
 	// Expression is a JSON string holding a condition over old, new and
 	// event, in CEL or in m3ter's calculation spelling.
 	Expression ParamType = "expression"
@@ -75,7 +81,7 @@ type Parameter struct {
 	Type        ParamType
 	Description string
 	// Default is the value when none is given; nil makes the parameter
-	// required. Numbers are float64, integers int64.
+	// required. Numbers are float64, integers int64, booleans bool.
 	Default any
 	// Minimum, ExclusiveMinimum and Maximum bound a number or an integer.
 	Minimum, ExclusiveMinimum, Maximum *float64
@@ -132,15 +138,23 @@ type Entry struct {
 	On           On           `json:"on"`
 	Notification Notification `json:"notification"`
 	Parameters   []Parameter  `json:"parameters"`
+	// Exclusions are the changes that look like the entry's but on which
+	// it does not fire.
+	Exclusions []string `json:"exclusions"`
 
 	// build returns the rule's parts from checked parameter values; nil
 	// for scheduled entries.
 	build func(Values) parts
-	// check refuses combinations of values that each pass on their own.
-	check func(Values) error
+	// check refuses combinations of values that each pass on their own;
+	// given holds the values the installer gave, before defaults.
+	check func(v Values, given map[string]any) error
 	// sources names the parameter a rule field is made from, where a
 	// problem with that field is a problem with the parameter.
 	sources map[string]string
+	// values names, for a parameter that stands for a value of a field of
+	// the watched entity, that field: where the entity's schema lists the
+	// field's values (an enum), the parameter must be one of them.
+	values map[string]string
 }
 
 // parts are what a change entry's parameters decide about its rule.
@@ -149,6 +163,12 @@ type parts struct {
 	when        string
 	threshold   *float64
 	fields      map[string]string
+	// prevState is the notification's previous state where it is the same
+	// for every event; prevStateExpr and thresholdExpr compute them per
+	// event.
+	prevState     string
+	prevStateExpr string
+	thresholdExpr string
 }
 
 // Values are an entry's parameter values, defaults filled in: float64 for
@@ -163,6 +183,9 @@ func (v Values) Int(name string) int64 { n, _ := v[name].(int64); return n }
 
 // String returns a string or expression parameter's value.
 func (v Values) String(name string) string { s, _ := v[name].(string); return s }
+
+// Bool returns a boolean parameter's value.
+func (v Values) Bool(name string) bool { b, _ := v[name].(bool); return b }
 
 // ParameterError reports a parameter value an entry refuses.
 type ParameterError struct {
@@ -203,7 +226,7 @@ func (e *Entry) Resolve(given map[string]any) (Values, error) {
 		vals[p.Name] = v
 	}
 	if e.check != nil {
-		if err := e.check(vals); err != nil {
+		if err := e.check(vals, given); err != nil {
 			return nil, err
 		}
 	}
@@ -254,6 +277,12 @@ func (p Parameter) coerce(raw any) (any, string) {
 			return nil, "must match " + p.Pattern
 		}
 		return s, ""
+	case Boolean:
+		b, ok := raw.(bool)
+		if !ok {
+			return nil, "must be true or false"
+		}
+		return b, ""
 	}
 	return nil, fmt.Sprintf("has the unknown type %q", p.Type)
 }
@@ -289,14 +318,20 @@ func toFloat(raw any) (float64, bool) {
 }
 
 // Rule checks the parameter values given and returns the rule the entry
-// stands for, named after the entry and without destinations. Errors are
+// stands for, named after the entry and without destinations. entities
+// are the fields of the entity types the entry watches, as their
+// registered schemas give them (see NeedsSchema); a parameter that names a
+// value of an enum field must be one of its symbols. Errors are
 // *ParameterError, or ErrScheduled for an entry that fires at a time.
-func (e *Entry) Rule(given map[string]any) (configstore.Rule, error) {
+func (e *Entry) Rule(given map[string]any, entities map[string]rules.Entity) (configstore.Rule, error) {
 	if e.Trigger == Scheduled {
 		return configstore.Rule{}, fmt.Errorf("%s: %w", e.Name, ErrScheduled)
 	}
 	vals, err := e.Resolve(given)
 	if err != nil {
+		return configstore.Rule{}, err
+	}
+	if err := e.checkValues(vals, entities); err != nil {
 		return configstore.Rule{}, err
 	}
 	p := e.build(vals)
@@ -309,12 +344,47 @@ func (e *Entry) Rule(given map[string]any) (configstore.Rule, error) {
 		On:   configstore.RuleOn{EntityTypes: slices.Clone(entityTypes), Operations: slices.Clone(e.On.Operations)},
 		When: p.when,
 		Notification: configstore.RuleNotify{
-			Name:      e.Notification.Name,
-			State:     e.Notification.State,
-			Threshold: p.threshold,
-			Fields:    p.fields,
+			Name:          e.Notification.Name,
+			State:         e.Notification.State,
+			PrevState:     p.prevState,
+			PrevStateExpr: p.prevStateExpr,
+			Threshold:     p.threshold,
+			ThresholdExpr: p.thresholdExpr,
+			Fields:        p.fields,
 		},
 	}, nil
+}
+
+// NeedsSchema reports whether Rule checks parameters against the schemas
+// of the entity types the entry watches, which the caller must then pass.
+func (e *Entry) NeedsSchema() bool { return len(e.values) > 0 }
+
+// checkValues refuses a parameter standing for a value of an enum field
+// that is not one of the field's symbols. A field the schema types as a
+// free string has no list to check against.
+func (e *Entry) checkValues(vals Values, entities map[string]rules.Entity) error {
+	for _, param := range slices.Sorted(maps.Keys(e.values)) {
+		v := vals.String(param)
+		if v == "" {
+			continue
+		}
+		field := e.values[param]
+		for _, et := range e.On.EntityTypes {
+			ent, ok := entities[et]
+			if !ok {
+				return fmt.Errorf("catalog entry %s: no fields given for entity type %s", e.Name, et)
+			}
+			i := slices.IndexFunc(ent.Fields, func(f rules.Field) bool { return f.Name == field })
+			if i < 0 {
+				return &ParameterError{Parameter: param, Message: fmt.Sprintf("the %s schema has no field %s", et, field)}
+			}
+			if syms := ent.Fields[i].Symbols; len(syms) > 0 && !slices.Contains(syms, v) {
+				return &ParameterError{Parameter: param,
+					Message: fmt.Sprintf("must be a value of %s.%s: one of %s", et, field, strings.Join(syms, ", "))}
+			}
+		}
+	}
+	return nil
 }
 
 // ParameterFor returns the parameter a rule field is made from, for
@@ -344,6 +414,9 @@ func New() *Catalog {
 		if e.Parameters == nil {
 			e.Parameters = []Parameter{} // listed as [], not null
 		}
+		if e.Exclusions == nil {
+			e.Exclusions = []string{}
+		}
 		c.byName[e.Name] = e
 	}
 	return c
@@ -360,6 +433,16 @@ func (c *Catalog) Lookup(name string) (*Entry, bool) {
 
 // celString returns s as a CEL string literal.
 func celString(s string) string { return strconv.Quote(s) }
+
+// celDouble writes f as a CEL double literal, so that it mixes with
+// double fields in a conditional, where CEL does not promote an int.
+func celDouble(f float64) string {
+	s := formatNumber(f)
+	if !strings.ContainsAny(s, ".eE") {
+		s += ".0"
+	}
+	return s
+}
 
 // formatNumber writes f as CEL reads it and as messages show it.
 func formatNumber(f float64) string {

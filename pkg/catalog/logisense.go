@@ -1,5 +1,7 @@
 package catalog
 
+import "regexp"
+
 // logiSense returns LogiSense's fifteen events. LogiSense names them in
 // words; the entries' names are those words in one identifier.
 func logiSense() []*Entry {
@@ -7,20 +9,23 @@ func logiSense() []*Entry {
 		{
 			Name: "ServiceStateTransition", Title: "Service State Transition", Vendor: LogiSense, Trigger: Change,
 			Description: "A service moves from one provisioning state to another (preactive to active, active to suspended, …). " +
-				"The prior and new states are tokens of the notification.",
+				"The prior and new states are tokens of the notification. fromState and toState match the status whatever its case; " +
+				"where the schema lists the status values (an enum), they must be among them.",
 			On:           On{EntityTypes: []string{"Service"}, Operations: []string{"UPDATE"}},
 			Notification: Notification{Name: "ServiceStateTransition", State: "changed", Fields: []string{"serviceName", "priorState", "newState"}},
 			Parameters: []Parameter{
 				{Name: "fromState", Type: String, Default: "", Description: "Only transitions out of this state; empty for any."},
 				{Name: "toState", Type: String, Default: "", Description: "Only transitions into this state; empty for any."},
 			},
+			Exclusions: []string{"a change that keeps the state"},
+			values:     map[string]string{"fromState": "status", "toState": "status"},
 			build: func(v Values) parts {
 				when := "old.status != new.status"
 				if s := v.String("fromState"); s != "" {
-					when += " && old.status == " + celString(s)
+					when += " && " + sameText("old.status", s)
 				}
 				if s := v.String("toState"); s != "" {
-					when += " && new.status == " + celString(s)
+					when += " && " + sameText("new.status", s)
 				}
 				return parts{when: when, fields: map[string]string{
 					"serviceName": "new.name", "priorState": "old.status", "newState": "new.status",
@@ -32,6 +37,7 @@ func logiSense() []*Entry {
 			Description:  "An account's status changes. The prior and new statuses are tokens of the notification.",
 			On:           On{EntityTypes: []string{"Account"}, Operations: []string{"UPDATE"}},
 			Notification: Notification{Name: "AccountStatusChange", State: "changed", Fields: []string{"priorStatus", "newStatus"}},
+			Exclusions:   []string{"a change that keeps the status"},
 			build: func(Values) parts {
 				return parts{when: "old.status != new.status", fields: map[string]string{"priorStatus": "old.status", "newStatus": "new.status"}}
 			},
@@ -41,6 +47,7 @@ func logiSense() []*Entry {
 			Description:  "An account's status becomes cancelled.",
 			On:           On{EntityTypes: []string{"Account"}, Operations: []string{"UPDATE"}},
 			Notification: Notification{Name: "AccountCancellation", State: "cancelled"},
+			Exclusions:   []string{"an account already cancelled"},
 			build:        statusBecomes("cancelled"),
 		},
 		{
@@ -48,6 +55,7 @@ func logiSense() []*Entry {
 			Description:  "A bill run starts: it is created running, or its status becomes running.",
 			On:           On{EntityTypes: []string{"BillRun"}, Operations: []string{"CREATE", "UPDATE"}},
 			Notification: Notification{Name: "BillRunStarted", State: "started"},
+			Exclusions:   []string{"a run already running", "a run created pending, until it runs"},
 			build:        statusBecomes("running"),
 		},
 		{
@@ -55,6 +63,7 @@ func logiSense() []*Entry {
 			Description:  "A bill run's status becomes completed.",
 			On:           On{EntityTypes: []string{"BillRun"}, Operations: []string{"CREATE", "UPDATE"}},
 			Notification: Notification{Name: "BillRunCompleted", State: "completed"},
+			Exclusions:   []string{"a run that fails", "a run already completed"},
 			build:        statusBecomes("completed"),
 		},
 		{
@@ -62,6 +71,7 @@ func logiSense() []*Entry {
 			Description:  "An invoice is posted (postedAt is set).",
 			On:           On{EntityTypes: []string{"Invoice"}, Operations: []string{"CREATE", "UPDATE"}},
 			Notification: Notification{Name: "InvoicePosted", State: "posted"},
+			Exclusions:   []string{"an invoice already posted", "a draft"},
 			build:        becomesSet("postedAt"),
 		},
 		{
@@ -69,6 +79,7 @@ func logiSense() []*Entry {
 			Description:  "An invoice is still unpaid (status posted, amountDue above zero) after its due date: it has breached its payment terms.",
 			On:           On{EntityTypes: []string{"Invoice"}},
 			Notification: Notification{Name: "InvoiceOverdue", State: "overdue"},
+			Exclusions:   []string{"an invoice paid, or with nothing due, by then"},
 			Parameters: []Parameter{
 				{Name: "graceDays", Type: Integer, Default: int64(0), Minimum: ptr(0), Description: "Days after the due date before the invoice counts as overdue."},
 			},
@@ -78,6 +89,7 @@ func logiSense() []*Entry {
 			Description:  "An invoice is delivered to the billing contact (deliveredAt is set).",
 			On:           On{EntityTypes: []string{"Invoice"}, Operations: []string{"CREATE", "UPDATE"}},
 			Notification: Notification{Name: "InvoiceDelivery", State: "delivered"},
+			Exclusions:   []string{"an invoice already delivered", "an invoice posted but not delivered"},
 			build:        becomesSet("deliveredAt"),
 		},
 		{
@@ -85,6 +97,7 @@ func logiSense() []*Entry {
 			Description:  "A set number of days after an invoice was delivered (deliveredAt), at a set time of day.",
 			On:           On{EntityTypes: []string{"Invoice"}},
 			Notification: Notification{Name: "InvoiceDeliveryPlusDays", State: "elapsed"},
+			Exclusions:   []string{"an invoice not delivered"},
 			Parameters: []Parameter{
 				{Name: "days", Type: Integer, Minimum: ptr(1), Description: "Days after delivery (x)."},
 				{Name: "at", Type: String, Default: "09:00", Pattern: `^([01][0-9]|2[0-3]):[0-5][0-9]$`, Description: "Time of day (t), HH:MM in UTC."},
@@ -95,6 +108,7 @@ func logiSense() []*Entry {
 			Description:  "A refund to an account is processed: it is created processed, or its status becomes processed.",
 			On:           On{EntityTypes: []string{"Refund"}, Operations: []string{"CREATE", "UPDATE"}},
 			Notification: Notification{Name: "Refund", State: "processed"},
+			Exclusions:   []string{"a refund that fails", "a refund already processed"},
 			build:        statusBecomes("processed"),
 		},
 		{
@@ -102,56 +116,80 @@ func logiSense() []*Entry {
 			Description:  "A credit to an account is processed: it is created processed, or its status becomes processed.",
 			On:           On{EntityTypes: []string{"Credit"}, Operations: []string{"CREATE", "UPDATE"}},
 			Notification: Notification{Name: "CreditProcessed", State: "processed"},
+			Exclusions:   []string{"a credit voided", "a credit already processed"},
 			build:        statusBecomes("processed"),
 		},
 		{
 			Name: "ContractUnderCommit", Title: "Contract Under Commit", Vendor: LogiSense, Trigger: Change,
-			Description: "A commitment tier of a contract closes (its period ended, its usage is final) with less used than committed. " +
-				"The notification lists each such tier with its commitment, usage and shortfall.",
+			Description: "A contract ends (its status becomes ended) with less used than its overall commitment (usedAmount below commitAmount); " +
+				"with perTier, also a commitment tier closes (its period ended, its usage is final) with less used than committed. " +
+				"The notification carries the contract's commitment, usage and shortfall when it ended under, " +
+				"and each tier that closed under with its own.",
 			On:           On{EntityTypes: []string{"Contract"}, Operations: []string{"CREATE", "UPDATE"}},
-			Notification: Notification{Name: "ContractUnderCommit", State: "underCommit", Fields: []string{"tiers"}},
+			Notification: Notification{Name: "ContractUnderCommit", State: "underCommit", Fields: []string{"contract", "tiers"}},
 			Parameters: []Parameter{
-				{Name: "tier", Type: String, Default: "", Description: "Only this commitment tier, by name; empty for every tier."},
+				{Name: "perTier", Type: Boolean, Default: false, Description: "Also notify when a commitment tier closes under its commitment."},
 			},
+			Exclusions: []string{"a contract that meets its commitment (used equal to committed meets it)",
+				"a cancelled contract", "a contract without an overall commitment (commitAmount)",
+				"without perTier, a tier that closes under"},
 			build: func(v Values) parts {
-				// Tiers are keyed by name, so a tier's previous state is a
-				// lookup: the cost grows with the tiers, not their square.
-				under := "new.commitTiers[k].closed == true && new.commitTiers[k].usedAmount < new.commitTiers[k].commitAmount" +
-					" && !(old != null && k in old.commitTiers && old.commitTiers[k].closed == true)"
-				if tier := v.String("tier"); tier != "" {
-					under = "k == " + celString(tier) + " && " + under
+				ended := `new.status == "ended" && old.status != "ended"` +
+					` && new.commitAmount != null && new.usedAmount != null && new.usedAmount < new.commitAmount`
+				p := parts{
+					when: ended,
+					fields: map[string]string{
+						"contract": "(" + ended + `) ? dyn({"commitAmount": new.commitAmount, "usedAmount": new.usedAmount,` +
+							` "shortfall": new.commitAmount - new.usedAmount}) : dyn(null)`,
+						"tiers": "[]",
+					},
 				}
-				return parts{
-					when: "new.commitTiers.exists(k, " + under + ")",
-					fields: map[string]string{"tiers": "new.commitTiers.filter(k, " + under + ").map(k, " +
+				if v.Bool("perTier") {
+					// Tiers are keyed by name, so a tier's previous state is a
+					// lookup: the cost grows with the tiers, not their square.
+					under := "new.commitTiers[k].closed == true && new.commitTiers[k].usedAmount < new.commitTiers[k].commitAmount" +
+						" && !(old != null && k in old.commitTiers && old.commitTiers[k].closed == true)"
+					p.when = "(" + ended + ") || new.commitTiers.exists(k, " + under + ")"
+					p.fields["tiers"] = "new.commitTiers.filter(k, " + under + ").map(k, " +
 						`{"tier": k, "commitAmount": new.commitTiers[k].commitAmount, "usedAmount": new.commitTiers[k].usedAmount,` +
-						` "shortfall": new.commitTiers[k].commitAmount - new.commitTiers[k].usedAmount})`},
+						` "shortfall": new.commitTiers[k].commitAmount - new.commitTiers[k].usedAmount})`
 				}
+				return p
 			},
 		},
 		{
-			Name: "DormantSim", Title: "Dormant SIM", Vendor: LogiSense, Trigger: Scheduled,
-			Description:  "An active SIM has had no usage (lastActivityAt) for a set number of days.",
-			On:           On{EntityTypes: []string{"Sim"}},
+			Name: "DormantSim", Title: "Dormant SIM", Vendor: LogiSense, Trigger: Change,
+			Description: "A SIM's status becomes dormant, as the system that owns it judges a SIM without usage. " +
+				"Herald does not yet time the absence of usage itself (lastActivityAt).",
+			On:           On{EntityTypes: []string{"Sim"}, Operations: []string{"UPDATE"}},
 			Notification: Notification{Name: "DormantSim", State: "dormant"},
-			Parameters: []Parameter{
-				{Name: "days", Type: Integer, Default: int64(30), Minimum: ptr(1), Description: "Days without usage after which a SIM is dormant."},
-			},
+			Exclusions:   []string{"a SIM already dormant", "a SIM created dormant"},
+			build:        statusBecomes("dormant"),
 		},
 		{
 			Name: "PackageCancellation", Title: "Package Cancellation", Vendor: LogiSense, Trigger: Change,
 			Description:  "A package's status becomes cancelled.",
 			On:           On{EntityTypes: []string{"Package"}, Operations: []string{"UPDATE"}},
 			Notification: Notification{Name: "PackageCancellation", State: "cancelled"},
+			Exclusions:   []string{"a package already cancelled", "a package deleted"},
 			build:        statusBecomes("cancelled"),
 		},
 		{
 			Name: "UsageThresholdExceeded", Title: "Usage Threshold Exceeded", Vendor: LogiSense, Trigger: Change,
-			Description:  "A usage bucket (a Balance) is used up: its remaining amount reaches zero.",
+			Description: "A tier of a usage bucket (an allowance Balance) is used up: its remaining amount reaches zero. " +
+				"A bucket without tiers counts as one tier, the whole balance. The notification lists the tiers used up.",
 			On:           On{EntityTypes: []string{"Balance"}, Operations: []string{"UPDATE"}},
-			Notification: Notification{Name: "UsageThresholdExceeded", State: "exceeded"},
+			Notification: Notification{Name: "UsageThresholdExceeded", State: "exceeded", Fields: []string{"tiers"}},
+			Exclusions: []string{"monetary balances, and balances whose kind is not given",
+				"a bucket or tier already used up", "a tiered bucket's whole balance (its tiers fire)"},
 			build: func(Values) parts {
-				return parts{when: "new.remaining <= 0 && old.remaining > 0"}
+				tiered := "new.tiers != null && size(new.tiers) > 0"
+				usedUp := "new.tiers[k].remaining <= 0.0 && old.tiers != null && k in old.tiers && old.tiers[k].remaining > 0.0"
+				return parts{
+					when: `new.kind == "allowance" && (` + tiered + " ? new.tiers.exists(k, " + usedUp + ")" +
+						" : new.remaining <= 0.0 && old.remaining != null && old.remaining > 0.0)",
+					fields: map[string]string{"tiers": "(" + tiered + ") ? new.tiers.filter(k, " + usedUp + ") : []"},
+				}
 			},
 		},
 	}
@@ -162,6 +200,11 @@ func logiSense() []*Entry {
 func statusBecomes(status string) func(Values) parts {
 	s := celString(status)
 	return func(Values) parts { return parts{when: "new.status == " + s + " && old.status != " + s} }
+}
+
+// sameText is a CEL condition: field holds s, whatever its case.
+func sameText(field, s string) string {
+	return field + " != null && " + field + ".matches(" + celString("(?i)^"+regexp.QuoteMeta(s)+"$") + ")"
 }
 
 // becomesSet fires when a timestamp field gets a value, or the entity is

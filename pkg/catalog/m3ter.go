@@ -18,7 +18,8 @@ func m3ter() []*Entry {
 				{Name: "calculation", Type: Expression, Default: "",
 					Description: "A condition over old, new and event, in CEL or m3ter's spelling (AND, OR, isnull, null); empty for every event."},
 			},
-			sources: map[string]string{"on.entityTypes": "entityType", "when": "calculation"},
+			Exclusions: []string{"an event on which the calculation is false"},
+			sources:    map[string]string{"on.entityTypes": "entityType", "when": "calculation"},
 			build: func(v Values) parts {
 				when := v.String("calculation")
 				if strings.TrimSpace(when) == "" {

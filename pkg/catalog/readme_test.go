@@ -11,7 +11,7 @@ import (
 )
 
 // TestReadmeTableListsTheCatalog keeps the README's catalog table true:
-// one row per entry, as readmeRow writes it.
+// one row per entry, with its exclusions, as readmeRow writes it.
 func TestReadmeTableListsTheCatalog(t *testing.T) {
 	b, err := os.ReadFile("../../README.md")
 	if err != nil {
@@ -50,5 +50,10 @@ func readmeRow(e *catalog.Entry) string {
 	if len(params) == 0 {
 		params = []string{"—"}
 	}
-	return fmt.Sprintf("| %s | `%s` | `%s` | %s | %s | %s |", e.Vendor, e.Name, e.Notification.State, e.Trigger, watches, strings.Join(params, ", "))
+	exclusions := strings.Join(e.Exclusions, "; ")
+	if exclusions == "" {
+		exclusions = "—"
+	}
+	return fmt.Sprintf("| %s | `%s` | `%s` | %s | %s | %s | %s |",
+		e.Vendor, e.Name, e.Notification.State, e.Trigger, watches, strings.Join(params, ", "), exclusions)
 }

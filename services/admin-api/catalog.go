@@ -9,8 +9,10 @@ import (
 	"net/http"
 	"strings"
 
+	havro "github.com/heraldhq/herald/pkg/avro"
 	"github.com/heraldhq/herald/pkg/catalog"
 	"github.com/heraldhq/herald/pkg/httpapi"
+	"github.com/heraldhq/herald/pkg/rules"
 )
 
 // catalogRoutes adds the catalog of ready-made notification types: GET
@@ -58,7 +60,19 @@ func (a *API) checkInstall(c *catalog.Catalog) func(r *http.Request, w http.Resp
 		if err := httpapi.DecodeJSON(w, r, &req); err != nil {
 			return nil, err
 		}
-		spec, err := e.Rule(req.Parameters)
+		// An entry whose parameters name values of a field checks them
+		// against the schema the evaluator will read events with.
+		var entities map[string]rules.Entity
+		if e.NeedsSchema() {
+			var err error
+			if entities, err = a.base.Entities(r.Context(), e.On.EntityTypes, true); err != nil {
+				if errors.Is(err, havro.ErrSubjectNotFound) {
+					return nil, badRequest("on.entityTypes", err.Error()+": no schema is registered for it")
+				}
+				return nil, err
+			}
+		}
+		spec, err := e.Rule(req.Parameters, entities)
 		var pe *catalog.ParameterError
 		if errors.As(err, &pe) {
 			return nil, badRequest("parameters."+pe.Parameter, pe.Message)

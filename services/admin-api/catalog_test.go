@@ -3,6 +3,7 @@ package adminapi_test
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -29,6 +30,7 @@ type catalogAPI struct {
 	store       *configstore.Store
 	key, reader string
 	destination string
+	registry    string // the fake schema registry's URL
 }
 
 func startCatalogAPI(t *testing.T) *catalogAPI {
@@ -73,7 +75,7 @@ func startCatalogAPI(t *testing.T) *catalogAPI {
 	api.Routes(mux)
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
-	return &catalogAPI{t: t, url: srv.URL, store: store, key: key, reader: reader, destination: "dst_ops"}
+	return &catalogAPI{t: t, url: srv.URL, store: store, key: key, reader: reader, destination: "dst_ops", registry: cfg.Config.Registry.URL}
 }
 
 // catalogReply is an answer of the admin API: a problem, or a resource.
@@ -133,7 +135,7 @@ func TestCatalogListsEveryEntryWithItsParameters(t *testing.T) {
 		t.Errorf("%d entries (%d names), want 30", len(items), len(byName))
 	}
 	for name, want := range map[string]string{
-		"PlanExpired": "change", "PlanExpiryWarning": "scheduled", "DormantSim": "scheduled",
+		"PlanExpired": "change", "PlanExpiryWarning": "scheduled", "DormantSim": "change",
 		"USAGE_THRESHOLD": "change", "EntityDeleted": "change",
 	} {
 		if got := byName[name]["trigger"]; got != want {
@@ -189,7 +191,8 @@ func TestCatalogInstallCreatesTheRule(t *testing.T) {
 	// would run it.
 	sample := func(oldUsed, newUsed int) string {
 		img := func(used int) string {
-			return `{"id":"bal-1","accountId":"acc-1","unit":"MB","total":1000,"used":` + strconv.Itoa(used) + `,"remaining":` + strconv.Itoa(1000-used) + `,"planId":"sub-1"}`
+			return `{"id":"bal-1","accountId":"acc-1","unit":"MB","kind":"allowance","total":1000,"used":` + strconv.Itoa(used) +
+				`,"remaining":` + strconv.Itoa(1000-used) + `,"planId":"sub-1"}`
 		}
 		return `{"ruleId":"` + id + `","event":{"entityType":"Balance","entityId":"bal-1","operation":"UPDATE","deviceId":"8930001",` +
 			`"old":` + img(oldUsed) + `,"new":` + img(newUsed) + `}}`
@@ -237,7 +240,7 @@ func TestCatalogInstallRefusals(t *testing.T) {
 		{"an unknown field in the body", s.key, "/v1/catalog/PlanExpired:install", `{"params":{}}`, 400, "params", ""},
 		{"a scheduled entry", s.key, "/v1/catalog/PlanExpiryWarning:install", `{"parameters":{"before":3}}`,
 			501, "", "installs once the scheduler exists"},
-		{"another scheduled entry", s.key, "/v1/catalog/DormantSim:install", `{}`, 501, "", "fires at a time rather than on a change"},
+		{"another scheduled entry", s.key, "/v1/catalog/InvoiceOverdue:install", `{}`, 501, "", "fires at a time rather than on a change"},
 		{"an unknown entry", s.key, "/v1/catalog/PlanExploded:install", `{}`, 404, "", "no catalog entry"},
 		{"an entry without :install", s.key, "/v1/catalog/PlanExpired", `{}`, 404, "", "no catalog entry"},
 		{"a key without config:write", s.reader, "/v1/catalog/PlanExpired:install", `{}`, 403, "", "config:write"},
@@ -259,6 +262,149 @@ func TestCatalogInstallRefusals(t *testing.T) {
 	if n := len(s.store.List("acme", configstore.KindRule)); n != 0 {
 		t.Errorf("refused installs stored %d rules", n)
 	}
+}
+
+// TestCatalogInstallsWhatTheVendorsSay installs the entries whose install
+// the vendors' words decide, and runs each installed rule on an event as
+// the evaluator would.
+func TestCatalogInstallsWhatTheVendorsSay(t *testing.T) {
+	t.Parallel()
+	s := startCatalogAPI(t)
+	install := func(entry, params string) string {
+		t.Helper()
+		r := s.do(http.MethodPost, "/v1/catalog/"+entry+":install", s.key, `{"parameters":`+params+`}`)
+		if r.status != http.StatusCreated {
+			t.Fatalf("install %s %s: %d %v, want 201", entry, params, r.status, r.body)
+		}
+		id, _ := r.body["id"].(string)
+		return id
+	}
+	fires := func(id, event string) bool {
+		t.Helper()
+		r := s.do(http.MethodPost, "/v1/rules:test", s.reader, `{"ruleId":"`+id+`","event":`+event+`}`)
+		if r.status != http.StatusOK {
+			t.Fatalf("rules:test: %d %v", r.status, r.body)
+		}
+		return r.body["fired"] == true
+	}
+
+	// Totogi: the account limit cannot be set higher than the service
+	// provider's; an account without one has Totogi's default, 0, but the
+	// install is not refused for it, as accounts bring their own.
+	credit := install("AccountCreditWarning", `{"accountCreditLimit":20}`)
+	account := func(balance int, creditLimit string) string {
+		return `{"id":"acc-1","status":"active","balance":` + strconv.Itoa(balance) + `,"creditLimit":` + creditLimit + `}`
+	}
+	update := func(entityType, old, new string) string {
+		return `{"entityType":"` + entityType + `","entityId":"e-1","operation":"UPDATE","old":` + old + `,"new":` + new + `}`
+	}
+	if !fires(credit, update("Account", account(0, "50"), account(-20, "50"))) {
+		t.Error("AccountCreditWarning: an account with a creditLimit of 50 reaching -20 did not fire")
+	}
+	if fires(credit, update("Account", account(0, "50"), account(-10, "50"))) {
+		t.Error("AccountCreditWarning: an account with a creditLimit of 50 reaching -10 fired")
+	}
+
+	// LogiSense writes its states capitalised; Service's status is a free
+	// string, matched whatever its case.
+	transition := install("ServiceStateTransition", `{"fromState":"Active","toState":"Suspended"}`)
+	service := func(status string) string {
+		return `{"id":"svc-1","accountId":"acc-1","name":"Fibre 1G","status":"` + status + `"}`
+	}
+	if !fires(transition, update("Service", service("active"), service("suspended"))) {
+		t.Error("ServiceStateTransition Active → Suspended did not fire on active → suspended")
+	}
+
+	// LogiSense's dormant SIM, on the SIM's status.
+	dormant := install("DormantSim", `{}`)
+	sim := func(status string) string {
+		return `{"id":"sim-1","iccid":"8944474600000109251","status":"` + status + `"}`
+	}
+	if !fires(dormant, update("Sim", sim("active"), sim("dormant"))) || fires(dormant, update("Sim", sim("dormant"), sim("dormant"))) {
+		t.Error("DormantSim: want it to fire when the status becomes dormant, and only then")
+	}
+}
+
+// TestCatalogChecksStatesAgainstTheSchemasValues registers a Service
+// schema whose status is an enum, as a deployment's registry may hold:
+// a state parameter that is not one of its symbols is refused, naming the
+// parameter.
+func TestCatalogChecksStatesAgainstTheSchemasValues(t *testing.T) {
+	t.Parallel()
+	s := startCatalogAPI(t)
+	subject := s.eventSubject("Service")
+	registry := func(method, path, body string) string {
+		t.Helper()
+		req, err := http.NewRequestWithContext(t.Context(), method, s.registry+path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/vnd.schemaregistry.v1+json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("registry %s %s: %d %s", method, path, resp.StatusCode, b)
+		}
+		return string(b)
+	}
+	var latest struct {
+		Schema string `json:"schema"`
+	}
+	var service map[string]any
+	if err := json.Unmarshal([]byte(registry(http.MethodGet, "/subjects/"+subject+"/versions/latest", "")), &latest); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal([]byte(latest.Schema), &service); err != nil {
+		t.Fatal(err)
+	}
+	// The status field of the entity record, declared in the old image.
+	var status map[string]any
+	for _, f := range service["fields"].([]any) {
+		if f := f.(map[string]any); f["name"] == "old" {
+			for _, img := range f["type"].([]any)[1].(map[string]any)["fields"].([]any) {
+				if img := img.(map[string]any); img["name"] == "status" {
+					status = img
+				}
+			}
+		}
+	}
+	if status == nil {
+		t.Fatal("no status field in the Service schema")
+	}
+	status["type"] = map[string]any{"type": "enum", "name": "ServiceState", "symbols": []string{"preactive", "active", "suspended", "cancelled"}}
+	enumService, _ := json.Marshal(service)
+	schema, _ := json.Marshal(map[string]string{"schema": string(enumService)})
+	registry(http.MethodPut, "/config/"+subject, `{"compatibility":"NONE"}`)
+	registry(http.MethodPost, "/subjects/"+subject+"/versions", string(schema))
+
+	r := s.do(http.MethodPost, "/v1/catalog/ServiceStateTransition:install", s.key, `{"parameters":{"fromState":"Active"}}`)
+	if f := r.fields(); r.status != http.StatusBadRequest || len(f) != 1 || f[0] != "parameters.fromState" ||
+		!strings.Contains(jsonText(t, r.body), "one of preactive, active, suspended, cancelled") {
+		t.Errorf("fromState Active against an enum of lower-case states: %d %v, want 400 on parameters.fromState listing them", r.status, r.body)
+	}
+	if r := s.do(http.MethodPost, "/v1/catalog/ServiceStateTransition:install", s.key, `{"parameters":{"fromState":"active"}}`); r.status != http.StatusCreated {
+		t.Errorf("fromState active: %d %v, want 201", r.status, r.body)
+	}
+}
+
+// eventSubject returns the registry subject of an entity type's events.
+func (s *catalogAPI) eventSubject(entityType string) string {
+	s.t.Helper()
+	r := s.do(http.MethodGet, "/v1/event-types?limit=100", s.reader, "")
+	items, _ := r.body["items"].([]any)
+	for _, it := range items {
+		m, _ := it.(map[string]any)
+		if m["entityType"] == entityType {
+			subject, _ := m["subject"].(string)
+			return subject
+		}
+	}
+	s.t.Fatalf("no event type %s in %v", entityType, r.body)
+	return ""
 }
 
 func jsonText(t *testing.T, v any) string {
