@@ -166,9 +166,13 @@ func (j *Judge) Event(ctx context.Context, value []byte) (v *Verdict, err error)
 		if !res.Fired {
 			continue
 		}
+		// The notification as this event makes it: a previous state or
+		// threshold the rule computes is the event's own.
+		spec := rule.Spec
+		spec.Notification = res.Notification
 		enc, fail, err := j.notification(ctx, notification.Match{
 			Tenant: tenant, Event: ref, Old: v.Old, New: v.New,
-			RuleID: rule.ID, Rule: rule.Spec, Fields: res.Fields, OrderingKey: res.OrderingKey,
+			RuleID: rule.ID, Rule: spec, Fields: res.Fields, OrderingKey: res.OrderingKey,
 		})
 		switch {
 		case err != nil:

@@ -23,7 +23,7 @@ func TestNonFiniteNumbersAreWrittenAsNull(t *testing.T) {
 		Tenant: "acme", Event: notification.EventRef{ID: "ev", EntityType: "Balance", EntityID: "b", Operation: "UPDATE"},
 		Old: map[string]any{"remaining": 5.0}, New: img, RuleID: "r",
 		Rule:   configstore.Rule{Notification: configstore.RuleNotify{Name: "UnitAllowanceThreshold", State: "low"}},
-		Fields: map[string]any{"pct": nan, "list": []any{inf, 1.0}, "ok": 2.5},
+		Fields: map[string]any{"pct": nan, "list": []any{inf, 1.0}, "ok": 2.5, "iccid": "8930001", "subscription_id": "sub-1"},
 	}, notification.Sample().CreatedAt)
 	if err != nil {
 		t.Fatalf("FromMatch: %v", err)

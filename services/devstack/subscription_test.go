@@ -116,7 +116,8 @@ type hook struct {
 // to 10% left.
 func simEvent(iccid string) string {
 	balance := func(remaining int) string {
-		b, _ := json.Marshal(map[string]any{"id": "bal-" + iccid, "accountId": "acct-1", "unit": "MB", "total": 1000, "used": 1000 - remaining, "remaining": remaining})
+		b, _ := json.Marshal(map[string]any{"id": "bal-" + iccid, "accountId": "acct-1", "unit": "MB", "kind": "allowance",
+			"total": 1000, "used": 1000 - remaining, "remaining": remaining, "planId": "plan-" + iccid})
 		return string(b)
 	}
 	return `{"entityType":"Balance","entityId":"bal-` + iccid + `","operation":"UPDATE","accountId":"acct-1","deviceId":"` + iccid + `",` +

@@ -290,6 +290,7 @@ func TestHeadersParametersAndFormat(t *testing.T) {
 		Secrets:    []configstore.SigningSecret{{Secret: secret(t)}},
 	}}
 	n := notification.Sample()
+	n.Fields["subscription_id"] = `"sub-1"`
 	if _, err := wh.Deliver(t.Context(), &delivery.Delivery{Notification: n, Destination: dest, Attempt: 1}); err != nil {
 		t.Fatal(err)
 	}
@@ -302,7 +303,7 @@ func TestHeadersParametersAndFormat(t *testing.T) {
 	}
 	var body map[string]any
 	_ = json.Unmarshal(c.body, &body)
-	if body["type"] != n.Name || body["id"] != n.ID {
+	if body["type"] != n.Name || body["id"] != n.ID || body["subscription_id"] != "sub-1" || body["iccid"] != "dev-1" {
 		t.Errorf("truphone body = %s", c.body)
 	}
 	if c.header.Get("Content-Type") != "application/json" || c.header.Get(webhook.HeaderID) != n.ID {
