@@ -3,12 +3,10 @@ package webhooksender_test
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -20,22 +18,16 @@ import (
 
 	"github.com/heraldhq/herald/pkg/avro"
 	"github.com/heraldhq/herald/pkg/configstore"
-	"github.com/heraldhq/herald/pkg/delivery"
-	"github.com/heraldhq/herald/pkg/egress"
-	"github.com/heraldhq/herald/pkg/envconfig"
-	"github.com/heraldhq/herald/pkg/event"
 	"github.com/heraldhq/herald/pkg/kafka"
 	"github.com/heraldhq/herald/pkg/kafka/kafkatest"
-	"github.com/heraldhq/herald/pkg/notification"
 	"github.com/heraldhq/herald/pkg/service"
-	webhooksender "github.com/heraldhq/herald/services/webhook-sender"
 )
 
 const tenant = "t1"
 
 // stack is what an integration test runs the sender against: its own
 // topics on the real broker, a registry, the configuration view, and a
-// producer of notifications.
+// client to write with.
 type stack struct {
 	t        *testing.T
 	kafka    kafka.Config
@@ -104,119 +96,11 @@ func (s *stack) destination(id, url string, edit func(*configstore.Destination))
 	}
 }
 
-// note is one notification a test produces: key, sequence number within
-// the key, ordering and destinations.
-type note struct {
-	key     string
-	seq     int
-	ordered bool
-	dests   []string
-}
-
-func noteID(key string, seq int) string {
-	return notification.ID(tenant, fmt.Sprintf("%s#%d", key, seq), "rule")
-}
-
-// produce writes notes to the notifications topic, in order.
-func (s *stack) produce(notes []note) {
-	s.t.Helper()
-	schema, err := s.reg.Latest(s.t.Context(), s.topics.Notifications+"-herald.Notification")
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	recs := make([]*kgo.Record, 0, len(notes))
-	for _, nt := range notes {
-		acct := nt.key
-		n := notification.Notification{
-			ID: noteID(nt.key, nt.seq), TenantID: tenant, RuleID: "rule", Name: "UnitAllowanceThreshold", State: "low",
-			OrderingKey: nt.key, Ordered: nt.ordered, Destinations: nt.dests, CreatedAt: time.UnixMilli(1700000000000).UTC(),
-			Event:  notification.EventRef{ID: fmt.Sprintf("%s#%d", nt.key, nt.seq), EntityType: "Balance", EntityID: "b", Operation: "UPDATE", OccurredAt: time.UnixMilli(1700000000000).UTC(), AccountID: &acct},
-			Fields: map[string]string{"key": strconv.Quote(nt.key), "seq": strconv.Itoa(nt.seq)},
-		}
-		v, err := schema.Encode(&n)
-		if err != nil {
-			s.t.Fatal(err)
-		}
-		recs = append(recs, &kgo.Record{Topic: s.topics.Notifications, Key: event.RecordKey(tenant, nt.key), Value: v})
-	}
-	for i := 0; i < len(recs); i += 500 {
-		if err := s.cl.ProduceSync(s.t.Context(), recs[i:min(i+500, len(recs))]...).FirstErr(); err != nil {
-			s.t.Fatal(err)
-		}
-	}
-}
-
-// senderConfig is the sender's configuration for this stack, with the
-// devstack's egress policy and a test-scaled schedule.
-func (s *stack) senderConfig(schedule string) webhooksender.Config {
-	s.t.Helper()
-	c := webhooksender.Config{
-		Config: service.Config{Kafka: s.kafka, Registry: service.RegistryConfig{URL: s.registry.URL(), RegisterSchemas: true, LatestTTL: time.Minute},
-			HTTPAddr: "127.0.0.1:0", Logger: s.log},
-		Egress:  egress.Config{AllowLoopback: true, AllowHTTP: true, Ports: "any"},
-		Group:   s.kafka.TopicPrefix + "webhook-sender",
-		Timeout: 5 * time.Second,
-	}
-	if err := envconfig.Defaults(&c.Delivery); err != nil {
-		s.t.Fatal(err)
-	}
-	c.Delivery.RetrySchedule = schedule
-	c.Delivery.CommitInterval = 100 * time.Millisecond
-	return c
-}
-
-// runSender runs the sender in this process until the test ends.
-func (s *stack) runSender(c webhooksender.Config) {
-	s.t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	snd, err := webhooksender.New(ctx, c)
-	if err != nil {
-		cancel()
-		s.t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- snd.Run(ctx) }()
-	s.t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			s.t.Errorf("sender stopped with %v", err)
-		}
-		snd.Close()
-	})
-}
-
-// attempts reads the deliveries topic from its start until want attempts
-// are read or the deadline passes.
-func (s *stack) attempts(want int, deadline time.Duration) []delivery.Attempt {
-	s.t.Helper()
-	opts, _ := kafka.ClientOptions(s.kafka, "test-attempts", s.log)
-	cl, err := kgo.NewClient(append(opts, kgo.ConsumeTopics(s.topics.Deliveries), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(s.t.Context(), deadline)
-	defer cancel()
-	var out []delivery.Attempt
-	for len(out) < want && ctx.Err() == nil {
-		cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
-			var a delivery.Attempt
-			if _, err := s.reg.Decode(ctx, r.Value, &a); err != nil {
-				s.t.Errorf("attempt does not decode: %v", err)
-				return
-			}
-			out = append(out, a)
-		})
-	}
-	return out
-}
-
 // hit is one request a sink got.
 type hit struct {
 	dest, id, key string
 	seq           int
 	body          string
-	at            time.Time
 }
 
 // sink is a webhook receiver for many destinations (/d/{dest}) that keeps
@@ -249,7 +133,7 @@ func (k *sink) serve(w http.ResponseWriter, r *http.Request) {
 		} `json:"fields"`
 	}
 	_ = json.Unmarshal(b, &p)
-	h := hit{dest: strings.TrimPrefix(r.URL.Path, "/d/"), id: r.Header.Get("webhook-id"), key: p.Fields.Key, seq: p.Fields.Seq, body: string(b), at: time.Now()}
+	h := hit{dest: strings.TrimPrefix(r.URL.Path, "/d/"), id: r.Header.Get("webhook-id"), key: p.Fields.Key, seq: p.Fields.Seq, body: string(b)}
 	k.mu.Lock()
 	n := k.tries[h.dest+"/"+h.id]
 	k.tries[h.dest+"/"+h.id]++
@@ -291,12 +175,6 @@ func (k *sink) waitDelivered(t *testing.T, n int, deadline time.Duration) {
 			t.Fatalf("%d of %d deliveries after %s", k.delivered(), n, deadline)
 		}
 	}
-}
-
-func (k *sink) snapshot() []hit {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	return append([]hit(nil), k.hits...)
 }
 
 // checkOrder reports, per (destination, key), first deliveries that came
