@@ -119,18 +119,18 @@ func (s *Server) AssumedRoles() []AssumedRole {
 	return append([]AssumedRole(nil), s.assumed...)
 }
 
-// WaitCalls waits until n PutEvents calls have been received and returns
-// them, or fails after d.
-func (s *Server) WaitCalls(n int, d time.Duration) ([]Call, error) {
+// Wait waits until done says yes to the PutEvents calls received so far,
+// and returns them; it fails after d.
+func (s *Server) Wait(d time.Duration, done func(calls []Call) bool) ([]Call, error) {
 	deadline := time.After(d)
 	for {
-		if got := s.Calls(); len(got) >= n {
+		if got := s.Calls(); done(got) {
 			return got, nil
 		}
 		select {
 		case <-s.changed:
 		case <-deadline:
-			return s.Calls(), fmt.Errorf("%d of %d PutEvents calls within %s", len(s.Calls()), n, d)
+			return s.Calls(), fmt.Errorf("PutEvents calls not as awaited within %s", d)
 		}
 	}
 }
