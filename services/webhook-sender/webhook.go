@@ -23,7 +23,6 @@ import (
 	"github.com/heraldhq/herald/pkg/webhook"
 )
 
-
 // drainLimit bounds how much of a response is read past the excerpt, so
 // that a small answer leaves its connection reusable and a large one is
 // cut off.
