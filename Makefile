@@ -18,7 +18,7 @@ FUZZTIME ?= 10s
 VENV := .cache/venv
 PEERS := deploy/peers/requirements.txt
 
-.PHONY: help run build lint peers test test-unit fuzz kafka-start kafka-stop tidy bench-evaluator bench-rules bench-webhook bench-email
+.PHONY: help run build lint peers test test-unit fuzz kafka-start kafka-stop tidy bench-evaluator bench-rules bench-webhook bench-email bench-eventbridge
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -84,3 +84,6 @@ bench-webhook: ## Webhook sender deliveries/s against a local sink next to wrk's
 
 bench-email: peers ## Email channel emails/s over pooled SMTP sessions next to a new connection per email (aiosmtpd, a Go server), and the ratio.
 	$(GO) run ./services/email-sender/cmd/email-bench -python $(VENV)/bin/python
+
+bench-eventbridge: ## EventBridge sender notifications/s and entries per PutEvents call against a local stand-in, next to a PutEvents loop, and the ratio.
+	$(GO) run ./services/eventbridge-sender/cmd/eventbridge-bench
