@@ -18,7 +18,7 @@ FUZZTIME ?= 10s
 VENV := .cache/venv
 PEERS := deploy/peers/requirements.txt
 
-.PHONY: help run build lint peers test test-unit fuzz kafka-start kafka-stop tidy bench-evaluator bench-rules bench-webhook bench-email bench-eventbridge
+.PHONY: help run build images lint peers test test-unit fuzz kafka-start kafka-stop tidy bench-evaluator bench-rules bench-webhook bench-email bench-eventbridge
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -29,6 +29,22 @@ run: ## Run the devstack: embedded Kafka and registry, every service, a demo ten
 build: ## Build every service's binary into bin/.
 	@mkdir -p bin
 	@for m in services/*/cmd/*; do echo "build $$m"; $(GO) build -o bin/ ./$$m || exit 1; done
+
+# The images `make images` builds: every service but the devstack, and the
+# compose stack's one-shot bootstrap; tagged $(IMAGE_PREFIX)<name>:$(IMAGE_TAG).
+IMAGES := $(filter-out devstack,$(patsubst services/%/go.mod,%,$(wildcard services/*/go.mod))) bootstrap
+IMAGE_PREFIX ?= herald/
+IMAGE_TAG ?= dev
+
+images: ## Build every service's image from deploy/Dockerfile with docker, podman or buildah (CONTAINER_ENGINE to choose).
+	@engine="$${CONTAINER_ENGINE:-}"; \
+	if [ -z "$$engine" ]; then for e in docker podman buildah; do if command -v $$e >/dev/null; then engine=$$e; break; fi; done; fi; \
+	if [ -z "$$engine" ]; then echo "images: no container engine found: install docker, podman or buildah, or set CONTAINER_ENGINE" >&2; exit 1; fi; \
+	command -v "$$engine" >/dev/null || { echo "images: CONTAINER_ENGINE=$$engine is not installed" >&2; exit 1; }; \
+	for s in $(IMAGES); do \
+	  echo "images: $$engine build $(IMAGE_PREFIX)$$s:$(IMAGE_TAG)"; \
+	  DOCKER_BUILDKIT=1 $$engine build -f deploy/Dockerfile --build-arg SERVICE=$$s -t $(IMAGE_PREFIX)$$s:$(IMAGE_TAG) . || exit 1; \
+	done
 
 lint: ## gofmt and go vet over every module.
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
