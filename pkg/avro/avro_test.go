@@ -92,10 +92,13 @@ func TestEncodeThenDecodeGivesBackTheEvent(t *testing.T) {
 			"old": old, "new": new,
 		}
 	}
+	// The newest Balance version's fields absent from the input take their
+	// defaults: no kind, no tiers.
 	balance := func(remaining float64, planID any) map[string]any {
 		return map[string]any{
 			"id": "bal-1", "accountId": "acc-1", "unit": "MB",
 			"total": 1000.0, "used": 1000 - remaining, "remaining": remaining, "planId": planID,
+			"kind": nil, "tiers": map[string]any{},
 		}
 	}
 
