@@ -151,7 +151,7 @@ func (b *batcher) put(life context.Context, batch []*entry) {
 		if isThrottle(err) {
 			backoff = b.throttled()
 		}
-		r, _ := callOutcome(err, backoff)
+		r := callOutcome(err, backoff)
 		var ae *delivery.AttemptError
 		var ce *credentialsError
 		if len(batch) > 1 && errors.As(r.err, &ae) && ae.Kind == delivery.Permanent && !errors.As(err, &ce) {

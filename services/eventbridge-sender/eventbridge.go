@@ -249,9 +249,8 @@ func entryOutcome(r types.PutEventsResultEntry) result {
 }
 
 // callOutcome says what a failed PutEvents call means for each of its
-// entries; throttled reports call-level throttling, which backs the whole
-// client off for backoff.
-func callOutcome(err error, backoff time.Duration) (r result, throttled bool) {
+// entries; backoff is how long a throttled call's client waits.
+func callOutcome(err error, backoff time.Duration) result {
 	var resp delivery.Response
 	var re *awshttp.ResponseError
 	if errors.As(err, &re) {
@@ -269,21 +268,21 @@ func callOutcome(err error, backoff time.Duration) (r result, throttled bool) {
 		// holds until the tenant changes it; anything else, such as STS
 		// out of reach, may pass.
 		if hasCode && api.ErrorCode() == "AccessDenied" {
-			return result{response: resp, err: delivery.PermanentError("credentials", err)}, false
+			return result{response: resp, err: delivery.PermanentError("credentials", err)}
 		}
-		return result{response: resp, err: delivery.RetryError("credentials", err)}, false
+		return result{response: resp, err: delivery.RetryError("credentials", err)}
 	case hasCode && isThrottle(err):
-		return result{response: resp, err: delivery.RetryAfterError(api.ErrorCode(), backoff, err)}, true
+		return result{response: resp, err: delivery.RetryAfterError(api.ErrorCode(), backoff, err)}
 	case hasCode && (retryableCodes[api.ErrorCode()] || resp.StatusCode >= 500):
-		return result{response: resp, err: delivery.RetryError(api.ErrorCode(), err)}, false
+		return result{response: resp, err: delivery.RetryError(api.ErrorCode(), err)}
 	case hasCode:
-		return result{response: resp, err: delivery.PermanentError(api.ErrorCode(), err)}, false
+		return result{response: resp, err: delivery.PermanentError(api.ErrorCode(), err)}
 	case errors.Is(err, context.Canceled):
-		return result{response: resp, err: err}, false
+		return result{response: resp, err: err}
 	case errors.Is(err, context.DeadlineExceeded):
-		return result{response: resp, err: delivery.RetryError("timeout", err)}, false
+		return result{response: resp, err: delivery.RetryError("timeout", err)}
 	case resp.StatusCode >= 500:
-		return result{response: resp, err: delivery.RetryError("status", err)}, false
+		return result{response: resp, err: delivery.RetryError("status", err)}
 	}
-	return result{response: resp, err: delivery.RetryError("network", err)}, false
+	return result{response: resp, err: delivery.RetryError("network", err)}
 }
