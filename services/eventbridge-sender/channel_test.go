@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -444,5 +445,20 @@ func jsonEqual(t *testing.T, what, got, want string) {
 	wb, _ := json.Marshal(w)
 	if !bytes.Equal(gb, wb) {
 		t.Errorf("%s:\n got %s\nwant %s", what, gb, wb)
+	}
+}
+
+func TestDeliverAfterCloseFailsAtOnce(t *testing.T) {
+	srv := eventbridgetest.New(nil)
+	t.Cleanup(srv.Close)
+	setAWSEnv(t, srv.URL)
+	eb := newChannel(t, eventbridgesender.Options{Calls: 1})
+	eb.Close()
+	out := deliverAll(t, eb, bus(busARN, nil), []*notification.Notification{note("a", 0)})
+	if !errors.Is(out[0].err, context.Canceled) {
+		t.Errorf("deliver after Close: %v; want it canceled", out[0].err)
+	}
+	if calls, _ := srv.Counts(); calls != 0 {
+		t.Errorf("%d calls after Close", calls)
 	}
 }

@@ -85,7 +85,9 @@ func NewEventBridge(aws aws.Config, o Options) *EventBridge {
 // Close stops the batchers once the calls under way have finished. Call
 // it after the engine's Run returned.
 func (eb *EventBridge) Close() {
+	eb.mu.Lock()
 	eb.end()
+	eb.mu.Unlock()
 	eb.wg.Wait()
 }
 
@@ -110,6 +112,9 @@ func (eb *EventBridge) Deliver(ctx context.Context, d *delivery.Delivery) (deliv
 	}
 	for {
 		b := eb.batcher(key)
+		if b == nil {
+			return delivery.Response{}, fmt.Errorf("the EventBridge channel is closed: %w", context.Canceled)
+		}
 		select {
 		case b.in <- e:
 		case <-b.done:
@@ -126,10 +131,14 @@ func (eb *EventBridge) Deliver(ctx context.Context, d *delivery.Delivery) (deliv
 	}
 }
 
-// batcher returns the batcher of key's client, starting one if needed.
+// batcher returns the batcher of key's client, starting one if needed;
+// nil once the channel is closed.
 func (eb *EventBridge) batcher(key clientKey) *batcher {
 	eb.mu.Lock()
 	defer eb.mu.Unlock()
+	if eb.life.Err() != nil {
+		return nil
+	}
 	if b, ok := eb.batchers[key]; ok {
 		return b
 	}
