@@ -43,8 +43,8 @@ const (
 	// recoverWithin is how long the load goes on after /readyz says ready
 	// again, past loadFor if the broker was slow to start, but never past
 	// loadAtMost.
-	recoverWithin  = 8 * time.Second
-	loadAtMost     = 45 * time.Second
+	recoverWithin  = 15 * time.Second
+	loadAtMost     = 90 * time.Second
 	produceTimeout = 2 * time.Second
 	// clientTimeout is well above produceTimeout, so that a 503 that
 	// comes in time is ingest's doing, not the client's.

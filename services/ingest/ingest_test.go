@@ -27,8 +27,8 @@ const balanceUpdate = `{"entityType":"Balance","entityId":"bal-1","operation":"U
 
 // The images above as they read back from the events topic.
 var (
-	decodedBefore = map[string]any{"id": "bal-1", "accountId": "acc-1", "unit": "MB", "total": 1024.0, "used": 800.0, "remaining": 224.0, "planId": nil}
-	decodedAfter  = map[string]any{"id": "bal-1", "accountId": "acc-1", "unit": "MB", "total": 1024.0, "used": 1000.0, "remaining": 24.0, "planId": "plan-5g"}
+	decodedBefore = map[string]any{"id": "bal-1", "accountId": "acc-1", "unit": "MB", "total": 1024.0, "used": 800.0, "remaining": 224.0, "planId": nil, "kind": nil, "tiers": map[string]any{}}
+	decodedAfter  = map[string]any{"id": "bal-1", "accountId": "acc-1", "unit": "MB", "total": 1024.0, "used": 1000.0, "remaining": 24.0, "planId": "plan-5g", "kind": nil, "tiers": map[string]any{}}
 )
 
 func TestAcceptedEventIsProducedAsAvroKeyedByTenant(t *testing.T) {
