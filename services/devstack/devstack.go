@@ -1,13 +1,13 @@
 // Package devstack runs all of Herald in one process for local use: an
 // embedded Kafka broker (franz-go's kfake, on a real port that any Kafka
 // client can reach), an embedded schema registry (srfake), and the ingest,
-// admin-api, rule-evaluator, webhook-sender and email-sender services, each
-// through the same New and Run as in production, talking only through Kafka
-// topics, each configured from the same HERALD_* variables with the same
-// defaults as when run on its own. The ingest and admin routes share one
-// HTTP port. A demo tenant and its API key
-// are created at start through the admin API's operator routes, as an
-// operator would create any tenant.
+// admin-api, rule-evaluator, webhook-sender, email-sender and
+// eventbridge-sender services, each through the same New and Run as in
+// production, talking only through Kafka topics, each configured from the
+// same HERALD_* variables with the same defaults as when run on its own.
+// The ingest and admin routes share one HTTP port. A demo tenant and its
+// API key are created at start through the admin API's operator routes,
+// as an operator would create any tenant.
 package devstack
 
 import (
@@ -32,6 +32,7 @@ import (
 	"github.com/heraldhq/herald/pkg/telemetry"
 	adminapi "github.com/heraldhq/herald/services/admin-api"
 	emailsender "github.com/heraldhq/herald/services/email-sender"
+	eventbridgesender "github.com/heraldhq/herald/services/eventbridge-sender"
 	"github.com/heraldhq/herald/services/ingest"
 	ruleevaluator "github.com/heraldhq/herald/services/rule-evaluator"
 	webhooksender "github.com/heraldhq/herald/services/webhook-sender"
@@ -180,8 +181,8 @@ type Services struct {
 	Ready func(apiKey string)
 }
 
-// RunServices runs ingest, admin-api, rule-evaluator, webhook-sender and
-// email-sender in this process, with the ingest and admin routes on one
+// RunServices runs ingest, admin-api, rule-evaluator and the webhook, email
+// and EventBridge senders in this process, with the ingest and admin routes on one
 // listener, and seeds the demo tenant through the operator routes. It
 // returns when ctx ends or a service fails.
 func RunServices(ctx context.Context, s Services) error {
@@ -195,6 +196,20 @@ func RunServices(ctx context.Context, s Services) error {
 			return err
 		}
 		s.Common.Metrics = m
+	}
+	if s.Common.Tracing == nil {
+		// One process, one service name: herald-devstack unless
+		// OTEL_SERVICE_NAME says otherwise.
+		tr, err := telemetry.NewTracing(ctx, "devstack")
+		if err != nil {
+			return err
+		}
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = tr.Shutdown(sctx)
+		}()
+		s.Common.Tracing = tr
 	}
 	with := func(name string) service.Config {
 		cc := s.Common
@@ -238,6 +253,11 @@ func RunServices(ctx context.Context, s Services) error {
 		return err
 	}
 	comps = append(comps, es)
+	ebs, err := eventbridgesender.New(ctx, cfgs.eventbridge)
+	if err != nil {
+		return err
+	}
+	comps = append(comps, ebs)
 
 	g, ctx := errgroup.WithContext(ctx)
 	health := &httpapi.Health{}
@@ -255,7 +275,9 @@ func RunServices(ctx context.Context, s Services) error {
 			return nil
 		})
 	}
-	g.Go(func() error { return httpapi.Serve(ctx, s.HTTP, mux, 5*time.Second, root.With("component", "http")) })
+	g.Go(func() error {
+		return httpapi.Serve(ctx, s.HTTP, s.Common.Tracing.Handler(mux), 5*time.Second, root.With("component", "http"))
+	})
 	g.Go(func() error {
 		if err := api.Store().WaitCaughtUp(ctx); err != nil {
 			return fmt.Errorf("seed demo tenant: %w", err)
@@ -300,11 +322,12 @@ func startBroker(c Config, ln net.Listener) (*kfake.Cluster, error) {
 
 // configs are the services' configurations in the devstack.
 type configs struct {
-	ingest    ingest.Config
-	admin     adminapi.Config
-	evaluator ruleevaluator.Config
-	webhook   webhooksender.Config
-	email     emailsender.Config
+	ingest      ingest.Config
+	admin       adminapi.Config
+	evaluator   ruleevaluator.Config
+	webhook     webhooksender.Config
+	email       emailsender.Config
+	eventbridge eventbridgesender.Config
 }
 
 // serviceConfigs reads each service's configuration from the same HERALD_*
@@ -316,7 +339,7 @@ type configs struct {
 // receivers on the laptop, and plaintext SMTP for a local mail catcher.
 func serviceConfigs(s Services, with func(name string) service.Config) (configs, error) {
 	var c configs
-	for _, cfg := range []any{&c.ingest, &c.admin, &c.evaluator, &c.webhook, &c.email} {
+	for _, cfg := range []any{&c.ingest, &c.admin, &c.evaluator, &c.webhook, &c.email, &c.eventbridge} {
 		if err := envconfig.Parse(cfg); err != nil {
 			return c, err
 		}
@@ -326,8 +349,10 @@ func serviceConfigs(s Services, with func(name string) service.Config) (configs,
 	c.evaluator.Config = with("rule-evaluator")
 	c.webhook.Config, c.webhook.Egress = with("webhook-sender"), DevEgress()
 	c.email.Config, c.email.Egress, c.email.Ports, c.email.AllowPlaintext = with("email-sender"), DevEgress(), "any", true
+	c.eventbridge.Config = with("eventbridge-sender")
 	for name, v := range map[string]envconfig.Validator{
 		"ingest": c.ingest, "admin-api": c.admin, "rule-evaluator": c.evaluator, "webhook-sender": c.webhook, "email-sender": c.email,
+		"eventbridge-sender": c.eventbridge,
 	} {
 		if err := v.Validate(); err != nil {
 			return c, fmt.Errorf("%s: %w", name, err)
