@@ -8,8 +8,12 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/heraldhq/herald/pkg/configstore"
+	"github.com/heraldhq/herald/pkg/kafka"
 	"github.com/heraldhq/herald/pkg/notification"
 )
 
@@ -26,6 +30,9 @@ type job struct {
 	origin   Origin
 	parked   bool // read from the retry topic as a parked keyed delivery
 	heldAt   time.Time
+	// trace is the record's trace context headers, kept on its retry and
+	// dead-letter records; nil when it has none.
+	trace []kgo.RecordHeader
 }
 
 // handleNotification starts a delivery per destination of this channel.
@@ -39,12 +46,13 @@ func (e *Engine) handleNotification(ctx context.Context, r *kgo.Record) error {
 		return ctx.Err()
 	}
 	x := trackedFrom(ctx)
+	tr := kafka.TraceHeaders(r.Headers)
 	for _, dest := range n.Destinations {
 		d, _, ok := e.dests.Destination(n.TenantID, dest)
 		if ok && d.Type != e.channel {
 			continue // another channel's
 		}
-		j := &job{x: x, n: n, key: r.Key, value: r.Value, dest: dest, origin: Origin{r.Topic, r.Partition, r.Offset}}
+		j := &job{x: x, n: n, key: r.Key, value: r.Value, dest: dest, origin: Origin{r.Topic, r.Partition, r.Offset}, trace: tr}
 		x.hold()
 		if n.Ordered {
 			j.lane = laneKey(r.Key, dest)
@@ -73,7 +81,7 @@ func (e *Engine) handleRetry(ctx context.Context, r *kgo.Record) error {
 	x := trackedFrom(ctx)
 	x.hold()
 	j := &job{x: x, n: n, key: r.Key, value: r.Value, dest: en.Destination, attempts: en.Attempts, due: en.Due,
-		origin: en.Origin, heldAt: e.clock.Now()}
+		origin: en.Origin, heldAt: e.clock.Now(), trace: kafka.TraceHeaders(r.Headers)}
 	if en.Ordered {
 		j.lane, j.parked = laneKey(r.Key, en.Destination), true
 		p.push(j)
@@ -234,7 +242,7 @@ func (e *Engine) handOff(p *partition, j *job, parked bool) {
 		p.parks.add(j.lane, 1)
 	}
 	en := Entry{Destination: j.dest, Attempts: j.attempts, Due: j.due, Ordered: parked, Origin: j.origin}
-	e.produce(&kgo.Record{Topic: e.topics.Retry, Key: j.key, Value: j.value, Headers: en.Headers()}, func(err error) {
+	e.produce(&kgo.Record{Topic: e.topics.Retry, Key: j.key, Value: j.value, Headers: append(en.Headers(), j.trace...)}, func(err error) {
 		if err != nil {
 			return // unfinished: read again after a restart
 		}
@@ -257,13 +265,16 @@ func (e *Engine) attempt(p *partition, j *job, dest configstore.Destination, ver
 	}
 	defer lim.release()
 	j.attempts++
+	ctx, span := e.startAttempt(j)
 	start, began := e.clock.Now(), time.Now()
-	resp, err := e.ch.Deliver(e.attemptCtx, &Delivery{Notification: j.n, DestinationID: j.dest, Destination: dest, Attempt: j.attempts})
+	resp, err := e.ch.Deliver(ctx, &Delivery{Notification: j.n, DestinationID: j.dest, Destination: dest, Attempt: j.attempts})
+	took := time.Since(began)
 	if err != nil && errors.Is(err, context.Canceled) && e.attemptCtx.Err() != nil {
+		endAttempt(span, resp, "", err)
 		return nil, nil, false
 	}
 	a := e.newAttempt(j, start)
-	a.LatencyMs = time.Since(began).Milliseconds()
+	a.LatencyMs = took.Milliseconds()
 	if resp.StatusCode != 0 {
 		sc := int32(resp.StatusCode)
 		a.StatusCode = &sc
@@ -274,12 +285,49 @@ func (e *Engine) attempt(p *partition, j *job, dest configstore.Destination, ver
 	}
 	if err == nil {
 		a.Outcome = OutcomeDelivered
-		return a, nil, true
+	} else {
+		ae := classify(err)
+		a.Outcome = map[Kind]string{Retry: OutcomeRetry, Permanent: OutcomePermanent, Gone: OutcomeGone}[ae.Kind]
+		a.ErrorClass, a.Error = &ae.Class, ptr(errText(err))
 	}
-	ae := classify(err)
-	a.Outcome = map[Kind]string{Retry: OutcomeRetry, Permanent: OutcomePermanent, Gone: OutcomeGone}[ae.Kind]
-	a.ErrorClass, a.Error = &ae.Class, ptr(errText(err))
+	e.metrics.attempted(a.Outcome, took)
+	endAttempt(span, resp, a.Outcome, err)
 	return a, err, true
+}
+
+// startAttempt starts an attempt's span as a child of the trace context
+// j's record carries; without a tracer it returns the attempts' context
+// and a nil span.
+func (e *Engine) startAttempt(j *job) (context.Context, trace.Span) {
+	if e.tracer == nil {
+		return e.attemptCtx, nil
+	}
+	return e.tracer.Start(kafka.HeadersContext(e.attemptCtx, j.trace), "deliver "+e.channel,
+		trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(
+			attribute.String("herald.channel", e.channel),
+			attribute.String("herald.tenant", j.n.TenantID),
+			attribute.String("herald.destination", j.dest),
+			attribute.String("herald.notification", j.n.ID),
+			attribute.Int("herald.attempt", j.attempts),
+		))
+}
+
+// endAttempt ends an attempt's span with its outcome and status code.
+func endAttempt(span trace.Span, resp Response, outcome string, err error) {
+	if span == nil {
+		return
+	}
+	if outcome != "" {
+		span.SetAttributes(attribute.String("herald.outcome", outcome))
+	}
+	if resp.StatusCode != 0 {
+		span.SetAttributes(attribute.Int("herald.status_code", resp.StatusCode))
+	}
+	if err != nil {
+		span.SetStatus(codes.Error, errText(err))
+	}
+	span.End()
 }
 
 func (e *Engine) newAttempt(j *job, start time.Time) *Attempt {
@@ -312,7 +360,12 @@ func (e *Engine) deadLetter(p *partition, j *job, a *Attempt, ae *AttemptError) 
 	var wg countdown
 	wg.init(2, func() { e.finish(p, j) })
 	e.record(a, func(err error) { wg.done(err) })
-	e.produce(&kgo.Record{Topic: e.topics.DLQ, Key: j.key, Value: j.value, Headers: en.Headers()}, wg.done)
+	e.produce(&kgo.Record{Topic: e.topics.DLQ, Key: j.key, Value: j.value, Headers: append(en.Headers(), j.trace...)}, func(err error) {
+		if err == nil {
+			e.metrics.deadLettered(ae.Class)
+		}
+		wg.done(err)
+	})
 }
 
 // record writes a to the deliveries topic and calls then once written.

@@ -17,10 +17,12 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/heraldhq/herald/pkg/avro"
 	"github.com/heraldhq/herald/pkg/configstore"
 	"github.com/heraldhq/herald/pkg/httpapi"
+	"github.com/heraldhq/herald/pkg/kafka"
 	"github.com/heraldhq/herald/pkg/notification"
 	"github.com/heraldhq/herald/pkg/telemetry"
 )
@@ -158,6 +160,9 @@ type Options struct {
 	Log   *slog.Logger
 	Meter metric.Meter
 	Clock Clock
+	// Tracer, when set, gives each attempt a span that continues the
+	// notification record's trace; nil means tracing is off.
+	Tracer trace.Tracer
 }
 
 // Engine delivers the notifications of one channel.
@@ -184,6 +189,9 @@ type Engine struct {
 	// held fails Ready while a record waits out the world's fault.
 	held            httpapi.Condition
 	countUnreadable func(context.Context)
+	tracer          trace.Tracer
+	lag             *kafka.Lag
+	metrics         deliveryMetrics
 
 	// attemptCtx outlives revocations: an attempt under way finishes (its
 	// channel's timeout bounds it) so that its outcome is known.
@@ -235,6 +243,9 @@ func New(o Options) (*Engine, error) {
 	unreadable := telemetry.Counter(o.Meter, "herald.delivery.unreadable", "Records no handler can read (bad bytes, a handler panic), dead-lettered: the record's fault.")
 	transient := telemetry.Counter(o.Meter, "herald.delivery.transient_retries", "Records retried in place after a failure that should pass (registry or broker out of reach): the world's fault.")
 	e.countUnreadable = func(ctx context.Context) { unreadable.Add(ctx, 1, channelAttr) }
+	e.tracer = o.Tracer
+	e.lag = kafka.NewLag(o.Meter, o.Group.ID)
+	e.metrics = newDeliveryMetrics(o.Meter, o.Channel)
 	mws := []Middleware{
 		DeadLetter(e.deadLetterRecord),
 		RetryTransient(e.log, 500*time.Millisecond, &e.held, func(ctx context.Context) { transient.Add(ctx, 1, channelAttr) }),
@@ -335,6 +346,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		fetches.EachError(func(t string, p int32, err error) {
 			e.log.Warn("fetch", "topic", t, "partition", p, "err", err)
 		})
+		e.lag.Fetched(fetches)
 		fetches.EachPartition(func(ftp kgo.FetchTopicPartition) {
 			e.dispatch(ftp.Topic, ftp.Partition, ftp.Records)
 		})
@@ -441,6 +453,7 @@ func (e *Engine) lost(ctx context.Context, _ *kgo.Client, m map[string][]int32) 
 // under way finish, hand-offs are flushed, and, when commit is set, the
 // finished offsets are committed.
 func (e *Engine) stop(m map[string][]int32, commit bool) {
+	e.lag.Forget(m)
 	var parts []*partition
 	e.mu.Lock()
 	for topic, ids := range m {
@@ -566,6 +579,7 @@ func (e *Engine) deadLetterRecord(ctx context.Context, r *kgo.Record, err error)
 	x.hold()
 	e.produce(&kgo.Record{Topic: e.topics.DLQ, Key: r.Key, Value: r.Value, Headers: hdr}, func(err error) {
 		if err == nil {
+			e.metrics.deadLettered("unreadable")
 			x.release()
 		}
 	})

@@ -3,10 +3,11 @@
 //
 // Config is filled from HERALD_KAFKA_* variables. ClientOptions is the only
 // place where kgo options common to all clients are set (seeds, client id,
-// TLS, SASL, logging, group protocol); each service adds what is particular
-// to its clients (consumer group, transactional id) on top. Topics names
-// every topic with the configured prefix, and EnsureTopics creates the
-// missing ones.
+// TLS, SASL, logging, group protocol, tracing hooks); each service adds
+// what is particular to its clients (consumer group, transactional id) on
+// top. Topics names every topic with the configured prefix, and
+// EnsureTopics creates the missing ones. RecordContext and TraceHeaders
+// carry a record's W3C trace context to the work it causes.
 package kafka
 
 import (
@@ -45,6 +46,9 @@ type Config struct {
 	// GroupProtocol is the consumer group protocol: "classic" or
 	// "consumer" (KIP-848, Kafka 4.0+); empty means classic.
 	GroupProtocol string `env:"GROUP_PROTOCOL" envDefault:"classic"`
+	// Tracing, when on, gives each record written in a traced context a
+	// publish span and carries its traceparent in the record's headers.
+	Tracing *telemetry.Tracing `env:"-"`
 }
 
 // Validate reports the first setting that cannot work, naming its variable.
@@ -123,6 +127,9 @@ func ClientOptions(c Config, service string, log *slog.Logger) ([]kgo.Opt, error
 		// Herald's records are small and latency matters more than batch
 		// size: a notification should leave within milliseconds.
 		kgo.ProducerLinger(0),
+	}
+	if c.Tracing.Enabled() {
+		opts = append(opts, kgo.WithHooks(newPublishTracing(c.Tracing.Provider(), "herald-"+service)))
 	}
 	if c.GroupProtocol == GroupProtocolConsumer {
 		// franz-go joins with KIP-848 only through ServerSideBalancer

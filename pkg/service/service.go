@@ -18,6 +18,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/heraldhq/herald/pkg/avro"
@@ -43,6 +44,9 @@ type Config struct {
 	Logger *slog.Logger `env:"-"`
 	// Metrics, when set, is shared with the process's other services.
 	Metrics *telemetry.Metrics `env:"-"`
+	// Tracing, when set, is shared with the process's other services;
+	// otherwise the service makes its own from the OTEL_* variables.
+	Tracing *telemetry.Tracing `env:"-"`
 }
 
 // RegistryConfig says where the schema registry is and whether to register
@@ -84,6 +88,10 @@ type Base struct {
 	Config    *configstore.Store
 	Health    *httpapi.Health
 	Metrics   *telemetry.Metrics
+	Tracing   *telemetry.Tracing
+	// ownTracing is set when Tracing was made for this service alone, so
+	// that Close shuts it down.
+	ownTracing bool
 }
 
 // Start connects a service named name: Kafka options, topics, registry
@@ -97,6 +105,26 @@ func Start(ctx context.Context, name string, c Config) (*Base, error) {
 		}
 		log = log.With("service", name)
 	}
+	tracing, own := c.Tracing, c.Tracing == nil
+	if own {
+		var err error
+		if tracing, err = telemetry.NewTracing(ctx, name); err != nil {
+			return nil, err
+		}
+	}
+	b, err := start(ctx, name, c, log, tracing)
+	if err != nil {
+		if own {
+			_ = tracing.Shutdown(context.WithoutCancel(ctx))
+		}
+		return nil, err
+	}
+	b.ownTracing = own
+	return b, nil
+}
+
+func start(ctx context.Context, name string, c Config, log *slog.Logger, tracing *telemetry.Tracing) (*Base, error) {
+	c.Kafka.Tracing = tracing
 	opts, err := kafka.ClientOptions(c.Kafka, name, log)
 	if err != nil {
 		return nil, err
@@ -107,7 +135,7 @@ func Start(ctx context.Context, name string, c Config) (*Base, error) {
 			return nil, err
 		}
 	}
-	b := &Base{Name: name, Log: log, Kafka: c.Kafka, KafkaOpts: opts, Topics: c.Kafka.Topics(), Health: &httpapi.Health{}, Metrics: metrics}
+	b := &Base{Name: name, Log: log, Kafka: c.Kafka, KafkaOpts: opts, Topics: c.Kafka.Topics(), Health: &httpapi.Health{}, Metrics: metrics, Tracing: tracing}
 	if c.Kafka.CreateTopics {
 		if err := b.ensureTopics(ctx); err != nil {
 			return nil, err
@@ -171,8 +199,18 @@ func (b *Base) FollowConfig(ctx context.Context) error {
 	return g.Wait()
 }
 
-// Close releases the configuration view.
-func (b *Base) Close() { b.Config.Close() }
+// Close releases the configuration view, and exports the spans still
+// buffered when the service has a tracer provider of its own.
+func (b *Base) Close() {
+	b.Config.Close()
+	if b.ownTracing {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := b.Tracing.Shutdown(ctx); err != nil {
+			b.Log.Warn("trace export at shutdown", "err", err)
+		}
+	}
+}
 
 // EventSubject returns the registry subject of an entity type's events on
 // the events topic (TopicRecordNameStrategy).
@@ -232,8 +270,19 @@ func Serve(ctx context.Context, addr string, c Component) error {
 	c.Routes(mux)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return c.Run(gctx) })
-	g.Go(func() error { return httpapi.Serve(gctx, ln, mux, 10*time.Second, c.Base().Log) })
+	g.Go(func() error {
+		return httpapi.Serve(gctx, ln, c.Base().Tracing.Handler(mux), 10*time.Second, c.Base().Log)
+	})
 	return g.Wait()
+}
+
+// Tracer returns the named tracer when tracing is on, nil otherwise, so
+// that a nil check is all a hot path pays when it is off.
+func (b *Base) Tracer(name string) trace.Tracer {
+	if !b.Tracing.Enabled() {
+		return nil
+	}
+	return b.Tracing.Tracer(name)
 }
 
 // DeliveryOptions returns a delivery engine's options for channel on the
@@ -252,5 +301,6 @@ func (b *Base) DeliveryOptions(channel string) delivery.Options {
 		Destinations: b.Config,
 		Log:          b.Log,
 		Meter:        b.Metrics.Meter("herald/delivery"),
+		Tracer:       b.Tracer("herald/delivery"),
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/heraldhq/herald/pkg/judge"
+	"github.com/heraldhq/herald/pkg/kafka"
 )
 
 // consume runs one transaction per poll until ctx ends. A transaction that
@@ -31,6 +32,7 @@ func (e *Evaluator) consume(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
+		e.lag.Fetched(fetches)
 		fetches.EachError(func(t string, p int32, err error) {
 			e.base.Log.Warn("fetch", "topic", t, "partition", p, "err", err)
 		})
@@ -147,7 +149,10 @@ func (e *Evaluator) evaluateAll(ctx context.Context, fetches kgo.Fetches) ([]*kg
 // a way no retry mends. An error is the world's fault: the transaction
 // aborts and the event is judged again.
 func (e *Evaluator) evaluate(ctx context.Context, r *kgo.Record) ([]*kgo.Record, error) {
+	began := time.Now()
 	v, err := e.judge.Event(ctx, r.Value)
+	e.metrics.latency.Record(ctx, time.Since(began).Seconds())
+	tctx := e.traced(r, began, v, err)
 	var re *judge.RecordError
 	if errors.As(err, &re) {
 		e.base.Log.Warn("event dead-lettered", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "reason", re.Error())
@@ -157,8 +162,15 @@ func (e *Evaluator) evaluate(ctx context.Context, r *kgo.Record) ([]*kgo.Record,
 		return nil, fmt.Errorf("judge event at %s/%d/%d: %w", r.Topic, r.Partition, r.Offset, err)
 	}
 	out := make([]*kgo.Record, 0, len(v.Notifications)+1)
+	// Traced, each notification's write carries its own traceparent;
+	// otherwise the event's trace headers, if any, are passed on as they
+	// are (shared: nothing writes to them).
+	var hdr []kgo.RecordHeader
+	if tctx == nil {
+		hdr = kafka.TraceHeaders(r.Headers)
+	}
 	for _, n := range v.Notifications {
-		out = append(out, &kgo.Record{Topic: e.base.Topics.Notifications, Key: n.Key, Value: n.Value})
+		out = append(out, &kgo.Record{Topic: e.base.Topics.Notifications, Key: n.Key, Value: n.Value, Headers: hdr, Context: tctx})
 	}
 	if len(v.Failures) == 0 {
 		return out, nil

@@ -27,12 +27,14 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 
 	havro "github.com/heraldhq/herald/pkg/avro"
 	"github.com/heraldhq/herald/pkg/configstore"
 	"github.com/heraldhq/herald/pkg/httpapi"
 	"github.com/heraldhq/herald/pkg/judge"
+	"github.com/heraldhq/herald/pkg/kafka"
 	"github.com/heraldhq/herald/pkg/rules"
 	"github.com/heraldhq/herald/pkg/service"
 	"github.com/heraldhq/herald/pkg/subscription"
@@ -82,6 +84,9 @@ type Evaluator struct {
 	maxBatch int
 	metrics  evaluatorMetrics
 	stalled  httpapi.Condition
+	// tracer is nil when tracing is off.
+	tracer trace.Tracer
+	lag    *kafka.Lag
 
 	mu sync.Mutex
 	// pending holds rules that could not be compiled for a reason that may
@@ -100,7 +105,10 @@ func New(ctx context.Context, c Config) (*Evaluator, error) {
 		host, _ := os.Hostname()
 		txid = c.Group + "-" + host
 	}
+	lag := kafka.NewLag(base.Metrics.Meter("herald/rule-evaluator"), c.Group)
 	opts := append(append([]kgo.Opt(nil), base.KafkaOpts...),
+		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, m map[string][]int32) { lag.Forget(m) }),
+		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, m map[string][]int32) { lag.Forget(m) }),
 		kgo.TransactionalID(txid),
 		// An evaluator killed mid-transaction leaves it open until its
 		// successor fences it or this timeout ends it; keep the stall short.
@@ -123,7 +131,8 @@ func New(ctx context.Context, c Config) (*Evaluator, error) {
 		base.Close()
 		return nil, err
 	}
-	e := &Evaluator{base: base, sess: sess, compiler: rules.NewCompiler(rules.DefaultLimits), index: rules.NewIndex(), subs: subs, maxBatch: c.MaxBatch, pending: map[string]configstore.Document{}}
+	e := &Evaluator{base: base, sess: sess, compiler: rules.NewCompiler(rules.DefaultLimits), index: rules.NewIndex(), subs: subs, maxBatch: c.MaxBatch, pending: map[string]configstore.Document{},
+		tracer: base.Tracer("herald/rule-evaluator"), lag: lag}
 	e.judge = e.newJudge()
 	e.metrics = newEvaluatorMetrics(base.Metrics.Meter("herald/rule-evaluator"))
 	base.Config.OnApply(e.applyConfig)
@@ -145,6 +154,7 @@ func (e *Evaluator) newJudge() *judge.Judge {
 		Registry:            e.base.Registry,
 		NotificationSubject: e.base.NotificationSubject(),
 		Rules:               e.index.Match,
+		Reads:               e.index.Reads,
 		TenantActive: func(tenant string) bool {
 			_, ok := e.base.Config.Get(configstore.OperatorTenant, configstore.KindTenant, tenant)
 			return ok
@@ -273,14 +283,24 @@ func (e *Evaluator) loadPending(ctx context.Context) error {
 // evaluatorMetrics counts what the evaluator commits and what it refuses.
 type evaluatorMetrics struct {
 	events, notifications, deadLetters, aborts, ruleFailures metric.Int64Counter
+	latency                                                  metric.Float64Histogram
 }
 
 func newEvaluatorMetrics(m metric.Meter) evaluatorMetrics {
+	// From a simple rule set (microseconds) to the cost limit's worst.
+	latency, err := m.Float64Histogram("herald.evaluator.evaluation.duration",
+		metric.WithDescription("How long judging one event took: decoding it and running its tenant's rules."),
+		metric.WithUnit("s"),
+		metric.WithExplicitBucketBoundaries(0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1))
+	if err != nil {
+		panic("metric herald.evaluator.evaluation.duration: " + err.Error())
+	}
 	return evaluatorMetrics{
 		events:        telemetry.Counter(m, "herald.evaluator.events", "Events judged in committed transactions."),
 		notifications: telemetry.Counter(m, "herald.evaluator.notifications", "Notifications committed."),
 		deadLetters:   telemetry.Counter(m, "herald.evaluator.dead_letters", "Events sent to the dead-letter topic, committed, by class (unreadable, rule_failed)."),
 		aborts:        telemetry.Counter(m, "herald.evaluator.aborts", "Transactions aborted and retried: the world's fault (broker, registry, a rule still compiling)."),
 		ruleFailures:  telemetry.Counter(m, "herald.evaluator.rule_failures", "Rules that failed on an event, by reason (error, cost_limit, encode, too_large); the rule did not fire."),
+		latency:       latency,
 	}
 }

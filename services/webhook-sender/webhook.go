@@ -16,10 +16,13 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/propagation"
+
 	"github.com/heraldhq/herald/pkg/configstore"
 	"github.com/heraldhq/herald/pkg/delivery"
 	"github.com/heraldhq/herald/pkg/egress"
 	"github.com/heraldhq/herald/pkg/notification"
+	"github.com/heraldhq/herald/pkg/telemetry"
 	"github.com/heraldhq/herald/pkg/webhook"
 )
 
@@ -127,6 +130,9 @@ func (w *Webhook) request(ctx context.Context, n *notification.Notification, wh 
 	req.Header.Set(webhook.HeaderID, n.ID)
 	req.Header.Set(webhook.HeaderTimestamp, strconv.FormatInt(now.Unix(), 10))
 	req.Header.Set(webhook.HeaderSignature, sig)
+	// The attempt's trace, for a receiver that traces too; nothing when
+	// tracing is off.
+	telemetry.Propagator().Inject(ctx, propagation.HeaderCarrier(req.Header))
 	return req, nil
 }
 
