@@ -176,23 +176,59 @@ func (r *Registry) Subjects(ctx context.Context) ([]string, error) {
 // Decode decodes a wire-format record into v with its writer's schema and
 // returns the writer schema. Malformed input is reported as a *WireError.
 func (r *Registry) Decode(ctx context.Context, b []byte, v any) (*avro.Schema, error) {
-	var h sr.ConfluentHeader
-	id, body, err := h.DecodeID(b)
-	if err != nil {
-		return nil, &WireError{Reason: "not in the Confluent wire format (magic byte, schema id)", Err: err}
-	}
-	s, err := r.ByID(ctx, id)
+	w, err := r.Writer(ctx, b)
 	if err != nil {
 		return nil, err
 	}
-	rest, err := s.Decode(body, v)
+	return w.Schema, w.Decode(v)
+}
+
+// Writer returns a wire-format record's body with its writer's schema, so
+// that the body can be decoded more than once, or in part. Malformed input
+// is reported as a *WireError.
+func (r *Registry) Writer(ctx context.Context, b []byte) (Body, error) {
+	var h sr.ConfluentHeader
+	id, body, err := h.DecodeID(b)
 	if err != nil {
-		return nil, &WireError{Reason: fmt.Sprintf("body does not decode with schema %d", id), Err: err}
+		return Body{}, &WireError{Reason: "not in the Confluent wire format (magic byte, schema id)", Err: err}
+	}
+	s, err := r.ByID(ctx, id)
+	if err != nil {
+		return Body{}, err
+	}
+	return Body{ID: id, Schema: s, Bytes: body}, nil
+}
+
+// Body is a record's Avro body and the schema it was written with.
+type Body struct {
+	ID     int
+	Schema *avro.Schema
+	Bytes  []byte
+}
+
+// Decode decodes the whole body into v, which may be a struct that holds
+// only some of the record's fields (the others are skipped) or a generic
+// value (any). Malformed input is reported as a *WireError.
+func (b Body) Decode(v any) error {
+	var opts []avro.Opt
+	if !isGeneric(v) {
+		opts = append(opts, avro.SkipUnknown())
+	}
+	rest, err := b.Schema.Decode(b.Bytes, v, opts...)
+	if err != nil {
+		return &WireError{Reason: fmt.Sprintf("body does not decode with schema %d", b.ID), Err: err}
 	}
 	if len(rest) != 0 {
-		return nil, &WireError{Reason: fmt.Sprintf("%d bytes left after decoding with schema %d", len(rest), id)}
+		return &WireError{Reason: fmt.Sprintf("%d bytes left after decoding with schema %d", len(rest), b.ID)}
 	}
-	return s, nil
+	return nil
+}
+
+// isGeneric reports whether v points to an interface, which takes every
+// field of a record.
+func isGeneric(v any) bool {
+	_, ok := v.(*any)
+	return ok
 }
 
 // Register registers each version of a record under subject, oldest first,
