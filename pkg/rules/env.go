@@ -2,9 +2,13 @@ package rules
 
 import (
 	"math"
+	"slices"
+	"sort"
 	"strings"
+	"time"
 
 	"cel.dev/cel-go/cel"
+	"cel.dev/cel-go/common/ast"
 	"cel.dev/cel-go/common/env"
 	"cel.dev/cel-go/common/operators"
 	"cel.dev/cel-go/common/types"
@@ -306,4 +310,73 @@ func (p *promoted) Exec(frame *interpreter.ExecutionFrame) ref.Val {
 		return b
 	}
 	return p.apply(a, b)
+}
+
+// Reads is what a rule's expressions read of an event, so that an event
+// need be decoded only as far as its rules look.
+type Reads struct {
+	// Fields are the fields of the old and new images read by name, sorted.
+	Fields []string
+	// Whole reports that an image is used otherwise than by its fields
+	// (compared, passed to a function), so all of it is needed.
+	Whole bool
+	// Event reports that the envelope is read through `event`.
+	Event bool
+	// key names Fields in one string.
+	key string
+}
+
+// Key names the image fields Reads holds: equal keys, equal fields.
+func (r Reads) Key() string { return r.key }
+
+// Union returns what r and o read together.
+func (r Reads) Union(o Reads) Reads {
+	u := Reads{Whole: r.Whole || o.Whole, Event: r.Event || o.Event, Fields: r.Fields}
+	for _, f := range o.Fields {
+		if _, found := slices.BinarySearch(u.Fields, f); !found {
+			u.Fields = slices.Insert(slices.Clip(u.Fields), sort.SearchStrings(u.Fields, f), f)
+		}
+	}
+	u.key = strings.Join(u.Fields, ",")
+	return u
+}
+
+// readsOf returns what a checked expression reads: a field selected from
+// `old` or `new` is read by name; `old` or `new` used in any other way is
+// read whole.
+func readsOf(expr ast.Expr) Reads {
+	var r Reads
+	selected := map[int64]bool{}
+	ast.PreOrderVisit(expr, ast.NewExprVisitor(func(e ast.Expr) {
+		switch e.Kind() {
+		case ast.SelectKind:
+			s := e.AsSelect()
+			if op := s.Operand(); op.Kind() == ast.IdentKind && isImage(op.AsIdent()) {
+				selected[op.ID()] = true
+				r = r.Union(Reads{Fields: []string{s.FieldName()}})
+			}
+		case ast.IdentKind:
+			switch name := e.AsIdent(); {
+			case isImage(name) && !selected[e.ID()]:
+				r.Whole = true
+			case name == "event":
+				r.Event = true
+			}
+		}
+	}))
+	return r
+}
+
+func isImage(name string) bool { return name == "old" || name == "new" }
+
+// Value returns a decoded scalar as the CEL value a rule reads it as, so
+// that an event read by many rules converts it once; maps, lists and
+// anything else are returned as they are, for CEL to convert as it reads
+// them.
+func Value(v any) any {
+	switch v.(type) {
+	case string, float64, float32, int64, int32, int, bool, time.Time, time.Duration, []byte:
+		return types.DefaultTypeAdapter.NativeToValue(v)
+	}
+	return v
 }

@@ -137,6 +137,8 @@ type programs struct {
 	orderingKey cel.Program
 	prevState   cel.Program
 	threshold   cel.Program
+	// reads is what the programs read of an event, together.
+	reads Reads
 }
 
 // Compile checks spec against the entities it watches, which entities must
@@ -156,26 +158,26 @@ func (c *Compiler) Compile(tenant, id string, spec configstore.Rule, entities ma
 			return nil, err
 		}
 		p := &programs{fields: map[string]cel.Program{}}
-		if p.when, err = c.program(env, et, "when", spec.When, cel.BoolType); err != nil {
+		if p.when, err = c.program(env, &p.reads, et, "when", spec.When, cel.BoolType); err != nil {
 			return nil, err
 		}
 		for name, expr := range spec.Notification.Fields {
-			if p.fields[name], err = c.program(env, et, "notification.fields."+name, expr); err != nil {
+			if p.fields[name], err = c.program(env, &p.reads, et, "notification.fields."+name, expr); err != nil {
 				return nil, err
 			}
 		}
 		if spec.OrderingKey != "" {
-			if p.orderingKey, err = c.program(env, et, "orderingKey", spec.OrderingKey, cel.StringType); err != nil {
+			if p.orderingKey, err = c.program(env, &p.reads, et, "orderingKey", spec.OrderingKey, cel.StringType); err != nil {
 				return nil, err
 			}
 		}
 		if n := spec.Notification; n.PrevStateExpr != "" {
-			if p.prevState, err = c.program(env, et, "notification.prevStateExpr", n.PrevStateExpr, cel.StringType); err != nil {
+			if p.prevState, err = c.program(env, &p.reads, et, "notification.prevStateExpr", n.PrevStateExpr, cel.StringType); err != nil {
 				return nil, err
 			}
 		}
 		if n := spec.Notification; n.ThresholdExpr != "" {
-			if p.threshold, err = c.program(env, et, "notification.thresholdExpr", n.ThresholdExpr, cel.DoubleType, cel.IntType); err != nil {
+			if p.threshold, err = c.program(env, &p.reads, et, "notification.thresholdExpr", n.ThresholdExpr, cel.DoubleType, cel.IntType); err != nil {
 				return nil, err
 			}
 		}
@@ -205,10 +207,10 @@ func (c *Compiler) checkSpec(spec configstore.Rule) error {
 	return nil
 }
 
-// program compiles one expression. want, when given, are the types the
-// expression may have (a nullable wrapper of one, null, or dyn, also
-// passes).
-func (c *Compiler) program(env *cel.Env, entity, field, expr string, want ...*cel.Type) (cel.Program, error) {
+// program compiles one expression and adds what it reads to reads. want,
+// when given, are the types the expression may have (a nullable wrapper of
+// one, null, or dyn, also passes).
+func (c *Compiler) program(env *cel.Env, reads *Reads, entity, field, expr string, want ...*cel.Type) (cel.Program, error) {
 	fail := func(msg string) error { return &CompileError{Field: field, Entity: entity, Message: msg} }
 	if strings.TrimSpace(expr) == "" {
 		return nil, fail("the expression is empty")
@@ -244,6 +246,7 @@ func (c *Compiler) program(env *cel.Env, entity, field, expr string, want ...*ce
 	if err != nil {
 		return nil, fail(err.Error())
 	}
+	*reads = reads.Union(readsOf(ast.NativeRep().Expr()))
 	return prg, nil
 }
 
@@ -276,6 +279,26 @@ func (sizeHint) EstimateCallCost(string, string, *cost.AstNode, []cost.AstNode) 
 // decodes into. It is a CEL activation, shared by every rule an event meets.
 type Input struct {
 	Old, New, Event map[string]any
+
+	// frame is the one execution frame the event's rules share.
+	frame *interpreter.ExecutionFrame
+}
+
+// eval runs prg against the input.
+func (in *Input) eval(prg cel.Program) (ref.Val, error) {
+	if in.frame == nil {
+		var err error
+		if in.frame, err = interpreter.NewExecutionFrame(in); err != nil {
+			return nil, err
+		}
+	}
+	out, _, err := prg.Eval(in.frame)
+	// A program with a cost limit leaves its tracker on the frame: the
+	// next program must start counting from zero.
+	if in.frame.CostTracker() != nil {
+		in.frame.SetCostTracker(nil)
+	}
+	return out, err
 }
 
 // ResolveName implements interpreter.Activation.
@@ -321,7 +344,7 @@ func (r *Rule) Evaluate(entityType string, in *Input) (Result, error) {
 	if !ok {
 		return Result{}, nil
 	}
-	out, _, err := p.when.Eval(in)
+	out, err := in.eval(p.when)
 	if err != nil {
 		return Result{}, evalError(r.ID, "when", err)
 	}
@@ -335,7 +358,7 @@ func (r *Rule) Evaluate(entityType string, in *Input) (Result, error) {
 	if len(p.fields) > 0 {
 		res.Fields = make(map[string]any, len(p.fields))
 		for name, prg := range p.fields {
-			v, _, err := prg.Eval(in)
+			v, err := in.eval(prg)
 			if err != nil {
 				return Result{}, evalError(r.ID, "notification.fields."+name, err)
 			}
@@ -345,7 +368,7 @@ func (r *Rule) Evaluate(entityType string, in *Input) (Result, error) {
 		}
 	}
 	if p.orderingKey != nil {
-		v, _, err := p.orderingKey.Eval(in)
+		v, err := in.eval(p.orderingKey)
 		if err != nil {
 			return Result{}, evalError(r.ID, "orderingKey", err)
 		}
@@ -358,7 +381,7 @@ func (r *Rule) Evaluate(entityType string, in *Input) (Result, error) {
 // gives expressions for them.
 func (p *programs) notification(rule string, in *Input, n *configstore.RuleNotify) error {
 	if p.prevState != nil {
-		v, _, err := p.prevState.Eval(in)
+		v, err := in.eval(p.prevState)
 		if err != nil {
 			return evalError(rule, "notification.prevStateExpr", err)
 		}
@@ -376,7 +399,7 @@ func (p *programs) notification(rule string, in *Input, n *configstore.RuleNotif
 		n.PrevStateExpr = ""
 	}
 	if p.threshold != nil {
-		v, _, err := p.threshold.Eval(in)
+		v, err := in.eval(p.threshold)
 		if err != nil {
 			return evalError(rule, "notification.thresholdExpr", err)
 		}
@@ -445,16 +468,40 @@ func plain(v *structpb.Value) any {
 	return nil
 }
 
+// Reads returns what the rule reads of an event of entityType.
+func (r *Rule) Reads(entityType string) Reads {
+	if p, ok := r.byType[entityType]; ok {
+		return p.reads
+	}
+	return Reads{}
+}
+
+// ReadsOf returns what rules read together of an event of entityType.
+func ReadsOf(rules []*Rule, entityType string) Reads {
+	var u Reads
+	for _, r := range rules {
+		u = u.Union(r.Reads(entityType))
+	}
+	return u
+}
+
 // Index holds compiled rules by tenant, entity type and operation.
 type Index struct {
 	mu    sync.RWMutex
-	byID  map[string]*Rule   // tenant/id
-	match map[string][]*Rule // tenant/entityType/operation
+	byID  map[string]*Rule     // tenant/id
+	match map[matchKey]watched // tenant, entityType, operation
+}
+
+// watched is the rules that watch one tenant's events of one entity type
+// and operation, and what they read of them.
+type watched struct {
+	rules []*Rule
+	reads Reads
 }
 
 // NewIndex returns an empty index.
 func NewIndex() *Index {
-	return &Index{byID: map[string]*Rule{}, match: map[string][]*Rule{}}
+	return &Index{byID: map[string]*Rule{}, match: map[matchKey]watched{}}
 }
 
 // Put adds r, replacing the rule with the same tenant and id. A disabled
@@ -473,8 +520,9 @@ func (ix *Index) Put(r *Rule) {
 	}
 	for _, et := range r.Spec.On.EntityTypes {
 		for _, op := range ops {
-			k := matchKey(r.Tenant, et, op)
-			ix.match[k] = append(ix.match[k], r)
+			k := matchKey{r.Tenant, et, op}
+			rs := append(ix.match[k].rules, r)
+			ix.match[k] = watched{rules: rs, reads: ReadsOf(rs, et)}
 		}
 	}
 }
@@ -494,12 +542,12 @@ func (ix *Index) remove(tenant, id string) {
 	delete(ix.byID, tenant+"/"+id)
 	for _, et := range old.Spec.On.EntityTypes {
 		for _, op := range event.Operations {
-			k := matchKey(tenant, et, op)
-			rs := slices.DeleteFunc(slices.Clone(ix.match[k]), func(r *Rule) bool { return r == old })
+			k := matchKey{tenant, et, op}
+			rs := slices.DeleteFunc(slices.Clone(ix.match[k].rules), func(r *Rule) bool { return r == old })
 			if len(rs) == 0 {
 				delete(ix.match, k)
 			} else {
-				ix.match[k] = rs
+				ix.match[k] = watched{rules: rs, reads: ReadsOf(rs, et)}
 			}
 		}
 	}
@@ -510,10 +558,17 @@ func (ix *Index) remove(tenant, id string) {
 func (ix *Index) Match(tenant, entityType, operation string) []*Rule {
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
-	return ix.match[matchKey(tenant, entityType, operation)]
+	return ix.match[matchKey{tenant, entityType, operation}].rules
 }
 
-func matchKey(tenant, entityType, op string) string { return tenant + "/" + entityType + "/" + op }
+// Reads returns what the rules Match returns read together of the event.
+func (ix *Index) Reads(tenant, entityType, operation string) Reads {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	return ix.match[matchKey{tenant, entityType, operation}].reads
+}
+
+type matchKey struct{ tenant, entityType, operation string }
 
 // Watches reports whether the rule is evaluated for events of this entity
 // type and operation.
