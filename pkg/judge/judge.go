@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"sync"
 	"time"
 
 	havro "github.com/heraldhq/herald/pkg/avro"
@@ -62,6 +63,9 @@ type Judge struct {
 	// Rules returns the rules that watch an entity type's operation for a
 	// tenant.
 	Rules func(tenant, entityType, operation string) []*rules.Rule
+	// Reads returns what those rules read of the event together, as
+	// rules.Index's Reads does; nil means rules.ReadsOf the rules.
+	Reads func(tenant, entityType, operation string) rules.Reads
 	// TenantActive reports whether a tenant's rules still run; nil means
 	// every tenant's do.
 	TenantActive func(tenant string) bool
@@ -74,14 +78,15 @@ type Judge struct {
 	MaxRecordBytes int
 	// Now is the clock notifications are stamped with; nil means time.Now.
 	Now func() time.Time
+
+	// projections holds a *projection by rules.Reads key.
+	projections sync.Map
 }
 
 // Verdict is what one event yields.
 type Verdict struct {
 	Tenant string
 	Event  notification.EventRef
-	// Old and New are the entity's images as decoded.
-	Old, New map[string]any
 	// Notifications are the encoded notifications of the rules that fired,
 	// in the order the rules were given.
 	Notifications []Encoded
@@ -124,25 +129,15 @@ func (j *Judge) Event(ctx context.Context, value []byte) (v *Verdict, err error)
 			v, err = nil, &RecordError{Reason: "judging the event panicked", Err: fmt.Errorf("%v\n%s", p, debug.Stack())}
 		}
 	}()
-	var decoded any
-	if _, err := j.Registry.Decode(ctx, value, &decoded); err != nil {
-		var we *havro.WireError
-		if errors.As(err, &we) {
-			return nil, &RecordError{Reason: "cannot decode", Err: err}
-		}
-		return nil, fmt.Errorf("decode event: %w", err)
+	d, err := j.decode(ctx, value)
+	if err != nil {
+		return nil, err
 	}
-	env, ok := decoded.(map[string]any)
-	if !ok {
-		return nil, &RecordError{Reason: "event is not a record"}
-	}
-	ref, tenant := notification.Ref(env)
+	ref, tenant := d.ref, d.tenant
 	if tenant == "" || ref.EntityType == "" || ref.Operation == "" {
 		return nil, &RecordError{Reason: "event lacks tenantId, entityType or operation"}
 	}
 	v = &Verdict{Tenant: tenant, Event: ref}
-	v.Old, _ = env["old"].(map[string]any)
-	v.New, _ = env["new"].(map[string]any)
 	matched := j.Rules(tenant, ref.EntityType, ref.Operation)
 	if len(matched) == 0 {
 		return v, nil
@@ -152,7 +147,16 @@ func (j *Judge) Event(ctx context.Context, value []byte) (v *Verdict, err error)
 	if j.TenantActive != nil && !j.TenantActive(tenant) {
 		return v, nil
 	}
-	in := &rules.Input{Old: v.Old, New: v.New, Event: env}
+	var reads rules.Reads
+	if j.Reads != nil {
+		reads = j.Reads(tenant, ref.EntityType, ref.Operation)
+	} else {
+		reads = rules.ReadsOf(matched, ref.EntityType)
+	}
+	in, err := j.input(d, reads)
+	if err != nil {
+		return nil, err
+	}
 	for _, rule := range matched {
 		res, err := rule.Evaluate(ref.EntityType, in)
 		if err != nil {
@@ -170,8 +174,14 @@ func (j *Judge) Event(ctx context.Context, value []byte) (v *Verdict, err error)
 		// threshold the rule computes is the event's own.
 		spec := rule.Spec
 		spec.Notification = res.Notification
+		// A notification carries the images whole, which the rules may
+		// not have needed.
+		old, new, err := d.images()
+		if err != nil {
+			return nil, err
+		}
 		enc, fail, err := j.notification(ctx, notification.Match{
-			Tenant: tenant, Event: ref, Old: v.Old, New: v.New,
+			Tenant: tenant, Event: ref, Old: old, New: new,
 			RuleID: rule.ID, Rule: spec, Fields: res.Fields, OrderingKey: res.OrderingKey,
 		})
 		switch {

@@ -1,0 +1,203 @@
+package judge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"strconv"
+	"time"
+
+	havro "github.com/heraldhq/herald/pkg/avro"
+	"github.com/heraldhq/herald/pkg/notification"
+	"github.com/heraldhq/herald/pkg/rules"
+)
+
+// envelope is what every judgement reads of an event: all of it but its
+// images, decoded straight into Go values.
+type envelope struct {
+	EventID       string    `avro:"eventId"`
+	TenantID      string    `avro:"tenantId"`
+	EntityType    string    `avro:"entityType"`
+	EntityID      string    `avro:"entityId"`
+	Operation     string    `avro:"operation"`
+	OccurredAt    time.Time `avro:"occurredAt"`
+	AccountID     *string   `avro:"accountId"`
+	DeviceID      *string   `avro:"deviceId"`
+	CorrelationID *string   `avro:"correlationId"`
+}
+
+// images are an event's entity images, whole, as generic values.
+type images struct {
+	Old any `avro:"old"`
+	New any `avro:"new"`
+}
+
+// decoded is one event being judged: its envelope, read at once, and its
+// images, read only as far as its rules look and only once.
+type decoded struct {
+	body   havro.Body
+	ref    notification.EventRef
+	tenant string
+	// generic is the whole event as generic values, when its envelope or
+	// images have types other than Herald's envelope gives them, so that
+	// such an event is read as leniently as any other.
+	generic map[string]any
+	// old and new are the whole images, once read.
+	old, new map[string]any
+	whole    bool
+}
+
+// decode reads an event's envelope. Bytes that do not decode are a
+// *RecordError; a registry that cannot be reached is any other error.
+func (j *Judge) decode(ctx context.Context, value []byte) (*decoded, error) {
+	body, err := j.Registry.Writer(ctx, value)
+	if err != nil {
+		return nil, decodeError(err)
+	}
+	d := &decoded{body: body}
+	var env envelope
+	if err := body.Decode(&env); err != nil {
+		return d, d.readGeneric()
+	}
+	d.tenant = env.TenantID
+	d.ref = notification.EventRef{
+		ID: env.EventID, EntityType: env.EntityType, EntityID: env.EntityID, Operation: env.Operation,
+		OccurredAt: env.OccurredAt, AccountID: env.AccountID, DeviceID: env.DeviceID, CorrelationID: env.CorrelationID,
+	}
+	return d, nil
+}
+
+// readGeneric reads the whole event as generic values.
+func (d *decoded) readGeneric() error {
+	var v any
+	if err := d.body.Decode(&v); err != nil {
+		return decodeError(err)
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		return &RecordError{Reason: "event is not a record"}
+	}
+	d.generic = m
+	d.ref, d.tenant = notification.Ref(m)
+	d.old, _ = m["old"].(map[string]any)
+	d.new, _ = m["new"].(map[string]any)
+	d.whole = true
+	return nil
+}
+
+func decodeError(err error) error {
+	var we *havro.WireError
+	if errors.As(err, &we) {
+		return &RecordError{Reason: "cannot decode", Err: err}
+	}
+	return fmt.Errorf("decode event: %w", err)
+}
+
+// images returns the event's whole images.
+func (d *decoded) images() (old, new map[string]any, err error) {
+	if d.whole {
+		return d.old, d.new, nil
+	}
+	var im images
+	if err := d.body.Decode(&im); err != nil {
+		if err := d.readGeneric(); err != nil {
+			return nil, nil, err
+		}
+		return d.old, d.new, nil
+	}
+	d.old, _ = im.Old.(map[string]any)
+	d.new, _ = im.New.(map[string]any)
+	d.whole = true
+	return d.old, d.new, nil
+}
+
+// input returns what rules that read r of the event are evaluated against:
+// the images' fields they read, as CEL values, unless they read an image
+// whole.
+func (j *Judge) input(d *decoded, r rules.Reads) (*rules.Input, error) {
+	if !r.Whole && !d.whole {
+		p := j.projection(r)
+		v := reflect.New(p.typ)
+		if err := d.body.Decode(v.Interface()); err == nil {
+			in := &rules.Input{Old: p.image(v.Elem().Field(0)), New: p.image(v.Elem().Field(1))}
+			if r.Event {
+				in.Event = d.event()
+			}
+			return in, nil
+		}
+	}
+	old, new, err := d.images()
+	if err != nil {
+		return nil, err
+	}
+	if d.generic != nil {
+		return &rules.Input{Old: old, New: new, Event: d.generic}, nil
+	}
+	in := &rules.Input{Old: old, New: new}
+	if r.Event {
+		in.Event = d.event()
+	}
+	return in, nil
+}
+
+// event returns the envelope as `event` reads it, in CEL values.
+func (d *decoded) event() map[string]any {
+	m := map[string]any{
+		"eventId": rules.Value(d.ref.ID), "tenantId": rules.Value(d.tenant), "entityType": rules.Value(d.ref.EntityType),
+		"entityId": rules.Value(d.ref.EntityID), "operation": rules.Value(d.ref.Operation), "occurredAt": rules.Value(d.ref.OccurredAt),
+	}
+	optional := func(k string, s *string) {
+		if s != nil {
+			m[k] = rules.Value(*s)
+		}
+	}
+	optional("accountId", d.ref.AccountID)
+	optional("deviceId", d.ref.DeviceID)
+	optional("correlationId", d.ref.CorrelationID)
+	return m
+}
+
+// projection is the Go type an event's images are decoded into when rules
+// read only some of their fields: a struct of the old and new images, each
+// a pointer (nil when the image is null) to a struct of the fields read.
+type projection struct {
+	fields []string
+	typ    reflect.Type
+}
+
+var anyType = reflect.TypeFor[any]()
+
+// projection returns the projection of the fields r names, made once.
+func (j *Judge) projection(r rules.Reads) *projection {
+	if p, ok := j.projections.Load(r.Key()); ok {
+		return p.(*projection)
+	}
+	fields := make([]reflect.StructField, len(r.Fields))
+	for i, f := range r.Fields {
+		fields[i] = reflect.StructField{Name: "F" + strconv.Itoa(i), Type: anyType, Tag: reflect.StructTag("avro:" + strconv.Quote(f))}
+	}
+	image := reflect.PointerTo(reflect.StructOf(fields))
+	p := &projection{fields: r.Fields, typ: reflect.StructOf([]reflect.StructField{
+		{Name: "Old", Type: image, Tag: `avro:"old"`},
+		{Name: "New", Type: image, Tag: `avro:"new"`},
+	})}
+	actual, _ := j.projections.LoadOrStore(r.Key(), p)
+	return actual.(*projection)
+}
+
+// image returns a decoded image's fields by name, in CEL values; nil when
+// the image is null.
+func (p *projection) image(v reflect.Value) map[string]any {
+	if v.IsNil() {
+		return nil
+	}
+	v = v.Elem()
+	m := make(map[string]any, len(p.fields))
+	for i, name := range p.fields {
+		if f := v.Field(i).Interface(); f != nil {
+			m[name] = rules.Value(f)
+		}
+	}
+	return m
+}
