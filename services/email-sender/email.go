@@ -13,6 +13,9 @@ import (
 	"time"
 
 	"github.com/wneessen/go-mail"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/heraldhq/herald/pkg/configstore"
 	"github.com/heraldhq/herald/pkg/delivery"
@@ -49,6 +52,9 @@ type Options struct {
 	AllowPlaintext bool
 	// RootCAs, when set, replaces the system's root certificates (tests).
 	RootCAs *x509.CertPool
+	// Tracer, when set, gives each SMTP transaction a span; nil means
+	// tracing is off.
+	Tracer trace.Tracer
 }
 
 // Email is the email channel: it renders the destination's template for
@@ -112,7 +118,19 @@ func (e *Email) Deliver(ctx context.Context, d *delivery.Delivery) (delivery.Res
 	if err != nil {
 		return delivery.Response{}, err
 	}
+	var span trace.Span
+	if e.opts.Tracer != nil {
+		ctx, span = e.opts.Tracer.Start(ctx, "smtp send", trace.WithSpanKind(trace.SpanKindClient),
+			trace.WithAttributes(attribute.String("server.address", profile.Host), attribute.String("herald.smtp_profile", profileDoc.ID)))
+	}
 	res, err := p.send(ctx, out)
+	if span != nil {
+		span.SetAttributes(attribute.Int("herald.status_code", res.code))
+		if err != nil {
+			span.SetStatus(codes.Error, err.Error())
+		}
+		span.End()
+	}
 	resp := delivery.Response{StatusCode: res.code, Excerpt: []byte(res.excerpt(rcpts.missing))}
 	if err != nil {
 		var te *textproto.Error

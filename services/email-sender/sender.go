@@ -123,6 +123,7 @@ func New(ctx context.Context, c Config) (*Sender, error) {
 	email := NewEmail(base.Config, Options{
 		Policy: policy, Timeout: c.Timeout, PoolSize: c.PoolSize, IdleTimeout: c.IdleTimeout,
 		SessionMessages: c.SessionMessages, AllowPlaintext: c.AllowPlaintext, RootCAs: c.RootCAs,
+		Tracer: base.Tracer("herald/email-sender"),
 	})
 	engine, err := newEngine(base, c, email)
 	if err != nil {
