@@ -19,11 +19,8 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
-	"net/http"
 	"strings"
 	"time"
-
-	"golang.org/x/sync/errgroup"
 
 	"github.com/heraldhq/herald/pkg/delivery"
 	"github.com/heraldhq/herald/pkg/egress"
@@ -103,15 +100,9 @@ func (c Config) policy() (*egress.Policy, error) {
 	return p, nil
 }
 
-// Sender runs the delivery engine with the email channel.
-type Sender struct {
-	base   *service.Base
-	email  *Email
-	engine *delivery.Engine
-}
-
-// New connects the email sender.
-func New(ctx context.Context, c Config) (*Sender, error) {
+// New connects the email sender: the delivery engine with the email
+// channel, which closes idle SMTP sessions beside it.
+func New(ctx context.Context, c Config) (*service.Sender, error) {
 	policy, err := c.policy()
 	if err != nil {
 		return nil, err
@@ -125,25 +116,16 @@ func New(ctx context.Context, c Config) (*Sender, error) {
 		SessionMessages: c.SessionMessages, AllowPlaintext: c.AllowPlaintext, RootCAs: c.RootCAs,
 		Tracer: base.Tracer("herald/email-sender"),
 	})
-	engine, err := newEngine(base, c, email)
+	s, err := service.NewSender(base, service.SenderOptions{
+		Channel: Channel, Deliver: email, Config: c.Delivery, Release: email.Close,
+		Group:      delivery.Group{ID: c.Group, InstanceID: c.InstanceID},
+		Background: []func(context.Context) error{email.Run},
+	})
 	if err != nil {
 		base.Close()
 		return nil, err
 	}
-	return &Sender{base: base, email: email, engine: engine}, nil
-}
-
-// newEngine is the delivery engine around the email channel.
-func newEngine(base *service.Base, c Config, ch delivery.Channel) (*delivery.Engine, error) {
-	opts := base.DeliveryOptions(Channel)
-	opts.Deliver, opts.Config = ch, c.Delivery
-	opts.Group = delivery.Group{ID: c.Group, InstanceID: c.InstanceID}
-	engine, err := delivery.New(opts)
-	if err != nil {
-		return nil, err
-	}
-	base.Health.AddCheck("delivery", engine.Ready)
-	return engine, nil
+	return s, nil
 }
 
 // Run runs the email sender until ctx ends.
@@ -153,34 +135,4 @@ func Run(ctx context.Context, c Config) error {
 		return err
 	}
 	return service.Serve(ctx, c.HTTPAddr, s)
-}
-
-// Base returns what the service shares with every other.
-func (s *Sender) Base() *service.Base { return s.base }
-
-// Routes adds nothing: the sender serves health only.
-func (s *Sender) Routes(*http.ServeMux) {}
-
-// Close releases the clients and ends the SMTP sessions.
-func (s *Sender) Close() {
-	s.engine.Close()
-	s.email.Close()
-	s.base.Close()
-}
-
-// Run follows the configuration and, once it has caught up, delivers until
-// ctx ends, closing idle SMTP sessions meanwhile.
-func (s *Sender) Run(ctx context.Context) error {
-	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return s.base.FollowConfig(ctx) })
-	g.Go(func() error { return s.email.Run(ctx) })
-	g.Go(func() error {
-		// Destinations, templates and profiles must be known before the
-		// first delivery.
-		if err := s.base.Config.WaitCaughtUp(ctx); err != nil {
-			return nil
-		}
-		return s.engine.Run(ctx)
-	})
-	return g.Wait()
 }

@@ -24,10 +24,7 @@ package eventbridgesender
 import (
 	"context"
 	"errors"
-	"net/http"
 	"time"
-
-	"golang.org/x/sync/errgroup"
 
 	"github.com/heraldhq/herald/pkg/delivery"
 	"github.com/heraldhq/herald/pkg/service"
@@ -78,15 +75,9 @@ func (c Config) Validate() error {
 	return c.Config.Validate()
 }
 
-// Sender runs the delivery engine with the EventBridge channel.
-type Sender struct {
-	base   *service.Base
-	eb     *EventBridge
-	engine *delivery.Engine
-}
-
-// New connects the EventBridge sender.
-func New(ctx context.Context, c Config) (*Sender, error) {
+// New connects the EventBridge sender: the delivery engine with the
+// EventBridge channel.
+func New(ctx context.Context, c Config) (*service.Sender, error) {
 	awsConfig, err := LoadAWSConfig(ctx, c.Calls)
 	if err != nil {
 		return nil, err
@@ -105,17 +96,15 @@ func New(ctx context.Context, c Config) (*Sender, error) {
 			entries.Add(context.Background(), int64(n))
 		},
 	})
-	opts := base.DeliveryOptions(Channel)
-	opts.Deliver, opts.Config = eb, c.Delivery
-	opts.Group = delivery.Group{ID: c.Group, InstanceID: c.InstanceID}
-	engine, err := delivery.New(opts)
+	s, err := service.NewSender(base, service.SenderOptions{
+		Channel: Channel, Deliver: eb, Config: c.Delivery, Release: eb.Close,
+		Group: delivery.Group{ID: c.Group, InstanceID: c.InstanceID},
+	})
 	if err != nil {
-		eb.Close()
 		base.Close()
 		return nil, err
 	}
-	base.Health.AddCheck("delivery", engine.Ready)
-	return &Sender{base: base, eb: eb, engine: engine}, nil
+	return s, nil
 }
 
 // Run runs the EventBridge sender until ctx ends.
@@ -125,33 +114,4 @@ func Run(ctx context.Context, c Config) error {
 		return err
 	}
 	return service.Serve(ctx, c.HTTPAddr, s)
-}
-
-// Base returns what the service shares with every other.
-func (s *Sender) Base() *service.Base { return s.base }
-
-// Routes adds nothing: the sender serves health only.
-func (s *Sender) Routes(*http.ServeMux) {}
-
-// Close releases the clients: the engine's first, so that no delivery
-// waits on a batcher that has stopped.
-func (s *Sender) Close() {
-	s.engine.Close()
-	s.eb.Close()
-	s.base.Close()
-}
-
-// Run follows the configuration and, once it has caught up, delivers until
-// ctx ends.
-func (s *Sender) Run(ctx context.Context) error {
-	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return s.base.FollowConfig(ctx) })
-	g.Go(func() error {
-		// Destinations must be known before the first delivery.
-		if err := s.base.Config.WaitCaughtUp(ctx); err != nil {
-			return nil
-		}
-		return s.engine.Run(ctx)
-	})
-	return g.Wait()
 }

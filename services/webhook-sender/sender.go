@@ -10,10 +10,7 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
-	"net/http"
 	"time"
-
-	"golang.org/x/sync/errgroup"
 
 	"github.com/heraldhq/herald/pkg/delivery"
 	"github.com/heraldhq/herald/pkg/egress"
@@ -57,15 +54,9 @@ func (c Config) Validate() error {
 	return c.Config.Validate()
 }
 
-// Sender runs the delivery engine with the webhook channel.
-type Sender struct {
-	base    *service.Base
-	webhook *Webhook
-	engine  *delivery.Engine
-}
-
-// New connects the webhook sender.
-func New(ctx context.Context, c Config) (*Sender, error) {
+// New connects the webhook sender: the delivery engine with the webhook
+// channel.
+func New(ctx context.Context, c Config) (*service.Sender, error) {
 	policy, err := egress.New(c.Egress)
 	if err != nil {
 		return nil, err
@@ -75,17 +66,15 @@ func New(ctx context.Context, c Config) (*Sender, error) {
 		return nil, err
 	}
 	wh := NewWebhook(policy, c.Delivery.Concurrency, c.Timeout, c.RootCAs)
-	opts := base.DeliveryOptions(Channel)
-	opts.Deliver, opts.Config = wh, c.Delivery
-	opts.Group = delivery.Group{ID: c.Group, InstanceID: c.InstanceID}
-	engine, err := delivery.New(opts)
+	s, err := service.NewSender(base, service.SenderOptions{
+		Channel: Channel, Deliver: wh, Config: c.Delivery, Release: wh.Close,
+		Group: delivery.Group{ID: c.Group, InstanceID: c.InstanceID},
+	})
 	if err != nil {
-		wh.Close()
 		base.Close()
 		return nil, err
 	}
-	base.Health.AddCheck("delivery", engine.Ready)
-	return &Sender{base: base, webhook: wh, engine: engine}, nil
+	return s, nil
 }
 
 // Run runs the webhook sender until ctx ends.
@@ -95,32 +84,4 @@ func Run(ctx context.Context, c Config) error {
 		return err
 	}
 	return service.Serve(ctx, c.HTTPAddr, s)
-}
-
-// Base returns what the service shares with every other.
-func (s *Sender) Base() *service.Base { return s.base }
-
-// Routes adds nothing: the sender serves health only.
-func (s *Sender) Routes(*http.ServeMux) {}
-
-// Close releases the clients.
-func (s *Sender) Close() {
-	s.engine.Close()
-	s.webhook.Close()
-	s.base.Close()
-}
-
-// Run follows the configuration and, once it has caught up, delivers until
-// ctx ends.
-func (s *Sender) Run(ctx context.Context) error {
-	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return s.base.FollowConfig(ctx) })
-	g.Go(func() error {
-		// Destinations must be known before the first delivery.
-		if err := s.base.Config.WaitCaughtUp(ctx); err != nil {
-			return nil
-		}
-		return s.engine.Run(ctx)
-	})
-	return g.Wait()
 }
