@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // instruction is one Dockerfile instruction, continuation lines joined.
@@ -235,5 +236,26 @@ func TestEveryImageCommandExists(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(root, dirs[0], "go.mod")); err != nil {
 			t.Errorf("image %s: %s is no module, which GOWORK=off needs", name, dirs[0])
 		}
+	}
+}
+
+// TestEveryImageBuildsWithoutTheWorkspace resolves each image's command as
+// the Dockerfile builds it, with GOWORK=off: a module whose go.mod or
+// go.sum misses something its packages (or pkg's) import fails here
+// rather than in `make images`.
+func TestEveryImageBuildsWithoutTheWorkspace(t *testing.T) {
+	if testing.Short() {
+		t.Skip("resolves every image's dependencies with the go command")
+	}
+	for name, dirs := range imageCommands(t) {
+		cmd := exec.Command("go", "list", "-deps", "-f", "{{if .Error}}{{.Error}}{{end}}", "./"+filepath.Base(dirs[1]))
+		cmd.Dir = filepath.Join(root, dirs[0], "cmd")
+		cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=readonly", "CGO_ENABLED=0")
+		start := time.Now()
+		out, err := cmd.CombinedOutput()
+		if err != nil || strings.TrimSpace(string(out)) != "" {
+			t.Errorf("image %s: GOWORK=off go list -deps in %s: %v\n%s", name, dirs[0], err, out)
+		}
+		t.Logf("image %s resolved in %v", name, time.Since(start).Round(time.Millisecond))
 	}
 }
