@@ -367,18 +367,30 @@ func (e *Engine) Run(ctx context.Context) error {
 // like the notifications topic: a key would not meet its parked
 // deliveries.
 func (e *Engine) checkPartitions(ctx context.Context) error {
-	td, err := kadm.NewClient(e.cl).ListTopics(ctx, e.topics.Notifications, e.topics.Retry)
-	if err != nil {
-		return fmt.Errorf("describe topics: %w", err)
+	// A topic just created may take a moment to show in every broker's
+	// metadata: missing topics are looked for again for a while.
+	wait := 100 * time.Millisecond
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		td, err := kadm.NewClient(e.cl).ListTopics(ctx, e.topics.Notifications, e.topics.Retry)
+		if err != nil {
+			return fmt.Errorf("describe topics: %w", err)
+		}
+		n, r := len(td[e.topics.Notifications].Partitions), len(td[e.topics.Retry].Partitions)
+		switch {
+		case n != 0 && r != 0 && n != r:
+			return fmt.Errorf("%s has %d partitions and %s %d: they must be equal", e.topics.Notifications, n, e.topics.Retry, r)
+		case n != 0 && r != 0:
+			return nil
+		case time.Now().After(deadline):
+			return fmt.Errorf("topics %s and %s must exist", e.topics.Notifications, e.topics.Retry)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 2*time.Second)
 	}
-	n, r := len(td[e.topics.Notifications].Partitions), len(td[e.topics.Retry].Partitions)
-	if n == 0 || r == 0 {
-		return fmt.Errorf("topics %s and %s must exist", e.topics.Notifications, e.topics.Retry)
-	}
-	if n != r {
-		return fmt.Errorf("%s has %d partitions and %s %d: they must be equal", e.topics.Notifications, n, e.topics.Retry, r)
-	}
-	return nil
 }
 
 // dispatch hands a partition's polled records to its worker.
