@@ -2,6 +2,7 @@ package rules
 
 import (
 	"math"
+	"reflect"
 	"slices"
 	"sort"
 	"strings"
@@ -379,4 +380,27 @@ func Value(v any) any {
 		return types.DefaultTypeAdapter.NativeToValue(v)
 	}
 	return v
+}
+
+// ValueOf is Value of what v holds, without boxing a scalar on the way:
+// nil for a nil pointer or interface.
+func ValueOf(v reflect.Value) any {
+	switch v.Kind() {
+	case reflect.Float64, reflect.Float32:
+		return types.Double(v.Float())
+	case reflect.Int64, reflect.Int32:
+		return types.Int(v.Int())
+	case reflect.String:
+		return types.String(v.String())
+	case reflect.Bool:
+		return types.Bool(v.Bool())
+	case reflect.Pointer, reflect.Interface:
+		if v.IsNil() {
+			return nil
+		}
+		if v.Kind() == reflect.Pointer {
+			return ValueOf(v.Elem())
+		}
+	}
+	return Value(v.Interface())
 }
