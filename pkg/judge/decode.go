@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/twmb/avro"
+
 	havro "github.com/heraldhq/herald/pkg/avro"
 	"github.com/heraldhq/herald/pkg/notification"
 	"github.com/heraldhq/herald/pkg/rules"
@@ -117,7 +119,7 @@ func (d *decoded) images() (old, new map[string]any, err error) {
 // whole.
 func (j *Judge) input(d *decoded, r rules.Reads) (*rules.Input, error) {
 	if !r.Whole && !d.whole {
-		p := j.projection(r)
+		p := j.projection(d, r)
 		v := reflect.New(p.typ)
 		if err := d.body.Decode(v.Interface()); err == nil {
 			in := &rules.Input{Old: p.image(v.Elem().Field(0)), New: p.image(v.Elem().Field(1))}
@@ -160,30 +162,112 @@ func (d *decoded) event() map[string]any {
 
 // projection is the Go type an event's images are decoded into when rules
 // read only some of their fields: a struct of the old and new images, each
-// a pointer (nil when the image is null) to a struct of the fields read.
+// a pointer (nil when the image is null) to a struct of the fields read,
+// typed as the writer's schema has them where that is a plain scalar, so
+// that the decoder writes them in place.
 type projection struct {
 	fields []string
 	typ    reflect.Type
 }
 
+// projectionKey names a projection: the writer's schema and the fields.
+type projectionKey struct {
+	schema int
+	fields string
+}
+
 var anyType = reflect.TypeFor[any]()
 
-// projection returns the projection of the fields r names, made once.
-func (j *Judge) projection(r rules.Reads) *projection {
-	if p, ok := j.projections.Load(r.Key()); ok {
+// projection returns the projection of the fields r names for events
+// written with d's schema, made once.
+func (j *Judge) projection(d *decoded, r rules.Reads) *projection {
+	key := projectionKey{d.body.ID, r.Key()}
+	if p, ok := j.projections.Load(key); ok {
 		return p.(*projection)
 	}
-	fields := make([]reflect.StructField, len(r.Fields))
-	for i, f := range r.Fields {
-		fields[i] = reflect.StructField{Name: "F" + strconv.Itoa(i), Type: anyType, Tag: reflect.StructTag("avro:" + strconv.Quote(f))}
+	root := d.body.Schema.Root().ExpandReferences()
+	image := func(name string) reflect.Type {
+		var record *avro.SchemaNode
+		for i := range root.Fields {
+			if f := &root.Fields[i]; f.Name == name {
+				record = recordOf(&f.Type)
+			}
+		}
+		fields := make([]reflect.StructField, len(r.Fields))
+		for i, f := range r.Fields {
+			fields[i] = reflect.StructField{Name: "F" + strconv.Itoa(i), Type: fieldType(record, f), Tag: reflect.StructTag("avro:" + strconv.Quote(f))}
+		}
+		return reflect.PointerTo(reflect.StructOf(fields))
 	}
-	image := reflect.PointerTo(reflect.StructOf(fields))
 	p := &projection{fields: r.Fields, typ: reflect.StructOf([]reflect.StructField{
-		{Name: "Old", Type: image, Tag: `avro:"old"`},
-		{Name: "New", Type: image, Tag: `avro:"new"`},
+		{Name: "Old", Type: image("old"), Tag: `avro:"old"`},
+		{Name: "New", Type: image("new"), Tag: `avro:"new"`},
 	})}
-	actual, _ := j.projections.LoadOrStore(r.Key(), p)
+	actual, _ := j.projections.LoadOrStore(key, p)
 	return actual.(*projection)
+}
+
+// recordOf returns the record an image field holds, or nil.
+func recordOf(n *avro.SchemaNode) *avro.SchemaNode {
+	if n.Type == "record" {
+		return n
+	}
+	for i := range n.Branches {
+		if n.Branches[i].Type == "record" {
+			return &n.Branches[i]
+		}
+	}
+	return nil
+}
+
+// fieldType returns the Go type a record's field is decoded into: its own
+// for a scalar without a logical type (a pointer to it when nullable), any
+// for the rest, which decodes as generically as the whole image does.
+func fieldType(record *avro.SchemaNode, name string) reflect.Type {
+	if record == nil {
+		return anyType
+	}
+	for _, f := range record.Fields {
+		if f.Name != name {
+			continue
+		}
+		n := &f.Type
+		if n.Type == "union" && len(n.Branches) == 2 && (n.Branches[0].Type == "null" || n.Branches[1].Type == "null") {
+			v := &n.Branches[0]
+			if v.Type == "null" {
+				v = &n.Branches[1]
+			}
+			if t := scalarType(v); t != nil {
+				return reflect.PointerTo(t)
+			}
+			return anyType
+		}
+		if t := scalarType(n); t != nil {
+			return t
+		}
+	}
+	return anyType
+}
+
+func scalarType(n *avro.SchemaNode) reflect.Type {
+	if n.LogicalType != "" {
+		return nil
+	}
+	switch n.Type {
+	case "double":
+		return reflect.TypeFor[float64]()
+	case "float":
+		return reflect.TypeFor[float32]()
+	case "long":
+		return reflect.TypeFor[int64]()
+	case "int":
+		return reflect.TypeFor[int32]()
+	case "string", "enum":
+		return reflect.TypeFor[string]()
+	case "boolean":
+		return reflect.TypeFor[bool]()
+	}
+	return nil
 }
 
 // image returns a decoded image's fields by name, in CEL values; nil when
@@ -195,8 +279,8 @@ func (p *projection) image(v reflect.Value) map[string]any {
 	v = v.Elem()
 	m := make(map[string]any, len(p.fields))
 	for i, name := range p.fields {
-		if f := v.Field(i).Interface(); f != nil {
-			m[name] = rules.Value(f)
+		if f := rules.ValueOf(v.Field(i)); f != nil {
+			m[name] = f
 		}
 	}
 	return m

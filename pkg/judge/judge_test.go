@@ -215,6 +215,59 @@ func TestAnEnvelopeOfOtherTypesIsStillJudged(t *testing.T) {
 	}
 }
 
+// TestRulesReadEveryKindOfField pins that a rule reads each kind of field
+// an entity may have as the whole image would give it.
+func TestRulesReadEveryKindOfField(t *testing.T) {
+	f := newFixture(t)
+	text := `{"type": "record", "name": "Gauge", "namespace": "upstream", "fields": [
+		{"name": "eventId", "type": "string"}, {"name": "tenantId", "type": "string"},
+		{"name": "entityType", "type": "string"}, {"name": "entityId", "type": "string"},
+		{"name": "operation", "type": {"type": "enum", "name": "Op", "symbols": ["CREATE", "UPDATE", "DELETE"]}},
+		{"name": "occurredAt", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+		{"name": "old", "type": ["null", {"type": "record", "name": "G", "fields": [
+			{"name": "b", "type": "boolean"}, {"name": "i", "type": "int"}, {"name": "l", "type": "long"},
+			{"name": "f", "type": "float"}, {"name": "d", "type": "double"}, {"name": "s", "type": "string"},
+			{"name": "e", "type": {"type": "enum", "name": "Level", "symbols": ["LOW", "HIGH"]}},
+			{"name": "ni", "type": ["null", "int"]}, {"name": "ns", "type": ["null", "string"]},
+			{"name": "at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+			{"name": "tags", "type": {"type": "array", "items": "string"}}]}]},
+		{"name": "new", "type": ["null", "G"]}]}`
+	ctx := t.Context()
+	subject := f.base.EventSubject("Gauge")
+	if err := f.base.Registry.Register(ctx, subject, []string{text}, sr.CompatBackward); err != nil {
+		t.Fatal(err)
+	}
+	schema, err := f.base.Registry.Latest(ctx, subject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entity, err := rules.EntityFromSchemas("Gauge", []*avro.Schema{schema.Schema})
+	if err != nil {
+		t.Fatal(err)
+	}
+	when := "new.b && new.i == 3 && new.l > 4000000000 && new.f == 1.5 && new.d < old.d && new.s == 's' && new.e == 'HIGH' && " +
+		"new.ni == 7 && old.ni == null && new.ns == null && new.at > old.at && new.tags[1] == 'y'"
+	r, err := f.compiler.Compile("acme", "g", configstore.Rule{Name: "g", On: configstore.RuleOn{EntityTypes: []string{"Gauge"}}, When: when},
+		map[string]rules.Entity{"Gauge": entity})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.index.Put(r)
+	img := func(d float64, ni any, at time.Time) map[string]any {
+		return map[string]any{"b": true, "i": int32(3), "l": int64(5000000000), "f": float32(1.5), "d": d, "s": "s", "e": "HIGH",
+			"ni": ni, "ns": nil, "at": at, "tags": []any{"x", "y"}}
+	}
+	now := time.Now()
+	value, err := schema.Encode(map[string]any{"eventId": "e", "tenantId": "acme", "entityType": "Gauge", "entityId": "g-1",
+		"operation": "UPDATE", "occurredAt": now, "old": img(2, nil, now.Add(-time.Hour)), "new": img(1, int32(7), now)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !f.fired(t, value)["g"] {
+		t.Errorf("%s did not fire", when)
+	}
+}
+
 // TestRulesOnOneEventEachHaveTheirOwnCostBudget pins that rules sharing
 // an event do not share the runtime cost limit: each may spend up to it.
 func TestRulesOnOneEventEachHaveTheirOwnCostBudget(t *testing.T) {
@@ -240,9 +293,9 @@ func TestJudgingAnEventAllocatesWithinItsBudget(t *testing.T) {
 		rules  []string
 		budget float64
 	}{
-		{"no rule", nil, 6},
-		{"10 rules, none fires", tenThresholds(), 32},
-		{"one rule fires", []string{"new.remaining < old.remaining"}, 104},
+		{"no rule", nil, 4},
+		{"10 rules, none fires", tenThresholds(), 27},
+		{"one rule fires", []string{"new.remaining < old.remaining"}, 108},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
