@@ -1,9 +1,12 @@
 // Command evaluator-bench measures the rule evaluator's throughput on a
-// real broker next to plain franz-go passthroughs of the same records in the
-// same run, and prints events/s for each and the evaluator's ratio to the
-// plain passthrough.
+// real broker next to a plain franz-go passthrough of the same records in
+// the same run (consume, produce unchanged, commit), and prints events/s for
+// each, the evaluator's ratio to the passthrough, and the processor seconds
+// each spends per 1,000 events. The two take turns, -rounds times each,
+// and each rate is measured once a tenth of the events are committed, so
+// that joining the group and catching up with the rules are left out.
 //
-//	go run ./services/rule-evaluator/cmd/evaluator-bench -brokers 127.0.0.1:19092
+//	go run ./services/rule-evaluator/cmd/evaluator-bench -brokers 127.0.0.1:19092 -rules 10,100
 package main
 
 import (
@@ -15,6 +18,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime/pprof"
+	"strconv"
 	"strings"
 	"time"
 
@@ -24,6 +29,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sr/srfake"
 
 	havro "github.com/heraldhq/herald/pkg/avro"
+	"github.com/heraldhq/herald/pkg/bench"
 	"github.com/heraldhq/herald/pkg/configstore"
 	"github.com/heraldhq/herald/pkg/event"
 	"github.com/heraldhq/herald/pkg/kafka"
@@ -32,12 +38,25 @@ import (
 )
 
 func main() {
+	o := options{}
 	brokers := flag.String("brokers", envOr("HERALD_TEST_KAFKA_BROKERS", "127.0.0.1:19092"), "seed brokers")
-	events := flag.Int("events", 100000, "events to process")
-	ruleCount := flag.Int("rules", 10, "rules per tenant watching the events")
+	flag.IntVar(&o.events, "events", 200000, "events per rule count")
+	ruleCounts := flag.String("rules", "10", "rules per tenant watching the events; a comma-separated list measures each")
 	partitions := flag.Int("partitions", 6, "partitions of the events topic")
+	flag.IntVar(&o.rounds, "rounds", 2, "turns each of the passthrough and the evaluator takes")
+	flag.StringVar(&o.jsonOut, "json", "", "also write the figures to this file as JSON")
+	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the evaluator's first measured window to this file")
 	flag.Parse()
-	if err := run(context.Background(), strings.Split(*brokers, ","), *events, *ruleCount, int32(*partitions)); err != nil {
+	o.brokers, o.partitions = strings.Split(*brokers, ","), int32(*partitions)
+	for _, s := range strings.Split(*ruleCounts, ",") {
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "evaluator-bench: -rules:", err)
+			os.Exit(2)
+		}
+		o.rules = append(o.rules, n)
+	}
+	if err := run(context.Background(), o); err != nil {
 		fmt.Fprintln(os.Stderr, "evaluator-bench:", err)
 		os.Exit(1)
 	}
@@ -50,10 +69,47 @@ func envOr(k, def string) string {
 	return def
 }
 
-func run(ctx context.Context, brokers []string, n, ruleCount int, partitions int32) error {
+type options struct {
+	brokers    []string
+	events     int
+	rules      []int
+	partitions int32
+	rounds     int
+	jsonOut    string
+	cpuProfile string
+}
+
+// figures are one rule count's results.
+type figures struct {
+	Rules             int       `json:"rules"`
+	Events            int       `json:"events"`
+	Evaluator         float64   `json:"evaluator_events_per_s"`
+	Passthrough       float64   `json:"passthrough_events_per_s"`
+	Ratio             float64   `json:"ratio"`
+	EvaluatorCPU      float64   `json:"evaluator_cpu_s_per_1000_events"`
+	PassthroughCPU    float64   `json:"passthrough_cpu_s_per_1000_events"`
+	EvaluatorRounds   []float64 `json:"evaluator_rounds_events_per_s"`
+	PassthroughRounds []float64 `json:"passthrough_rounds_events_per_s"`
+}
+
+func run(ctx context.Context, o options) error {
+	var all []figures
+	for _, n := range o.rules {
+		f, err := measureRules(ctx, o, n)
+		if err != nil {
+			return fmt.Errorf("%d rules: %w", n, err)
+		}
+		all = append(all, f)
+	}
+	return bench.WriteJSON(o.jsonOut, all)
+}
+
+// measureRules measures the evaluator with n rules per tenant, on topics
+// of its own, next to the passthrough.
+func measureRules(ctx context.Context, o options, n int) (figures, error) {
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
-	cfg := kafka.Config{Brokers: brokers, TopicPrefix: "bench-" + hex.EncodeToString(b) + ".", Partitions: partitions, ReplicationFactor: 1, CreateTopics: true}
+	cfg := kafka.Config{Brokers: o.brokers, TopicPrefix: "bench-" + hex.EncodeToString(b) + ".", Partitions: o.partitions, ReplicationFactor: 1, CreateTopics: true}
 	topics := cfg.Topics()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 
@@ -61,94 +117,111 @@ func run(ctx context.Context, brokers []string, n, ruleCount int, partitions int
 	defer fake.Close()
 	src, err := sr.NewClient(sr.URLs(fake.URL()))
 	if err != nil {
-		return err
+		return figures{}, err
 	}
 	reg := havro.NewRegistry(src, time.Hour)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ProducerLinger(5*time.Millisecond))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(o.brokers...), kgo.ProducerLinger(5*time.Millisecond))
 	if err != nil {
-		return err
+		return figures{}, err
 	}
 	defer cl.Close()
+	adm := kadm.NewClient(cl)
 	if err := kafka.EnsureTopics(ctx, cl, cfg); err != nil {
-		return err
+		return figures{}, err
 	}
 	out := cfg.TopicPrefix + "passthrough"
-	if _, err := kadm.NewClient(cl).CreateTopic(ctx, partitions, 1, nil, out); err != nil {
-		return err
+	if _, err := adm.CreateTopic(ctx, o.partitions, 1, nil, out); err != nil {
+		return figures{}, err
 	}
 	if err := service.RegisterSchemas(ctx, reg, topics); err != nil {
-		return err
+		return figures{}, err
 	}
-	if err := seedRules(ctx, brokers, topics.Config, ruleCount, quiet); err != nil {
-		return err
+	if err := seedRules(ctx, o.brokers, topics.Config, n, quiet); err != nil {
+		return figures{}, err
 	}
-	if err := produceEvents(ctx, cl, reg, topics.Events, n); err != nil {
-		return err
+	if err := produceEvents(ctx, cl, reg, topics.Events, o.events); err != nil {
+		return figures{}, err
 	}
-	fmt.Printf("%d Balance events on %d partitions, %d rules per tenant, broker %s\n", n, partitions, ruleCount, strings.Join(brokers, ","))
+	fmt.Printf("%d Balance events on %d partitions, %d rules per tenant, broker %s\n", o.events, o.partitions, n, strings.Join(o.brokers, ","))
 
-	plain, err := measure(ctx, cl, cfg.TopicPrefix+"plain", topics.Events, func(ctx context.Context, group string) error {
-		return passthrough(ctx, brokers, group, topics.Events, out)
-	})
-	if err != nil {
-		return err
-	}
-	fmt.Printf("  plain passthrough (consume, produce, commit): %8.0f events/s\n", float64(n)/plain.Seconds())
-
-	eval, err := measure(ctx, cl, cfg.TopicPrefix+"evaluator", topics.Events, func(ctx context.Context, group string) error {
-		return ruleevaluator.Run(ctx, ruleevaluator.Config{
-			Config: service.Config{
-				Kafka: cfg, Registry: service.RegistryConfig{URL: fake.URL(), LatestTTL: time.Hour},
-				HTTPAddr: "127.0.0.1:0", Logger: quiet,
-			},
-			Group: group, TransactionalID: group, SessionTimeout: 10 * time.Second, MaxBatch: 5000,
+	f := figures{Rules: n, Events: o.events}
+	var plain, eval bench.Span
+	var plainN, evalN int64
+	for round := range o.rounds {
+		group := fmt.Sprintf("%splain-%d", cfg.TopicPrefix, round)
+		span, done, err := measure(ctx, adm, group, topics.Events, int64(o.events), "", func(ctx context.Context) error {
+			return passthrough(ctx, o.brokers, group, topics.Events, out)
 		})
-	})
-	if err != nil {
-		return err
+		if err != nil {
+			return figures{}, err
+		}
+		plain, plainN = add(plain, span), plainN+done
+		f.PassthroughRounds = append(f.PassthroughRounds, span.Rate(done))
+		fmt.Printf("  plain passthrough (consume, produce, commit):       %8.0f events/s, %.3f CPU s per 1,000\n", span.Rate(done), span.CPUPer1000(done))
+
+		group = fmt.Sprintf("%sevaluator-%d", cfg.TopicPrefix, round)
+		profile := ""
+		if round == 0 {
+			profile = o.cpuProfile
+		}
+		span, done, err = measure(ctx, adm, group, topics.Events, int64(o.events), profile, func(ctx context.Context) error {
+			return ruleevaluator.Run(ctx, ruleevaluator.Config{
+				Config: service.Config{
+					Kafka: cfg, Registry: service.RegistryConfig{URL: fake.URL(), LatestTTL: time.Hour},
+					HTTPAddr: "127.0.0.1:0", Logger: quiet,
+				},
+				Group: group, TransactionalID: group, SessionTimeout: 10 * time.Second, MaxBatch: 5000,
+			})
+		})
+		if err != nil {
+			return figures{}, err
+		}
+		eval, evalN = add(eval, span), evalN+done
+		f.EvaluatorRounds = append(f.EvaluatorRounds, span.Rate(done))
+		fmt.Printf("  rule-evaluator (decode, %3d rules, transactions):   %8.0f events/s, %.3f CPU s per 1,000\n", n, span.Rate(done), span.CPUPer1000(done))
 	}
-	fmt.Printf("  rule-evaluator (decode, %d rules, transactions): %8.0f events/s\n", ruleCount, float64(n)/eval.Seconds())
-	fmt.Printf("  ratio rule-evaluator / plain passthrough: %.2f\n", plain.Seconds()/eval.Seconds())
-	return nil
+	f.Passthrough, f.Evaluator = plain.Rate(plainN), eval.Rate(evalN)
+	f.PassthroughCPU, f.EvaluatorCPU = plain.CPUPer1000(plainN), eval.CPUPer1000(evalN)
+	f.Ratio = f.Evaluator / f.Passthrough
+	fmt.Printf("  over %d rounds: passthrough %.0f events/s, rule-evaluator %.0f events/s; ratio %.2f\n", o.rounds, f.Passthrough, f.Evaluator, f.Ratio)
+	return f, nil
 }
 
-// measure runs consumer as group until the group has committed every
-// record of topic, and returns how long that took.
-func measure(ctx context.Context, cl *kgo.Client, group, topic string, consumer func(context.Context, string) error) (time.Duration, error) {
+func add(a, b bench.Span) bench.Span { return bench.Span{Wall: a.Wall + b.Wall, CPU: a.CPU + b.CPU} }
+
+// measure runs consumer until group has committed every one of total
+// records of topic, then stops it and waits for it to return. It returns
+// the window from a tenth committed to all, and the records committed in
+// it; with profile, a CPU profile of that window is written there.
+func measure(ctx context.Context, adm *kadm.Client, group, topic string, total int64, profile string, consumer func(context.Context) error) (bench.Span, int64, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errc := make(chan error, 1)
-	start := time.Now()
-	go func() { errc <- consumer(ctx, group) }()
-	adm := kadm.NewClient(cl)
-	for {
-		select {
-		case err := <-errc:
-			return 0, fmt.Errorf("%s stopped: %v", group, err)
-		case <-time.After(20 * time.Millisecond):
-		}
-		lags, err := adm.Lag(ctx, group)
+	stopped := make(chan error, 1)
+	go func() { stopped <- consumer(ctx) }()
+	var stopProfile func()
+	if profile != "" {
+		// Start-up is a small part of the window's profile; the lag
+		// poller samples too rarely to need leaving out.
+		f, err := os.Create(profile)
 		if err != nil {
-			continue
+			return bench.Span{}, 0, err
 		}
-		l := lags[group]
-		if l.DescribeErr == nil && l.FetchErr == nil && committedAll(l, topic) {
-			return time.Since(start), nil
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return bench.Span{}, 0, err
 		}
+		stopProfile = pprof.StopCPUProfile
 	}
-}
-
-func committedAll(l kadm.DescribedGroupLag, topic string) bool {
-	parts := l.Lag[topic]
-	if len(parts) == 0 {
-		return false
+	span, done, err := bench.AwaitCommitted(ctx, adm, group, topic, total, stopped)
+	if stopProfile != nil {
+		stopProfile()
 	}
-	for _, p := range parts {
-		if p.Commit.At < 0 || p.Lag != 0 {
-			return false
-		}
+	if err != nil {
+		return bench.Span{}, 0, fmt.Errorf("%s: %w", group, err)
 	}
-	return true
+	cancel()
+	<-stopped
+	return span, done, nil
 }
 
 // passthrough consumes topic as group and produces each record unchanged
@@ -170,9 +243,15 @@ func passthrough(ctx context.Context, brokers []string, group, topic, out string
 			recs = append(recs, &kgo.Record{Topic: out, Key: r.Key, Value: r.Value})
 		})
 		if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
 			return err
 		}
 		if err := cl.CommitUncommittedOffsets(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
 			return err
 		}
 	}
@@ -213,7 +292,7 @@ func seedRules(ctx context.Context, brokers []string, topic string, n int, log *
 // produceEvents writes n Balance updates over 250 accounts, each dropping
 // the remaining allowance by 1% of the total.
 func produceEvents(ctx context.Context, cl *kgo.Client, reg *havro.Registry, topic string, n int) error {
-	recs := make([]*kgo.Record, 0, n)
+	recs := make([]*kgo.Record, 0, 10000)
 	for i := range n {
 		acct := fmt.Sprintf("acct-%d", i%250)
 		rem := float64(1000 - 10*(i%100))
@@ -227,6 +306,12 @@ func produceEvents(ctx context.Context, cl *kgo.Client, reg *havro.Registry, top
 			return err
 		}
 		recs = append(recs, &kgo.Record{Topic: topic, Key: key, Value: value})
+		if len(recs) == cap(recs) || i == n-1 {
+			if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+				return err
+			}
+			recs = recs[:0]
+		}
 	}
-	return cl.ProduceSync(ctx, recs...).FirstErr()
+	return nil
 }
