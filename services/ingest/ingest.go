@@ -68,6 +68,9 @@ type Ingest struct {
 	produceTimeout time.Duration
 	// events counts events by outcome: accepted, refused, unavailable.
 	events metric.Int64Counter
+	// outcomes are the counter's attributes by outcome, made once rather
+	// than on every request.
+	outcomes map[string]metric.AddOption
 }
 
 // New connects the ingest service.
@@ -97,7 +100,8 @@ func New(ctx context.Context, c Config) (*Ingest, error) {
 	})
 	return &Ingest{
 		base: base, producer: producer, keys: httpapi.StoreKeys(base.Config), maxBatch: c.MaxBatch, produceTimeout: timeout,
-		events: telemetry.Counter(base.Metrics.Meter("herald/ingest"), "herald.ingest.events", "Events posted, by outcome (accepted, refused, unavailable)."),
+		events:   telemetry.Counter(base.Metrics.Meter("herald/ingest"), "herald.ingest.events", "Events posted, by outcome (accepted, refused, unavailable)."),
+		outcomes: outcomeOptions("accepted", "refused", "unavailable"),
 	}, nil
 }
 
@@ -302,6 +306,15 @@ func prefixFields(err error, prefix string) error {
 	return p
 }
 
+// outcomeOptions returns the counter's attribute option of each outcome.
+func outcomeOptions(outcomes ...string) map[string]metric.AddOption {
+	m := make(map[string]metric.AddOption, len(outcomes))
+	for _, o := range outcomes {
+		m[o] = metric.WithAttributeSet(attribute.NewSet(attribute.String("outcome", o)))
+	}
+	return m
+}
+
 func (in *Ingest) count(ctx context.Context, outcome string, n int) {
-	in.events.Add(ctx, int64(n), metric.WithAttributes(attribute.String("outcome", outcome)))
+	in.events.Add(ctx, int64(n), in.outcomes[outcome])
 }
