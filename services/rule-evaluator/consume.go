@@ -72,18 +72,21 @@ func (e *Evaluator) transact(ctx context.Context, fetches kgo.Fetches) error {
 	if err := e.sess.Begin(); err != nil {
 		return fmt.Errorf("begin transaction: %w", err)
 	}
+	// A subscription written before these events were accepted applies
+	// to them: one ListOffsets per transaction buys that, asked for while
+	// the configuration is waited for.
+	subs := make(chan error, 1)
+	go func() { subs <- e.subs.WaitCaughtUp(ctx) }()
 	// A rule, or the deletion of a tenant, written before these events
-	// were accepted applies to them, as a subscription does below.
+	// were accepted applies to them.
 	err := e.base.Config.WaitCaughtUp(ctx)
 	// A rule still waiting to compile aborts the transaction: the session
 	// rewinds, and these events are judged once it has compiled.
 	if err == nil {
 		err = e.loadPending(ctx)
 	}
-	if err == nil {
-		// A subscription written before these events were accepted
-		// applies to them: one ListOffsets per transaction buys that.
-		err = e.subs.WaitCaughtUp(ctx)
+	if serr := <-subs; err == nil {
+		err = serr
 	}
 	var out []*kgo.Record
 	if err == nil {
