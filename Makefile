@@ -18,7 +18,7 @@ FUZZTIME ?= 10s
 VENV := .cache/venv
 PEERS := deploy/peers/requirements.txt
 
-.PHONY: help run build images lint peers test test-unit fuzz kafka-start kafka-stop tidy bench-evaluator bench-rules bench-webhook bench-email bench-eventbridge
+.PHONY: help run build images lint peers test test-unit fuzz kafka-start kafka-stop tidy bench bench-evaluator bench-rules bench-webhook bench-email bench-eventbridge
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -86,6 +86,19 @@ kafka-stop: ## Stop the test broker.
 tidy: ## go mod tidy in every module.
 	@for m in $(MODULES); do (cd $$m && $(GO) mod tidy) || exit 1; done
 
+# make bench's broker: ports of its own, so that it never meets make test's.
+BENCH_KAFKA_PORT ?= 19892
+BENCH_KAFKA_CONTROLLER_PORT ?= 19893
+
+bench: ## Every component next to its baseline and the pipeline end to end, on a broker of its own: one table and .bench/results.json.
+	@command -v wrk >/dev/null || { echo "installing wrk"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+	@mkdir -p .bench/bin
+	$(GO) build -o .bench/bin/ ./services/rule-evaluator/cmd/evaluator-bench ./services/webhook-sender/cmd/webhook-bench \
+	  ./services/ingest/cmd/ingest-bench ./services/devstack/cmd/bench
+	@export HERALD_KAFKA_PORT=$(BENCH_KAFKA_PORT) HERALD_KAFKA_CONTROLLER_PORT=$(BENCH_KAFKA_CONTROLLER_PORT); \
+	  bash $(BROKER) start && trap 'bash $(BROKER) stop >/dev/null 2>&1' EXIT; \
+	  .bench/bin/bench -brokers $$(bash $(BROKER) brokers) -out .bench/results.json
+
 bench-evaluator: ## Rule evaluator events/s on the real broker next to a plain passthrough, and the ratio.
 	@bash $(BROKER) start
 	@trap 'bash $(BROKER) stop >/dev/null 2>&1' EXIT; \
@@ -94,7 +107,7 @@ bench-evaluator: ## Rule evaluator events/s on the real broker next to a plain p
 bench-rules: ## go test -bench: one event against 1, 10 and 100 rules, Avro decode included.
 	$(GO) test -run '^$$' -bench BenchmarkEvaluate -benchtime 2s ./services/rule-evaluator/
 
-bench-webhook: ## Webhook sender deliveries/s against a local sink next to wrk's requests/s, and the ratio.
+bench-webhook: ## Webhook sender deliveries/s against a local sink next to a bare net/http client loop (and wrk), and the ratio.
 	@command -v wrk >/dev/null || { echo "installing wrk"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 	$(GO) run ./services/webhook-sender/cmd/webhook-bench
 
