@@ -10,6 +10,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/heraldhq/herald/pkg/delivery"
 )
@@ -138,6 +140,20 @@ func (b *batcher) put(life context.Context, batch []*entry) {
 	}
 	ctx, cancel := context.WithTimeout(life, b.opts.Timeout)
 	defer cancel()
+	if b.opts.Tracer != nil {
+		// One call carries entries of many traces: its span is a root of
+		// its own, linked to each entry's attempt.
+		links := make([]trace.Link, 0, len(batch))
+		for _, e := range batch {
+			if e.attempt.IsValid() {
+				links = append(links, trace.Link{SpanContext: e.attempt})
+			}
+		}
+		var span trace.Span
+		ctx, span = b.opts.Tracer.Start(ctx, "eventbridge PutEvents", trace.WithSpanKind(trace.SpanKindClient),
+			trace.WithNewRoot(), trace.WithLinks(links...), trace.WithAttributes(attribute.Int("herald.entries", len(batch))))
+		defer span.End()
+	}
 	in := &eventbridge.PutEventsInput{Entries: make([]types.PutEventsRequestEntry, len(batch))}
 	for i, e := range batch {
 		in.Entries[i] = e.put

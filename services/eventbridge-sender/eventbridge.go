@@ -16,6 +16,7 @@ import (
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
 	"github.com/aws/smithy-go"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/heraldhq/herald/pkg/configstore"
 	"github.com/heraldhq/herald/pkg/delivery"
@@ -56,6 +57,9 @@ type Options struct {
 	Timeout time.Duration
 	// Observe, when set, is told the entries of each PutEvents call made.
 	Observe func(entries int)
+	// Tracer, when set, gives each PutEvents call a span linked to the
+	// attempt of every entry in it; nil means no spans.
+	Tracer trace.Tracer
 }
 
 // EventBridge is the EventBridge channel: each delivery is one entry of a
@@ -106,6 +110,7 @@ func (eb *EventBridge) Deliver(ctx context.Context, d *delivery.Delivery) (deliv
 	if err != nil {
 		return delivery.Response{}, err
 	}
+	e.attempt = trace.SpanContextFromContext(ctx)
 	key := clientKey{region: bus.Region, role: dest.RoleARN}
 	if dest.RoleARN != "" {
 		key.externalID = dest.ExternalID
@@ -162,6 +167,8 @@ type entry struct {
 	put    types.PutEventsRequestEntry
 	size   int
 	result chan result
+	// attempt is the span of the delivery attempt the entry belongs to.
+	attempt trace.SpanContext
 }
 
 type result struct {

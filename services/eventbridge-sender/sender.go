@@ -95,6 +95,7 @@ func New(ctx context.Context, c Config) (*service.Sender, error) {
 			calls.Add(context.Background(), 1)
 			entries.Add(context.Background(), int64(n))
 		},
+		Tracer: base.Tracer("herald/eventbridge-sender"),
 	})
 	s, err := service.NewSender(base, service.SenderOptions{
 		Channel: Channel, Deliver: eb, Config: c.Delivery, Release: eb.Close,
