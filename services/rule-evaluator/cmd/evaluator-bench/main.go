@@ -90,6 +90,11 @@ type figures struct {
 	PassthroughCPU    float64   `json:"passthrough_cpu_s_per_1000_events"`
 	EvaluatorRounds   []float64 `json:"evaluator_rounds_events_per_s"`
 	PassthroughRounds []float64 `json:"passthrough_rounds_events_per_s"`
+	// The same from the moment each consumer starts, joining its group
+	// and catching up with the rules included.
+	EvaluatorFromStart   float64 `json:"evaluator_events_per_s_from_start"`
+	PassthroughFromStart float64 `json:"passthrough_events_per_s_from_start"`
+	RatioFromStart       float64 `json:"ratio_from_start"`
 }
 
 func run(ctx context.Context, o options) error {
@@ -147,15 +152,16 @@ func measureRules(ctx context.Context, o options, n int) (figures, error) {
 	f := figures{Rules: n, Events: o.events}
 	var plain, eval bench.Span
 	var plainN, evalN int64
+	var plainAll, evalAll time.Duration
 	for round := range o.rounds {
 		group := fmt.Sprintf("%splain-%d", cfg.TopicPrefix, round)
-		span, done, err := measure(ctx, adm, group, topics.Events, int64(o.events), "", func(ctx context.Context) error {
+		span, done, all, err := measure(ctx, adm, group, topics.Events, int64(o.events), "", func(ctx context.Context) error {
 			return passthrough(ctx, o.brokers, group, topics.Events, out)
 		})
 		if err != nil {
 			return figures{}, err
 		}
-		plain, plainN = add(plain, span), plainN+done
+		plain, plainN, plainAll = add(plain, span), plainN+done, plainAll+all
 		f.PassthroughRounds = append(f.PassthroughRounds, span.Rate(done))
 		fmt.Printf("  plain passthrough (consume, produce, commit):       %8.0f events/s, %.3f CPU s per 1,000\n", span.Rate(done), span.CPUPer1000(done))
 
@@ -164,7 +170,7 @@ func measureRules(ctx context.Context, o options, n int) (figures, error) {
 		if round == 0 {
 			profile = o.cpuProfile
 		}
-		span, done, err = measure(ctx, adm, group, topics.Events, int64(o.events), profile, func(ctx context.Context) error {
+		span, done, all, err = measure(ctx, adm, group, topics.Events, int64(o.events), profile, func(ctx context.Context) error {
 			return ruleevaluator.Run(ctx, ruleevaluator.Config{
 				Config: service.Config{
 					Kafka: cfg, Registry: service.RegistryConfig{URL: fake.URL(), LatestTTL: time.Hour},
@@ -176,14 +182,18 @@ func measureRules(ctx context.Context, o options, n int) (figures, error) {
 		if err != nil {
 			return figures{}, err
 		}
-		eval, evalN = add(eval, span), evalN+done
+		eval, evalN, evalAll = add(eval, span), evalN+done, evalAll+all
 		f.EvaluatorRounds = append(f.EvaluatorRounds, span.Rate(done))
 		fmt.Printf("  rule-evaluator (decode, %3d rules, transactions):   %8.0f events/s, %.3f CPU s per 1,000\n", n, span.Rate(done), span.CPUPer1000(done))
 	}
 	f.Passthrough, f.Evaluator = plain.Rate(plainN), eval.Rate(evalN)
 	f.PassthroughCPU, f.EvaluatorCPU = plain.CPUPer1000(plainN), eval.CPUPer1000(evalN)
 	f.Ratio = f.Evaluator / f.Passthrough
-	fmt.Printf("  over %d rounds: passthrough %.0f events/s, rule-evaluator %.0f events/s; ratio %.2f\n", o.rounds, f.Passthrough, f.Evaluator, f.Ratio)
+	total := float64(o.events * o.rounds)
+	f.PassthroughFromStart, f.EvaluatorFromStart = total/plainAll.Seconds(), total/evalAll.Seconds()
+	f.RatioFromStart = f.EvaluatorFromStart / f.PassthroughFromStart
+	fmt.Printf("  over %d rounds: passthrough %.0f events/s, rule-evaluator %.0f events/s; ratio %.2f (%.2f from each consumer's start: %.0f and %.0f events/s)\n",
+		o.rounds, f.Passthrough, f.Evaluator, f.Ratio, f.RatioFromStart, f.PassthroughFromStart, f.EvaluatorFromStart)
 	return f, nil
 }
 
@@ -191,11 +201,13 @@ func add(a, b bench.Span) bench.Span { return bench.Span{Wall: a.Wall + b.Wall, 
 
 // measure runs consumer until group has committed every one of total
 // records of topic, then stops it and waits for it to return. It returns
-// the window from a tenth committed to all, and the records committed in
-// it; with profile, a CPU profile of that window is written there.
-func measure(ctx context.Context, adm *kadm.Client, group, topic string, total int64, profile string, consumer func(context.Context) error) (bench.Span, int64, error) {
+// the window from a tenth committed to all, the records committed in it,
+// and the time from the consumer's start to all committed; with profile,
+// a CPU profile of the run is written there.
+func measure(ctx context.Context, adm *kadm.Client, group, topic string, total int64, profile string, consumer func(context.Context) error) (bench.Span, int64, time.Duration, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	start := time.Now()
 	stopped := make(chan error, 1)
 	go func() { stopped <- consumer(ctx) }()
 	var stopProfile func()
@@ -204,24 +216,25 @@ func measure(ctx context.Context, adm *kadm.Client, group, topic string, total i
 		// poller samples too rarely to need leaving out.
 		f, err := os.Create(profile)
 		if err != nil {
-			return bench.Span{}, 0, err
+			return bench.Span{}, 0, 0, err
 		}
 		defer f.Close()
 		if err := pprof.StartCPUProfile(f); err != nil {
-			return bench.Span{}, 0, err
+			return bench.Span{}, 0, 0, err
 		}
 		stopProfile = pprof.StopCPUProfile
 	}
 	span, done, err := bench.AwaitCommitted(ctx, adm, group, topic, total, stopped)
+	all := time.Since(start)
 	if stopProfile != nil {
 		stopProfile()
 	}
 	if err != nil {
-		return bench.Span{}, 0, fmt.Errorf("%s: %w", group, err)
+		return bench.Span{}, 0, 0, fmt.Errorf("%s: %w", group, err)
 	}
 	cancel()
 	<-stopped
-	return span, done, nil
+	return span, done, all, nil
 }
 
 // passthrough consumes topic as group and produces each record unchanged
