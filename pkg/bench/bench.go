@@ -1,8 +1,9 @@
 // Package bench holds what Herald's bench commands share, so that each
 // measures the same way: the wall and processor time a stretch of a run
 // takes (Start, Window), how far a consumer group has committed a topic
-// (Committed, AwaitCommitted), wrk's requests per second (Wrk), and the
-// figures a command writes for make bench to gather (WriteJSON).
+// (Committed, AwaitCommitted), wrk's requests per second (Wrk), a CPU
+// profile of a stretch (Profile), and the figures a command writes for
+// make bench to gather (WriteJSON).
 //
 // A figure that is a rate is measured over a window that leaves out
 // start-up (joining a group, catching up with configuration): from the
@@ -18,6 +19,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime/pprof"
 	"strconv"
 	"syscall"
 	"time"
@@ -182,6 +184,23 @@ func luaString(b []byte) string {
 		}
 	}
 	return string(append(out, '"'))
+}
+
+// Profile starts a CPU profile written to path and returns what stops it;
+// an empty path profiles nothing.
+func Profile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 // WriteJSON writes v as indented JSON to path; an empty path writes

@@ -171,30 +171,37 @@ func startStack(ctx context.Context, brokers []string) (*stack, <-chan error, er
 	return s, stopped, nil
 }
 
-// call POSTs body to the tenant API and decodes the answer into out.
+// call POSTs body as JSON to the tenant API and decodes the answer into
+// out.
 func (s *stack) call(ctx context.Context, path string, body, out any) error {
 	b, err := json.Marshal(body)
 	if err != nil {
 		return err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.url+path, bytes.NewReader(b))
-	if err != nil {
+	raw, err := s.do(ctx, path, b)
+	if err != nil || out == nil {
 		return err
+	}
+	return json.Unmarshal(raw, out)
+}
+
+// do POSTs body to the tenant API and returns a 2xx answer's body.
+func (s *stack) do(ctx context.Context, path string, body []byte) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.url+path, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
 	}
 	req.Header.Set("Authorization", "Bearer "+e2eKey)
 	resp, err := s.client.Do(req)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("POST %s: %s %s", path, resp.Status, raw)
+	raw, err := io.ReadAll(resp.Body)
+	if err == nil && resp.StatusCode/100 != 2 {
+		err = fmt.Errorf("POST %s: %s %s", path, resp.Status, raw)
 	}
-	if out != nil {
-		return json.Unmarshal(raw, out)
-	}
-	return nil
+	return raw, err
 }
 
 // receive notes when each event's notification arrived.
@@ -224,21 +231,10 @@ func (s *stack) post(ctx context.Context, id string, i int) error {
 	body := `{"eventId":"` + id + `","entityType":"Balance","entityId":"bal-` + acct + `","operation":"UPDATE","accountId":"` + acct + `",` +
 		`"old":{"id":"bal","accountId":"` + acct + `","unit":"MB","total":1000,"used":400,"remaining":600},` +
 		`"new":{"id":"bal","accountId":"` + acct + `","unit":"MB","total":1000,"used":500,"remaining":500}}`
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.url+"/v1/events", bytes.NewReader([]byte(body)))
-	if err != nil {
+	if _, err := s.do(ctx, "/v1/events", []byte(body)); err != nil {
 		return err
 	}
-	req.Header.Set("Authorization", "Bearer "+e2eKey)
-	resp, err := s.client.Do(req)
-	if err != nil {
-		return err
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
 	now := time.Now()
-	if resp.StatusCode != http.StatusAccepted {
-		return fmt.Errorf("POST /v1/events: %s", resp.Status)
-	}
 	s.mu.Lock()
 	s.accepted[id] = now
 	s.mu.Unlock()

@@ -19,7 +19,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -151,17 +150,11 @@ func add(a, b bench.Span) bench.Span { return bench.Span{Wall: a.Wall + b.Wall, 
 // load runs wrk against url and returns its window and the requests
 // answered 202 in it.
 func load(ctx context.Context, url string, o options, profile string) (bench.Span, int64, error) {
-	if profile != "" {
-		f, err := os.Create(profile)
-		if err != nil {
-			return bench.Span{}, 0, err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return bench.Span{}, 0, err
-		}
-		defer pprof.StopCPUProfile()
+	stopProfile, err := bench.Profile(profile)
+	if err != nil {
+		return bench.Span{}, 0, err
 	}
+	defer stopProfile()
 	w := bench.Start()
 	rate, failed, err := bench.Wrk(ctx, bench.WrkOptions{URL: url, Lua: script, Connections: o.conns, Duration: o.dur})
 	span := w.Stop()

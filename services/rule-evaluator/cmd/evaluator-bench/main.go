@@ -18,7 +18,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -210,25 +209,13 @@ func measure(ctx context.Context, adm *kadm.Client, group, topic string, total i
 	start := time.Now()
 	stopped := make(chan error, 1)
 	go func() { stopped <- consumer(ctx) }()
-	var stopProfile func()
-	if profile != "" {
-		// Start-up is a small part of the window's profile; the lag
-		// poller samples too rarely to need leaving out.
-		f, err := os.Create(profile)
-		if err != nil {
-			return bench.Span{}, 0, 0, err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return bench.Span{}, 0, 0, err
-		}
-		stopProfile = pprof.StopCPUProfile
+	stopProfile, err := bench.Profile(profile)
+	if err != nil {
+		return bench.Span{}, 0, 0, err
 	}
 	span, done, err := bench.AwaitCommitted(ctx, adm, group, topic, total, stopped)
 	all := time.Since(start)
-	if stopProfile != nil {
-		stopProfile()
-	}
+	stopProfile()
 	if err != nil {
 		return bench.Span{}, 0, 0, fmt.Errorf("%s: %w", group, err)
 	}

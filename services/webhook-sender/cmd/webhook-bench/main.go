@@ -22,7 +22,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"runtime/pprof"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -66,7 +65,7 @@ func main() {
 	flag.DurationVar(&o.dur, "d", 10*time.Second, "how long wrk and the loop run")
 	flag.StringVar(&o.brokers, "brokers", "", "a real broker's address; empty runs an embedded one (kfake)")
 	flag.StringVar(&o.jsonOut, "json", "", "also write the figures to this file as JSON")
-	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the sender's measured window to this file")
+	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the sender's run to this file")
 	serveSink := flag.Bool("serve-sink", false, "serve the sink on a loopback port, print its address, and run until killed")
 	flag.Parse()
 	if *serveSink {
@@ -297,17 +296,11 @@ func sender(ctx context.Context, o options, sinkURL string) (bench.Span, int64, 
 	defer cancel()
 	stopped := make(chan error, 1)
 	go func() { stopped <- snd.Run(rctx) }()
-	if o.cpuProfile != "" {
-		pf, err := os.Create(o.cpuProfile)
-		if err != nil {
-			return bench.Span{}, 0, err
-		}
-		defer pf.Close()
-		if err := pprof.StartCPUProfile(pf); err != nil {
-			return bench.Span{}, 0, err
-		}
-		defer pprof.StopCPUProfile()
+	stopProfile, err := bench.Profile(o.cpuProfile)
+	if err != nil {
+		return bench.Span{}, 0, err
 	}
+	defer stopProfile()
 	wait, stop := context.WithTimeout(ctx, 5*time.Minute)
 	defer stop()
 	span, done, err := bench.AwaitCommitted(wait, kadm.NewClient(cl), c.Group, t.Notifications, int64(o.n), stopped)
