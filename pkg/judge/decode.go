@@ -270,18 +270,16 @@ func scalarType(n *avro.SchemaNode) reflect.Type {
 	return nil
 }
 
-// image returns a decoded image's fields by name, in CEL values; nil when
-// the image is null.
-func (p *projection) image(v reflect.Value) map[string]any {
+// image returns a decoded image's fields as rules read them; nil when the
+// image is null.
+func (p *projection) image(v reflect.Value) any {
 	if v.IsNil() {
 		return nil
 	}
 	v = v.Elem()
-	m := make(map[string]any, len(p.fields))
-	for i, name := range p.fields {
-		if f := rules.ValueOf(v.Field(i)); f != nil {
-			m[name] = f
-		}
+	r := &rules.Record{Names: p.fields, Values: make([]any, len(p.fields))}
+	for i := range p.fields {
+		r.Values[i] = rules.ValueOf(v.Field(i))
 	}
-	return m
+	return r
 }

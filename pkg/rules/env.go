@@ -78,17 +78,45 @@ func fieldType(f Field) *types.FieldType {
 	return &types.FieldType{
 		Type: f.cel,
 		IsSet: func(obj any) bool {
-			m, _ := obj.(map[string]any)
-			return m[name] != nil
+			return field(obj, name) != nil
 		},
 		GetFrom: func(obj any) (any, error) {
-			m, _ := obj.(map[string]any)
-			if v, ok := m[name]; ok && v != nil {
+			if v := field(obj, name); v != nil {
 				return v, nil
 			}
 			return types.NullValue, nil
 		},
 	}
+}
+
+// Record is an entity image decoded only for the fields rules read: their
+// names, sorted, and their values, as CEL values (see Value), in the same
+// order, nil for null. A field it does not name reads as null.
+type Record struct {
+	Names  []string
+	Values []any
+}
+
+// field returns the field called name of a decoded record, a generic map
+// or a Record; nil when it has none.
+func field(obj any, name string) any {
+	switch r := obj.(type) {
+	case map[string]any:
+		return r[name]
+	case *Record:
+		if len(r.Names) > 8 {
+			if i := sort.SearchStrings(r.Names, name); i < len(r.Names) && r.Names[i] == name {
+				return r.Values[i]
+			}
+			return nil
+		}
+		for i, n := range r.Names {
+			if n == name {
+				return r.Values[i]
+			}
+		}
+	}
+	return nil
 }
 
 func (p *provider) FindStructType(name string) (*types.Type, bool) {

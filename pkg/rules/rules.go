@@ -294,10 +294,13 @@ func (sizeHint) EstimateCallCost(string, string, *cost.AstNode, []cost.AstNode) 
 	return nil
 }
 
-// Input is what a rule is evaluated against: the generic values an event
-// decodes into. It is a CEL activation, shared by every rule an event meets.
+// Input is what a rule is evaluated against: the values an event decodes
+// into. It is a CEL activation, shared by every rule an event meets.
 type Input struct {
-	Old, New, Event map[string]any
+	// Old and New are the entity's images, each a generic map or a
+	// *Record; nil (or a nil map or Record) when the event has none.
+	Old, New any
+	Event    map[string]any
 
 	// frame is the one execution frame the event's rules share.
 	frame *interpreter.ExecutionFrame
@@ -336,12 +339,21 @@ func (in *Input) ResolveName(name string) (any, bool) {
 // Parent implements interpreter.Activation.
 func (in *Input) Parent() interpreter.Activation { return nil }
 
-// image keeps an absent entity image null in CEL rather than a typed nil map.
-func image(m map[string]any) any {
-	if m == nil {
+// image keeps an absent entity image null in CEL rather than a typed nil.
+func image(v any) any {
+	switch m := v.(type) {
+	case nil:
 		return types.NullValue
+	case map[string]any:
+		if m == nil {
+			return types.NullValue
+		}
+	case *Record:
+		if m == nil {
+			return types.NullValue
+		}
 	}
-	return m
+	return v
 }
 
 // Result is what a rule made of an event.
