@@ -157,6 +157,8 @@ func (j *Judge) Event(ctx context.Context, value []byte) (v *Verdict, err error)
 	if err != nil {
 		return nil, err
 	}
+	// The images as JSON, once a notification has written them.
+	var oldJSON, newJSON *string
 	for _, rule := range matched {
 		res, err := rule.Evaluate(ref.EntityType, in)
 		if err != nil {
@@ -181,9 +183,12 @@ func (j *Judge) Event(ctx context.Context, value []byte) (v *Verdict, err error)
 			return nil, err
 		}
 		enc, fail, err := j.notification(ctx, notification.Match{
-			Tenant: tenant, Event: ref, Old: old, New: new,
+			Tenant: tenant, Event: ref, Old: old, New: new, OldJSON: oldJSON, NewJSON: newJSON,
 			RuleID: rule.ID, Rule: spec, Fields: res.Fields, OrderingKey: res.OrderingKey,
 		})
+		if enc.Notification != nil {
+			oldJSON, newJSON = enc.Notification.Old, enc.Notification.New
+		}
 		switch {
 		case err != nil:
 			return nil, err

@@ -146,16 +146,23 @@ func TestRulesSeeTheFieldsTheyRead(t *testing.T) {
 	})
 }
 
-// TestNotificationCarriesTheWholeImages pins that a notification holds the
-// entity's images whole, though its rule read one field.
+// TestNotificationCarriesTheWholeImages pins that each notification of an
+// event holds the entity's images whole, though its rule read one field.
 func TestNotificationCarriesTheWholeImages(t *testing.T) {
 	f := newFixture(t)
 	f.rule(t, "r", "new.remaining < old.remaining")
+	f.rule(t, "s", "new.used > old.used")
 	v, err := f.judge.Event(t.Context(), f.balance(t))
-	if err != nil || len(v.Notifications) != 1 {
-		t.Fatalf("Event = %v, %v; want one notification", v, err)
+	if err != nil || len(v.Notifications) != 2 {
+		t.Fatalf("Event = %v, %v; want two notifications", v, err)
 	}
-	n := v.Notifications[0].Notification
+	for _, e := range v.Notifications {
+		checkImages(t, e.Notification)
+	}
+}
+
+func checkImages(t *testing.T, n *notification.Notification) {
+	t.Helper()
 	for name, img := range map[string]*string{"old": n.Old, "new": n.New} {
 		var m map[string]any
 		if img == nil || json.Unmarshal([]byte(*img), &m) != nil {

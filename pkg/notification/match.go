@@ -37,6 +37,10 @@ type Match struct {
 	Fields map[string]any
 	// OrderingKey is the rule's own key; empty for the event's partition key.
 	OrderingKey string
+	// OldJSON and NewJSON, when set, are Old and New as the notification
+	// writes them already: another rule's notification on the same event
+	// made them, and every notification of an event carries the same.
+	OldJSON, NewJSON *string
 }
 
 // FromMatch builds the notification m makes, created at now.
@@ -71,11 +75,15 @@ func FromMatch(m Match, now time.Time) (*Notification, error) {
 		n.PrevState = &spec.PrevState
 	}
 	var err error
-	if n.Old, err = jsonText(m.Old); err != nil {
-		return nil, err
+	if n.Old = m.OldJSON; n.Old == nil {
+		if n.Old, err = jsonText(m.Old); err != nil {
+			return nil, err
+		}
 	}
-	if n.New, err = jsonText(m.New); err != nil {
-		return nil, err
+	if n.New = m.NewJSON; n.New == nil {
+		if n.New, err = jsonText(m.New); err != nil {
+			return nil, err
+		}
 	}
 	for k, v := range m.Fields {
 		b, err := json.Marshal(finite(v))
