@@ -44,7 +44,8 @@ func main() {
 	partitions := flag.Int("partitions", 6, "partitions of the events topic")
 	flag.IntVar(&o.rounds, "rounds", 2, "turns each of the passthrough and the evaluator takes")
 	flag.StringVar(&o.jsonOut, "json", "", "also write the figures to this file as JSON")
-	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the evaluator's first measured window to this file")
+	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the evaluator's first run to this file")
+	flag.BoolVar(&o.warmup, "warmup", true, "run the passthrough once, unmeasured, before the first turn, so that a freshly started broker has warmed up")
 	flag.Parse()
 	o.brokers, o.partitions = strings.Split(*brokers, ","), int32(*partitions)
 	for _, s := range strings.Split(*ruleCounts, ",") {
@@ -76,6 +77,7 @@ type options struct {
 	rounds     int
 	jsonOut    string
 	cpuProfile string
+	warmup     bool
 }
 
 // figures are one rule count's results.
@@ -98,8 +100,8 @@ type figures struct {
 
 func run(ctx context.Context, o options) error {
 	var all []figures
-	for _, n := range o.rules {
-		f, err := measureRules(ctx, o, n)
+	for i, n := range o.rules {
+		f, err := measureRules(ctx, o, n, o.warmup && i == 0)
 		if err != nil {
 			return fmt.Errorf("%d rules: %w", n, err)
 		}
@@ -109,8 +111,9 @@ func run(ctx context.Context, o options) error {
 }
 
 // measureRules measures the evaluator with n rules per tenant, on topics
-// of its own, next to the passthrough.
-func measureRules(ctx context.Context, o options, n int) (figures, error) {
+// of its own, next to the passthrough, after an unmeasured passthrough run
+// when warmup is set.
+func measureRules(ctx context.Context, o options, n int, warmup bool) (figures, error) {
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
 	cfg := kafka.Config{Brokers: o.brokers, TopicPrefix: "bench-" + hex.EncodeToString(b) + ".", Partitions: o.partitions, ReplicationFactor: 1, CreateTopics: true}
@@ -148,6 +151,14 @@ func measureRules(ctx context.Context, o options, n int) (figures, error) {
 	}
 	fmt.Printf("%d Balance events on %d partitions, %d rules per tenant, broker %s\n", o.events, o.partitions, n, strings.Join(o.brokers, ","))
 
+	if warmup {
+		group := cfg.TopicPrefix + "warmup"
+		if _, _, _, err := measure(ctx, adm, group, topics.Events, int64(o.events), "", func(ctx context.Context) error {
+			return passthrough(ctx, o.brokers, group, topics.Events, out)
+		}); err != nil {
+			return figures{}, err
+		}
+	}
 	f := figures{Rules: n, Events: o.events}
 	var plain, eval bench.Span
 	var plainN, evalN int64
