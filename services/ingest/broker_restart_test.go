@@ -157,7 +157,7 @@ func TestAcceptedEventsSurviveBrokerRestart(t *testing.T) {
 		}
 	}
 
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	missing := p.receiver.missing(accepted)
 	for len(missing) > 0 && time.Now().Before(deadline) {
 		p.receiver.wait(time.Until(deadline))

@@ -62,10 +62,12 @@ func (e *Evaluator) consume(ctx context.Context) error {
 	}
 }
 
-// The bounds of the wait between aborted transactions.
+// The bounds of the wait between aborted transactions: short enough at
+// the top that the evaluator is back at work within seconds of the broker
+// or registry coming back.
 const (
 	minBackoff = 100 * time.Millisecond
-	maxBackoff = 30 * time.Second
+	maxBackoff = 5 * time.Second
 )
 
 func (e *Evaluator) transact(ctx context.Context, fetches kgo.Fetches) error {
