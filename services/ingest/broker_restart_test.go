@@ -165,6 +165,7 @@ func TestAcceptedEventsSurviveBrokerRestart(t *testing.T) {
 	}
 	if len(missing) > 0 {
 		t.Errorf("%d of %d accepted events never reached the webhook, such as %s", len(missing), len(accepted), missing[0])
+		t.Logf("the services' warnings since the broker was back:\n%s", p.warnings.since(up))
 	}
 	got, dupes := p.receiver.counts()
 	t.Logf("webhook received %d events (%d of them answered 503 yet written), %d duplicate deliveries",
@@ -234,6 +235,9 @@ func freePort(t *testing.T) string {
 type pipeline struct {
 	ingestURL string
 	receiver  *receiver
+	// warnings keeps what the services warned of, told only when events
+	// went missing: while the broker is away every client warns at length.
+	warnings *logBuffer
 }
 
 func startPipeline(t *testing.T, brokerAddr string) *pipeline {
@@ -243,8 +247,8 @@ func startPipeline(t *testing.T, brokerAddr string) *pipeline {
 	reg := srfake.New()
 	t.Cleanup(reg.Close)
 	prefix := kafkatest.Prefix(t)
-	// Errors only: while the broker is away every client warns at length.
-	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelError}))
+	warnings := &logBuffer{}
+	log := slog.New(slog.NewTextHandler(warnings, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	common := func(name string) service.Config {
 		return service.Config{
 			Kafka:    kafka.Config{Brokers: []string{brokerAddr}, TopicPrefix: prefix, Partitions: 3, ReplicationFactor: 1, CreateTopics: true},
@@ -300,7 +304,40 @@ func startPipeline(t *testing.T, brokerAddr string) *pipeline {
 		t.Fatalf("webhooksender.New: %v", err)
 	}
 	servicetest.Run(t, snd)
-	return &pipeline{ingestURL: ingestURL, receiver: rcv}
+	return &pipeline{ingestURL: ingestURL, receiver: rcv, warnings: warnings}
+}
+
+// logBuffer keeps log lines with the time each was written.
+type logBuffer struct {
+	mu    sync.Mutex
+	lines []logLine
+}
+
+type logLine struct {
+	at   time.Time
+	text string
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.lines = append(b.lines, logLine{time.Now(), string(p)})
+	return len(p), nil
+}
+
+// since returns the lines written since t, the first 200 of them.
+func (b *logBuffer) since(t time.Time) string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out strings.Builder
+	n := 0
+	for _, l := range b.lines {
+		if l.at.After(t) && n < 200 {
+			out.WriteString(l.text)
+			n++
+		}
+	}
+	return out.String()
 }
 
 // waitReady polls ingest's /readyz until it says ready (or not ready), or

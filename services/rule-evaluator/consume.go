@@ -28,7 +28,8 @@ func (e *Evaluator) consume(ctx context.Context) error {
 	release := func() {}
 	defer func() { release() }()
 	for {
-		fetches := e.sess.PollRecords(ctx, e.maxBatch)
+		sess := e.sess.Load()
+		fetches := sess.PollRecords(ctx, e.maxBatch)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -39,7 +40,7 @@ func (e *Evaluator) consume(ctx context.Context) error {
 		if fetches.NumRecords() == 0 {
 			continue
 		}
-		err := e.transact(ctx, fetches)
+		err := e.transact(ctx, sess, fetches)
 		release()
 		if err == nil {
 			wait = minBackoff
@@ -59,7 +60,36 @@ func (e *Evaluator) consume(ctx context.Context) error {
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, maxBackoff)
+		if errors.Is(err, errSessionBroken) {
+			if err := e.renewSession(); err != nil {
+				return err
+			}
+		}
 	}
+}
+
+// errSessionBroken marks a transaction that could not begin: the session's
+// producer is in a state no retry leaves. The broker fenced its epoch,
+// most often by aborting a transaction that outlived the transaction
+// timeout while the broker was away, and under transactions v2 (KIP-890)
+// that is final for the producer.
+var errSessionBroken = errors.New("transactional producer can no longer transact")
+
+// renewSession closes the session and opens a new one with the same
+// transactional id: the new producer epoch fences the old, whatever the
+// old left open is aborted, and the group hands the partitions back from
+// their committed offsets, so nothing is lost or committed twice.
+func (e *Evaluator) renewSession() error {
+	e.base.Log.Error("starting a new transactional session", "err", errSessionBroken)
+	old := e.sess.Load()
+	sess, err := kgo.NewGroupTransactSession(e.sessOpts...)
+	if err != nil {
+		return fmt.Errorf("transactional session: %w", err)
+	}
+	e.sess.Store(sess)
+	old.Close()
+	e.metrics.sessions.Add(context.Background(), 1)
+	return nil
 }
 
 // The bounds of the wait between aborted transactions: short enough at
@@ -70,9 +100,9 @@ const (
 	maxBackoff = 5 * time.Second
 )
 
-func (e *Evaluator) transact(ctx context.Context, fetches kgo.Fetches) error {
-	if err := e.sess.Begin(); err != nil {
-		return fmt.Errorf("begin transaction: %w", err)
+func (e *Evaluator) transact(ctx context.Context, sess *kgo.GroupTransactSession, fetches kgo.Fetches) error {
+	if err := sess.Begin(); err != nil {
+		return fmt.Errorf("begin transaction: %w: %w", errSessionBroken, err)
 	}
 	// A subscription written before these events were accepted applies
 	// to them: one ListOffsets per transaction buys that, asked for while
@@ -95,13 +125,13 @@ func (e *Evaluator) transact(ctx context.Context, fetches kgo.Fetches) error {
 		out, err = e.evaluateAll(ctx, fetches)
 	}
 	if err == nil && len(out) > 0 {
-		err = e.sess.Client().ProduceSync(ctx, out...).FirstErr()
+		err = sess.Client().ProduceSync(ctx, out...).FirstErr()
 	}
 	action := kgo.TryCommit
 	if err != nil {
 		action = kgo.TryAbort
 	}
-	committed, endErr := e.sess.End(ctx, action)
+	committed, endErr := sess.End(ctx, action)
 	switch {
 	case err != nil:
 		return err

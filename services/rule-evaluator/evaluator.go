@@ -23,6 +23,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -75,8 +76,11 @@ func (c Config) Validate() error {
 
 // Evaluator runs rules over events.
 type Evaluator struct {
-	base     *service.Base
-	sess     *kgo.GroupTransactSession
+	base *service.Base
+	// sess is the transactional session; renewSession replaces it when its
+	// producer can no longer transact. Only consume swaps it.
+	sess     atomic.Pointer[kgo.GroupTransactSession]
+	sessOpts []kgo.Opt
 	compiler *rules.Compiler
 	index    *rules.Index
 	subs     *subscription.Store
@@ -131,12 +135,13 @@ func New(ctx context.Context, c Config) (*Evaluator, error) {
 		base.Close()
 		return nil, err
 	}
-	e := &Evaluator{base: base, sess: sess, compiler: rules.NewCompiler(rules.DefaultLimits), index: rules.NewIndex(), subs: subs, maxBatch: c.MaxBatch, pending: map[string]configstore.Document{},
+	e := &Evaluator{base: base, sessOpts: opts, compiler: rules.NewCompiler(rules.DefaultLimits), index: rules.NewIndex(), subs: subs, maxBatch: c.MaxBatch, pending: map[string]configstore.Document{},
 		tracer: base.Tracer("herald/rule-evaluator"), lag: lag}
+	e.sess.Store(sess)
 	e.judge = e.newJudge()
 	e.metrics = newEvaluatorMetrics(base.Metrics.Meter("herald/rule-evaluator"))
 	base.Config.OnApply(e.applyConfig)
-	base.Health.AddCheck("kafka", func() error { return sess.Client().Ping(context.Background()) })
+	base.Health.AddCheck("kafka", func() error { return e.sess.Load().Client().Ping(context.Background()) })
 	base.Health.AddCheck("transactions", e.stalled.Check)
 	base.Health.AddCheck("subscriptions", func() error {
 		if !subs.CaughtUp() {
@@ -180,7 +185,7 @@ func (e *Evaluator) Routes(*http.ServeMux) {}
 
 // Close leaves the group and releases the clients.
 func (e *Evaluator) Close() {
-	e.sess.Close()
+	e.sess.Load().Close()
 	e.subs.Close()
 	e.base.Close()
 }
@@ -282,8 +287,8 @@ func (e *Evaluator) loadPending(ctx context.Context) error {
 
 // evaluatorMetrics counts what the evaluator commits and what it refuses.
 type evaluatorMetrics struct {
-	events, notifications, deadLetters, aborts, ruleFailures metric.Int64Counter
-	latency                                                  metric.Float64Histogram
+	events, notifications, deadLetters, aborts, ruleFailures, sessions metric.Int64Counter
+	latency                                                            metric.Float64Histogram
 }
 
 func newEvaluatorMetrics(m metric.Meter) evaluatorMetrics {
@@ -301,6 +306,7 @@ func newEvaluatorMetrics(m metric.Meter) evaluatorMetrics {
 		deadLetters:   telemetry.Counter(m, "herald.evaluator.dead_letters", "Events sent to the dead-letter topic, committed, by class (unreadable, rule_failed)."),
 		aborts:        telemetry.Counter(m, "herald.evaluator.aborts", "Transactions aborted and retried: the world's fault (broker, registry, a rule still compiling)."),
 		ruleFailures:  telemetry.Counter(m, "herald.evaluator.rule_failures", "Rules that failed on an event, by reason (error, cost_limit, encode, too_large); the rule did not fire."),
+		sessions:      telemetry.Counter(m, "herald.evaluator.session_renewals", "Transactional sessions replaced because the broker fenced their producer."),
 		latency:       latency,
 	}
 }

@@ -10,7 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/pkg/sr"
 	"github.com/twmb/franz-go/pkg/sr/srfake"
 
@@ -18,6 +21,7 @@ import (
 	"github.com/heraldhq/herald/pkg/configstore"
 	"github.com/heraldhq/herald/pkg/event"
 	"github.com/heraldhq/herald/pkg/notification"
+	"github.com/heraldhq/herald/pkg/service"
 	"github.com/heraldhq/herald/pkg/service/servicetest"
 )
 
@@ -209,11 +213,44 @@ func TestTransactionsRetryWhileTheRegistryIsDown(t *testing.T) {
 		http.Error(w, "unavailable", http.StatusServiceUnavailable)
 		return true
 	})
+	const good = 20
+	e, recs := runWithEvents(t, cfg, good)
+	cl := notificationReader(t, cfg)
+	// The events' schema stays cached by id; the notification schema's
+	// newest version is looked up again once its cache entry ages.
+	down.Store(true)
+	if err := cl.ProduceSync(t.Context(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+
+	deadline := time.Now().Add(30 * time.Second)
+	for e.base.Health.Err() == nil || !strings.Contains(e.base.Health.Err().Error(), "transactions") {
+		if time.Now().After(deadline) {
+			t.Fatalf("readyz = %v; want it to report failing transactions", e.base.Health.Err())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	down.Store(false)
+
+	collectExactlyOnce(t, e, cl, good, 1)
+	deadline = time.Now().Add(30 * time.Second)
+	for e.base.Health.Err() != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("readyz after recovery = %v", e.base.Health.Err())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// runWithEvents runs an evaluator on cfg with tenant acme and a rule that
+// fires on every Balance whose remaining drops, and returns it with good
+// such events and, in their middle, one record that is not Avro.
+func runWithEvents(t *testing.T, cfg service.Config, good int) (*Evaluator, []*kgo.Record) {
+	t.Helper()
 	e, err := New(t.Context(), Config{Config: cfg, Group: "g", TransactionalID: "tx", SessionTimeout: 6 * time.Second, MaxBatch: 100})
 	if err != nil {
 		t.Fatal(err)
 	}
-	topics := e.base.Topics
 	put := func(kind, id string, spec any) {
 		t.Helper()
 		tenant := "acme"
@@ -234,18 +271,10 @@ func TestTransactionsRetryWhileTheRegistryIsDown(t *testing.T) {
 		Name: "low", On: configstore.RuleOn{EntityTypes: []string{"Balance"}, Operations: []string{"UPDATE"}},
 		When: "new.remaining < old.remaining", Notification: configstore.RuleNotify{Name: "UnitAllowanceThreshold", State: "low"},
 	})
-
-	cl, err := kgo.NewClient(kgo.SeedBrokers(cfg.Kafka.Brokers...), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.ConsumeTopics(topics.Notifications, topics.EventsDLQ), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	const good = 20
 	var recs []*kgo.Record
 	for i := range good {
 		acct := "acct-1"
-		key, value, err := event.Encode(t.Context(), e.base.Registry, topics.Events, "acme", &event.Event{
+		key, value, err := event.Encode(t.Context(), e.base.Registry, e.base.Topics.Events, "acme", &event.Event{
 			EntityType: "Balance", EntityID: "bal-1", Operation: "UPDATE", AccountID: &acct,
 			Old: map[string]any{"id": "bal-1", "accountId": acct, "unit": "MB", "total": 1000.0, "used": 0.0, "remaining": 600.0},
 			New: map[string]any{"id": "bal-1", "accountId": acct, "unit": "MB", "total": 1000.0, "used": 0.0, "remaining": float64(500 - i)},
@@ -254,39 +283,46 @@ func TestTransactionsRetryWhileTheRegistryIsDown(t *testing.T) {
 			t.Fatal(err)
 		}
 		if i == good/2 {
-			recs = append(recs, &kgo.Record{Topic: topics.Events, Key: key, Value: []byte("not avro")})
+			recs = append(recs, &kgo.Record{Topic: e.base.Topics.Events, Key: key, Value: []byte("not avro")})
 		}
-		recs = append(recs, &kgo.Record{Topic: topics.Events, Key: key, Value: value})
+		recs = append(recs, &kgo.Record{Topic: e.base.Topics.Events, Key: key, Value: value})
 	}
-	// The events' schema stays cached by id; the notification schema's
-	// newest version is looked up again once its cache entry ages.
-	down.Store(true)
-	if err := cl.ProduceSync(t.Context(), recs...).FirstErr(); err != nil {
+	return e, recs
+}
+
+// notificationReader reads the committed notifications and events dead
+// letters of cfg's topics from their start.
+func notificationReader(t *testing.T, cfg service.Config) *kgo.Client {
+	t.Helper()
+	topics := cfg.Kafka.Topics()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(cfg.Kafka.Brokers...), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.ConsumeTopics(topics.Notifications, topics.EventsDLQ), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(cl.Close)
+	return cl
+}
 
-	deadline := time.Now().Add(30 * time.Second)
-	for e.base.Health.Err() == nil || !strings.Contains(e.base.Health.Err().Error(), "transactions") {
-		if time.Now().After(deadline) {
-			t.Fatalf("readyz = %v; want it to report failing transactions", e.base.Health.Err())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	down.Store(false)
-
+// collectExactlyOnce reads cl until it has seen notes notifications and
+// dead dead letters, and fails the test if any notification was committed
+// twice or more dead letters were.
+func collectExactlyOnce(t *testing.T, e *Evaluator, cl *kgo.Client, notes, dead int) {
+	t.Helper()
+	topics := e.base.Topics
 	seen := map[string]int{}
-	dead := 0
-	for len(seen) < good || dead < 1 {
+	gotDead := 0
+	for len(seen) < notes || gotDead < dead {
 		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 		fs := cl.PollFetches(ctx)
 		timedOut := ctx.Err() != nil
 		cancel()
 		if timedOut {
-			t.Fatalf("after the broker recovered: %d of %d notifications, %d dead letters", len(seen), good, dead)
+			t.Fatalf("%d of %d notifications, %d of %d dead letters", len(seen), notes, gotDead, dead)
 		}
 		fs.EachRecord(func(r *kgo.Record) {
 			if r.Topic == topics.EventsDLQ {
-				dead++
+				gotDead++
 				return
 			}
 			var n notification.Notification
@@ -301,14 +337,47 @@ func TestTransactionsRetryWhileTheRegistryIsDown(t *testing.T) {
 			t.Errorf("notification %s committed %d times", id, c)
 		}
 	}
-	if dead != 1 {
-		t.Errorf("%d dead letters, want 1", dead)
+	if gotDead != dead {
+		t.Errorf("%d dead letters, want %d", gotDead, dead)
 	}
-	deadline = time.Now().Add(30 * time.Second)
-	for e.base.Health.Err() != nil {
-		if time.Now().After(deadline) {
-			t.Fatalf("readyz after recovery = %v", e.base.Health.Err())
+}
+
+// TestFencedProducerGetsANewSession has the broker fence the evaluator's
+// producer when it commits, as a broker does on coming back from an outage
+// longer than the transaction timeout: it aborts the open transaction and
+// bumps the producer's epoch, after which the producer can never begin a
+// transaction again. The evaluator must carry on with a new session, and
+// every event still yields its notification exactly once.
+func TestFencedProducerGetsANewSession(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	cfg := servicetest.Fakes(t, 2)
+	cfg.Kafka.Brokers = c.ListenAddrs()
+	var fenced atomic.Int32
+	c.ControlKey(int16(kmsg.EndTxn), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
+		req := kreq.(*kmsg.EndTxnRequest)
+		if !req.Commit || fenced.Load() > 0 {
+			return nil, nil, false
 		}
-		time.Sleep(20 * time.Millisecond)
+		fenced.Add(1)
+		c.KeepControl()
+		resp := req.ResponseKind().(*kmsg.EndTxnResponse)
+		resp.ErrorCode = kerr.ProducerFenced.Code
+		return resp, nil, true
+	})
+	c.KeepControl()
+
+	const good = 20
+	e, recs := runWithEvents(t, cfg, good)
+	cl := notificationReader(t, cfg)
+	if err := cl.ProduceSync(t.Context(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	collectExactlyOnce(t, e, cl, good, 1)
+	if fenced.Load() == 0 {
+		t.Fatal("the broker never fenced a commit")
 	}
 }
