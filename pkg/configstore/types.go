@@ -23,6 +23,9 @@ const OperatorTenant = "_"
 // Tenant is an organisation using Herald; its id is the document id.
 type Tenant struct {
 	Name string `json:"name"`
+	// TimeZone is the tenant's IANA time zone, in which rules place local
+	// times of day; empty means UTC.
+	TimeZone string `json:"timeZone,omitempty"`
 }
 
 // APIKey is a tenant's API key. Only its hash is stored.
@@ -51,6 +54,15 @@ type Rule struct {
 	// OrderingKey is a CEL expression giving the key that orders the
 	// rule's notifications; empty means the event's partition key.
 	OrderingKey string `json:"orderingKey,omitempty"`
+	// At is a CEL expression giving when the rule's timer for an entity is
+	// due (a timestamp, or null for no timer). A rule with At fires when
+	// the timer comes due, judged on the entity's latest state, rather
+	// than on the change.
+	At string `json:"at,omitempty"`
+	// TimerFor is a CEL expression giving the id of the entity, of the
+	// rule's first entity type, whose timer an event sets (a string, or
+	// null for none); empty means the event's own entity. Only with At.
+	TimerFor string `json:"timerFor,omitempty"`
 }
 
 // IsEnabled reports whether the rule is evaluated; rules are enabled unless

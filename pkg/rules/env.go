@@ -1,17 +1,24 @@
 package rules
 
 import (
+	"fmt"
 	"math"
 	"reflect"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
+	// Rules place times of day in tenants' zones; images built from
+	// scratch have no zone database of their own.
+	_ "time/tzdata"
 
 	"cel.dev/cel-go/cel"
+	"cel.dev/cel-go/common"
 	"cel.dev/cel-go/common/ast"
 	"cel.dev/cel-go/common/env"
 	"cel.dev/cel-go/common/operators"
+	"cel.dev/cel-go/common/overloads"
 	"cel.dev/cel-go/common/types"
 	"cel.dev/cel-go/common/types/ref"
 	"cel.dev/cel-go/common/types/traits"
@@ -36,6 +43,14 @@ var eventFields = []Field{
 	{Name: "correlationId", Type: "string", Nullable: true, cel: types.NewNullableType(types.StringType)},
 }
 
+// TenantType is the CEL type of the `tenant` variable.
+const TenantType = "herald.Tenant"
+
+// tenantFields are the tenant settings rules read through `tenant`.
+var tenantFields = []Field{
+	{Name: "timeZone", Type: "string", cel: types.StringType},
+}
+
 // entityTypeName is the CEL type of an entity's old and new images.
 func entityTypeName(entity string) string { return "herald.entities." + entity }
 
@@ -50,7 +65,26 @@ type provider struct {
 func newProvider(base types.Provider, e Entity) *provider {
 	p := &provider{Provider: base, records: map[string]map[string]*types.FieldType{}}
 	p.declare(EventType, eventFields)
+	p.declare(TenantType, tenantFields)
 	p.declare(entityTypeName(e.Name), e.Fields)
+	// A tenant that has not set its zone is in UTC.
+	p.records[TenantType]["timeZone"] = &types.FieldType{
+		Type:  types.StringType,
+		IsSet: func(any) bool { return true },
+		GetFrom: func(obj any) (any, error) {
+			switch z := field(obj, "timeZone").(type) {
+			case string:
+				if z != "" {
+					return z, nil
+				}
+			case types.String:
+				if z != "" {
+					return z, nil
+				}
+			}
+			return "UTC", nil
+		},
+	}
 	return p
 }
 
@@ -161,6 +195,7 @@ func newCELEnv(e Entity, l Limits) (*cel.Env, error) {
 		cel.Variable("old", entity),
 		cel.Variable("new", entity),
 		cel.Variable("event", cel.ObjectType(EventType)),
+		cel.Variable("tenant", cel.ObjectType(TenantType)),
 		cel.CrossTypeNumericComparisons(true),
 		cel.ParserExpressionSizeLimit(l.MaxExpressionLength),
 		cel.ParserRecursionLimit(l.MaxNesting),
@@ -176,6 +211,11 @@ func newCELEnv(e Entity, l Limits) (*cel.Env, error) {
 		cel.Function("pct",
 			cel.Overload("pct_dyn_dyn", []*cel.Type{cel.DynType, cel.DynType}, cel.DynType,
 				cel.BinaryBinding(pct))),
+		cel.Function("dayAt",
+			cel.Overload("day_at_timestamp_int_string_string",
+				[]*cel.Type{cel.NullableType(cel.TimestampType), cel.IntType, cel.StringType, cel.StringType}, cel.NullableType(cel.TimestampType),
+				cel.FunctionBinding(newZones().dayAt))),
+		cel.Macros(cel.GlobalMacro("activityAt", 3, activityAt(hasField(e, "lastActivityAt", "timestamp")))),
 	}
 	// Mixed int and double arithmetic and equality, as in m3ter's
 	// calculations (`new.amount*100` with amount a double): declared here
@@ -256,6 +296,108 @@ func pct(part, whole ref.Val) ref.Val {
 	return types.Double(r)
 }
 
+// hasField reports whether e has a field called name of type typ.
+func hasField(e Entity, name, typ string) bool {
+	return slices.ContainsFunc(e.Fields, func(f Field) bool { return f.Name == name && f.Type == typ })
+}
+
+// activityAt expands activityAt(old, new, event), the instant an event
+// shows a SIM in use, for an entity: one that records its last activity
+// (a Sim's lastActivityAt) gives that, or when the event occurred where it
+// is unset; any other gives when the event occurred if it concerns a
+// device (event.deviceId, the SIM's iccid), else null.
+func activityAt(recordsActivity bool) cel.MacroFactory {
+	return func(eh cel.MacroExprFactory, _ ast.Expr, args []ast.Expr) (ast.Expr, *common.Error) {
+		nw, ev := args[1], args[2]
+		if recordsActivity {
+			last := eh.NewSelect(nw, "lastActivityAt")
+			return eh.NewCall(operators.Conditional,
+				eh.NewCall(operators.NotEquals, last, eh.NewLiteral(types.NullValue)),
+				eh.Copy(last), eh.NewSelect(ev, "occurredAt")), nil
+		}
+		return eh.NewCall(operators.Conditional,
+			eh.NewCall(operators.NotEquals, eh.NewSelect(ev, "deviceId"), eh.NewLiteral(types.NullValue)),
+			eh.NewSelect(eh.Copy(ev), "occurredAt"), eh.NewLiteral(types.NullValue)), nil
+	}
+}
+
+// zones caches the time zones an environment's rules use: loading one
+// reads the zone database.
+type zones struct {
+	mu     sync.RWMutex
+	byName map[string]*time.Location
+}
+
+func newZones() *zones { return &zones{byName: map[string]*time.Location{}} }
+
+func (z *zones) load(name string) (*time.Location, error) {
+	z.mu.RLock()
+	loc, ok := z.byName[name]
+	z.mu.RUnlock()
+	if ok {
+		return loc, nil
+	}
+	loc, err := time.LoadLocation(name)
+	if err != nil {
+		return nil, err
+	}
+	z.mu.Lock()
+	z.byName[name] = loc
+	z.mu.Unlock()
+	return loc, nil
+}
+
+// dayAt is CEL's dayAt(ts, days, hhmm, zone): see DayAt. A null ts gives
+// null.
+func (z *zones) dayAt(args ...ref.Val) ref.Val {
+	if args[0].Type() == types.NullType {
+		return types.NullValue
+	}
+	ts, ok1 := args[0].(types.Timestamp)
+	days, ok2 := args[1].(types.Int)
+	hhmm, ok3 := args[2].(types.String)
+	zone, ok4 := args[3].(types.String)
+	if !ok1 || !ok2 || !ok3 || !ok4 {
+		return types.NewErr("dayAt: wants a timestamp, an int and two strings")
+	}
+	loc, err := z.load(string(zone))
+	if err != nil {
+		return types.NewErr("dayAt: unknown time zone %q", string(zone))
+	}
+	t, err := DayAt(ts.Time, int(days), string(hhmm), loc)
+	if err != nil {
+		return types.NewErr("dayAt: %v", err)
+	}
+	return types.Timestamp{Time: t}
+}
+
+// DayAt returns the instant at local time hhmm ("HH:MM", 24-hour) in loc on
+// the calendar day days days after t's date in loc. The local time holds
+// across a change of UTC offset between the two days; a local time that
+// such a change skips or repeats gives one of the instants it could be.
+func DayAt(t time.Time, days int, hhmm string, loc *time.Location) (time.Time, error) {
+	h, m, ok := clock(hhmm)
+	if !ok {
+		return time.Time{}, fmt.Errorf("%q is not a time of day as HH:MM", hhmm)
+	}
+	y, mo, d := t.In(loc).Date()
+	return time.Date(y, mo, d+days, h, m, 0, 0, loc).UTC(), nil
+}
+
+// clock reads "HH:MM", 00:00 to 23:59.
+func clock(s string) (h, m int, ok bool) {
+	if len(s) != 5 || s[2] != ':' {
+		return 0, 0, false
+	}
+	for _, i := range []int{0, 1, 3, 4} {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, 0, false
+		}
+	}
+	h, m = int(s[0]-'0')*10+int(s[1]-'0'), int(s[3]-'0')*10+int(s[4]-'0')
+	return h, m, h < 24 && m < 60
+}
+
 // promote replaces each arithmetic call with one that turns an int operand
 // into a double when the other is a double, then applies the operator as
 // CEL's standard library does.
@@ -263,6 +405,22 @@ func promote(i interpreter.InterpretableV2) (interpreter.InterpretableV2, error)
 	call, ok := i.(interpreter.InterpretableCall)
 	if !ok || len(call.Args()) != 2 {
 		return i, nil
+	}
+	switch call.OverloadID() {
+	case overloads.AddTimestampDuration, overloads.AddDurationTimestamp, overloads.SubtractTimestampDuration:
+		// A date the entity has not set, moved by a duration, is still
+		// not set: `new.expiresAt - duration("72h")` is null, not an error.
+		add := call.Function() == operators.Add
+		args := call.Args()
+		return &promoted{InterpretableCall: call, lhs: args[0], rhs: args[1], apply: func(a, b ref.Val) ref.Val {
+			switch {
+			case a.Type() == types.NullType || b.Type() == types.NullType:
+				return types.NullValue
+			case add:
+				return withTrait[traits.Adder](a, b, traits.Adder.Add)
+			}
+			return withTrait[traits.Subtractor](a, b, traits.Subtractor.Subtract)
+		}}, nil
 	}
 	// A call the checker resolved to one standard overload (double *
 	// double) has operands of one type already; only the mixed overloads

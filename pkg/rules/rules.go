@@ -3,9 +3,10 @@
 //
 // A rule's condition, notification fields and ordering key, and the
 // notification's previous state and threshold where they depend on the
-// event, are CEL over three variables: `old` and `new`, the entity before and after the change,
-// and `event`, the envelope (id, tenantId, entityType, entityId, operation,
-// occurredAt, accountId, deviceId, correlationId). The images are typed by
+// event, are CEL over four variables: `old` and `new`, the entity before and after the change,
+// `event`, the envelope (id, tenantId, entityType, entityId, operation,
+// occurredAt, accountId, deviceId, correlationId), and `tenant`, the
+// tenant's settings (timeZone, an IANA name, "UTC" when unset). The images are typed by
 // the entity's registered schema (every version), so a misspelt field is
 // refused when the rule is saved; reading any field of a null image, or a
 // field an older version lacks, gives null rather than an error, which makes
@@ -13,6 +14,19 @@
 // are accepted (see Translate), int and double mix in arithmetic and
 // equality, and isnull, crossedBelow, crossedAbove and pct help with
 // thresholds.
+//
+// A rule with `at` fires at a time rather than on a change: `at` gives
+// the instant the rule's timer for an entity is due (a timestamp, or null
+// for none), and `timerFor`, when given, the id of the entity whose timer
+// an event sets (by default the event's own entity). Schedule evaluates
+// both for an event; when the timer comes due, Evaluate judges `when`
+// against the entity's latest image, with event.operation "TIMER" and the
+// due time as event.occurredAt. Adding a duration to, or subtracting one
+// from, a null timestamp gives null, so `new.expiresAt - duration("72h")`
+// sets no timer for an entity without an end date. dayAt gives an instant
+// at a local time of day some days after another, in a time zone (see
+// DayAt), and activityAt the instant an event shows a SIM in use (see
+// newCELEnv).
 //
 // A Compiler turns a rule into one set of programs per entity type it
 // watches; an Index holds compiled rules by tenant, entity type and
@@ -27,6 +41,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"cel.dev/cel-go/cel"
 	"cel.dev/cel-go/common/cost"
@@ -72,7 +87,7 @@ var DefaultLimits = Limits{
 
 // CompileError reports an expression that does not compile or type-check.
 type CompileError struct {
-	Field   string // "when", "orderingKey", "notification.fields.<name>", "notification.prevStateExpr" or "notification.thresholdExpr"
+	Field   string // "when", "at", "timerFor", "orderingKey", "notification.fields.<name>", "notification.prevStateExpr" or "notification.thresholdExpr"
 	Entity  string // the entity type it was checked against
 	Message string // CEL's message, with line:column positions
 }
@@ -154,6 +169,8 @@ type programs struct {
 	orderingKey cel.Program
 	prevState   cel.Program
 	threshold   cel.Program
+	at          cel.Program
+	timerFor    cel.Program
 	// reads is what the programs read of an event, together.
 	reads Reads
 }
@@ -198,6 +215,19 @@ func (c *Compiler) Compile(tenant, id string, spec configstore.Rule, entities ma
 				return nil, err
 			}
 		}
+		if spec.At != "" {
+			if p.at, err = c.program(env, &p.reads, et, "at", spec.At, cel.TimestampType); err != nil {
+				return nil, err
+			}
+			// Scheduling reads the event's entity id and firing sets its
+			// operation and time, so a timed rule always has the envelope.
+			p.reads.Event = true
+		}
+		if spec.TimerFor != "" {
+			if p.timerFor, err = c.program(env, &p.reads, et, "timerFor", spec.TimerFor, cel.StringType); err != nil {
+				return nil, err
+			}
+		}
 		r.byType = append(r.byType, typed{et, p})
 	}
 	return r, nil
@@ -220,6 +250,9 @@ func (c *Compiler) checkSpec(spec configstore.Rule) error {
 	}
 	if n := spec.Notification; n.Threshold != nil && n.ThresholdExpr != "" {
 		return &SpecError{Field: "notification.thresholdExpr", Message: "give threshold or thresholdExpr, not both"}
+	}
+	if spec.TimerFor != "" && spec.At == "" {
+		return &SpecError{Field: "timerFor", Message: "only a rule with at has a timer to set"}
 	}
 	return nil
 }
@@ -301,6 +334,9 @@ type Input struct {
 	// *Record; nil (or a nil map or Record) when the event has none.
 	Old, New any
 	Event    map[string]any
+	// Tenant is the tenant's settings, as `tenant` reads them: timeZone,
+	// the tenant's IANA time zone ("UTC" when unset or absent).
+	Tenant map[string]any
 
 	// frame is the one execution frame the event's rules share.
 	frame *interpreter.ExecutionFrame
@@ -332,6 +368,8 @@ func (in *Input) ResolveName(name string) (any, bool) {
 		return image(in.New), true
 	case "event":
 		return in.Event, true
+	case "tenant":
+		return in.Tenant, true
 	}
 	return nil, false
 }
@@ -406,6 +444,65 @@ func (r *Rule) Evaluate(entityType string, in *Input) (Result, error) {
 		res.OrderingKey, _ = v.Value().(string)
 	}
 	return res, nil
+}
+
+// Timed reports whether the rule fires at a time (it has `at`) rather than
+// on a change.
+func (r *Rule) Timed() bool { return r.Spec.At != "" }
+
+// Subject returns the entity type the rule's timers are for: the first it
+// watches.
+func (r *Rule) Subject() string { return r.Spec.On.EntityTypes[0] }
+
+// Schedule computes what an event of entityType does to the rule's timers:
+// entity is the id of the Subject entity whose timer the event sets, ""
+// when it touches none (timerFor gave null); due is when that timer is
+// due, zero when `at` gave null (the timer is cancelled).
+func (r *Rule) Schedule(entityType string, in *Input) (entity string, due time.Time, err error) {
+	p, ok := r.programs(entityType)
+	if !ok || p.at == nil {
+		return "", time.Time{}, nil
+	}
+	if p.timerFor != nil {
+		v, err := in.eval(p.timerFor)
+		if err != nil {
+			return "", time.Time{}, evalError(r.ID, "timerFor", err)
+		}
+		switch s := v.Value().(type) {
+		case string:
+			entity = s
+		default:
+			if v.Type() != types.NullType {
+				return "", time.Time{}, fmt.Errorf("rule %s: timerFor: gave a %s, not a string", r.ID, v.Type().TypeName())
+			}
+		}
+		if entity == "" {
+			return "", time.Time{}, nil
+		}
+	} else {
+		switch s := in.Event["entityId"].(type) {
+		case string:
+			entity = s
+		case types.String:
+			entity = string(s)
+		}
+		if entity == "" {
+			return "", time.Time{}, fmt.Errorf("rule %s: the event has no entityId", r.ID)
+		}
+	}
+	v, err := in.eval(p.at)
+	if err != nil {
+		return "", time.Time{}, evalError(r.ID, "at", err)
+	}
+	switch t := v.(type) {
+	case types.Timestamp:
+		return entity, t.Time, nil
+	default:
+		if v.Type() != types.NullType {
+			return "", time.Time{}, fmt.Errorf("rule %s: at: gave a %s, not a timestamp", r.ID, v.Type().TypeName())
+		}
+	}
+	return entity, time.Time{}, nil
 }
 
 // notification computes n's previous state and threshold where the rule
@@ -548,6 +645,11 @@ func (ix *Index) Put(r *Rule) {
 	ops := r.Spec.On.Operations
 	if len(ops) == 0 {
 		ops = event.Operations
+	}
+	// A DELETE cancels a timed rule's timer, whatever operations its
+	// condition is judged on.
+	if r.Timed() && !slices.Contains(ops, "DELETE") {
+		ops = append(slices.Clip(ops), "DELETE")
 	}
 	for _, et := range r.Spec.On.EntityTypes {
 		for _, op := range ops {
