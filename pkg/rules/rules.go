@@ -192,26 +192,10 @@ func (c *Compiler) Compile(tenant, id string, spec configstore.Rule, entities ma
 			return nil, err
 		}
 		p := &programs{fields: map[string]cel.Program{}}
-		if p.when, err = c.program(env, &p.reads, et, "when", spec.When, cel.BoolType); err != nil {
-			return nil, err
-		}
-		for name, expr := range spec.Notification.Fields {
-			if p.fields[name], err = c.program(env, &p.reads, et, "notification.fields."+name, expr); err != nil {
-				return nil, err
-			}
-		}
-		if spec.OrderingKey != "" {
-			if p.orderingKey, err = c.program(env, &p.reads, et, "orderingKey", spec.OrderingKey, cel.StringType); err != nil {
-				return nil, err
-			}
-		}
-		if n := spec.Notification; n.PrevStateExpr != "" {
-			if p.prevState, err = c.program(env, &p.reads, et, "notification.prevStateExpr", n.PrevStateExpr, cel.StringType); err != nil {
-				return nil, err
-			}
-		}
-		if n := spec.Notification; n.ThresholdExpr != "" {
-			if p.threshold, err = c.program(env, &p.reads, et, "notification.thresholdExpr", n.ThresholdExpr, cel.DoubleType, cel.IntType); err != nil {
+		// A timed rule is judged when its timer comes due, on its subject's
+		// latest image: its other entity types only set timers.
+		if !(spec.At != "" && et != spec.On.EntityTypes[0]) {
+			if err := c.judged(env, p, et, spec); err != nil {
 				return nil, err
 			}
 		}
@@ -231,6 +215,36 @@ func (c *Compiler) Compile(tenant, id string, spec configstore.Rule, entities ma
 		r.byType = append(r.byType, typed{et, p})
 	}
 	return r, nil
+}
+
+// judged compiles what decides whether and how a rule fires on an event
+// of entity type et: its condition, notification and ordering key.
+func (c *Compiler) judged(env *cel.Env, p *programs, et string, spec configstore.Rule) error {
+	var err error
+	if p.when, err = c.program(env, &p.reads, et, "when", spec.When, cel.BoolType); err != nil {
+		return err
+	}
+	for name, expr := range spec.Notification.Fields {
+		if p.fields[name], err = c.program(env, &p.reads, et, "notification.fields."+name, expr); err != nil {
+			return err
+		}
+	}
+	if spec.OrderingKey != "" {
+		if p.orderingKey, err = c.program(env, &p.reads, et, "orderingKey", spec.OrderingKey, cel.StringType); err != nil {
+			return err
+		}
+	}
+	if n := spec.Notification; n.PrevStateExpr != "" {
+		if p.prevState, err = c.program(env, &p.reads, et, "notification.prevStateExpr", n.PrevStateExpr, cel.StringType); err != nil {
+			return err
+		}
+	}
+	if n := spec.Notification; n.ThresholdExpr != "" {
+		if p.threshold, err = c.program(env, &p.reads, et, "notification.thresholdExpr", n.ThresholdExpr, cel.DoubleType, cel.IntType); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (c *Compiler) checkSpec(spec configstore.Rule) error {
@@ -407,10 +421,11 @@ type Result struct {
 	Notification configstore.RuleNotify
 }
 
-// Evaluate runs the rule against an event of entityType.
+// Evaluate runs the rule against an event of entityType. A timed rule is
+// judged only on its Subject: events of its other entity types set timers.
 func (r *Rule) Evaluate(entityType string, in *Input) (Result, error) {
 	p, ok := r.programs(entityType)
-	if !ok {
+	if !ok || p.when == nil {
 		return Result{}, nil
 	}
 	out, err := in.eval(p.when)

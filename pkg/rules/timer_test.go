@@ -324,3 +324,21 @@ func ids(rs []*rules.Rule) []string {
 	}
 	return out
 }
+
+func TestTimedRuleIsJudgedOnItsSubjectOnly(t *testing.T) {
+	s := timed(`activityAt(old, new, event) + duration("720h")`, "event.deviceId", "Sim", "Balance")
+	s.When = `new.status == "active"` // Balance has no status: checked on the Sim only
+	r := compile(t, newEnv(t), s)
+	timer := envelope("Sim", "8944474600000109251", "TIMER", utc("2026-05-31T10:00:00Z"), "")
+	res, err := r.Evaluate("Sim", &rules.Input{New: map[string]any{"id": "sim-1", "status": "active"}, Event: timer})
+	if err != nil || !res.Fired {
+		t.Errorf("Evaluate(Sim) = %+v, %v; want fired", res, err)
+	}
+	res, err = r.Evaluate("Balance", &rules.Input{New: map[string]any{"id": "bal-1"}, Event: timer})
+	if err != nil || res.Fired {
+		t.Errorf("Evaluate(Balance) = %+v, %v; want not fired", res, err)
+	}
+	if reads := r.Reads("Balance"); slices.Contains(reads.Fields, "status") {
+		t.Errorf("Balance reads %+v, want none of the condition's fields", reads)
+	}
+}
