@@ -18,7 +18,6 @@ package judge
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"runtime/debug"
 	"sync"
@@ -78,6 +77,16 @@ type Judge struct {
 	MaxRecordBytes int
 	// Now is the clock notifications are stamped with; nil means time.Now.
 	Now func() time.Time
+	// TenantZone returns a tenant's time zone, as `tenant.timeZone` reads
+	// it; nil, or "", means UTC.
+	TenantZone func(tenant string) string
+	// Rule returns a tenant's rule by id, for a timer come due; nil when
+	// there is none.
+	Rule func(tenant, id string) *rules.Rule
+	// Horizon bounds how far in the past a timer an event sets may be due:
+	// a due time further back cancels the timer rather than fire it at
+	// once. 0: no bound.
+	Horizon time.Duration
 
 	// projections holds a *projection by rules.Reads key.
 	projections sync.Map
@@ -92,6 +101,9 @@ type Verdict struct {
 	Notifications []Encoded
 	// Failures are the rules that failed on the event and yielded nothing.
 	Failures []RuleFailure
+	// Timers are what the event does to its timed rules' timers, in the
+	// order the rules were given.
+	Timers []TimerOp
 }
 
 // Encoded is one notification with its record key and Avro value.
@@ -157,45 +169,22 @@ func (j *Judge) Event(ctx context.Context, value []byte) (v *Verdict, err error)
 	if err != nil {
 		return nil, err
 	}
+	in.Tenant = j.tenant(tenant)
 	// The images as JSON, once a notification has written them.
 	var oldJSON, newJSON *string
 	for _, rule := range matched {
-		res, err := rule.Evaluate(ref.EntityType, in)
-		if err != nil {
-			reason := ReasonError
-			if errors.Is(err, rules.ErrCostLimit) {
-				reason = ReasonCostLimit
+		if rule.Timed() {
+			if in.Event == nil {
+				in.Event = d.event()
 			}
-			v.Failures = append(v.Failures, RuleFailure{RuleID: rule.ID, Reason: reason, Err: err})
+			j.schedule(rule, ref, in, v)
 			continue
 		}
-		if !res.Fired {
+		if !rule.Watches(ref.EntityType, ref.Operation) {
 			continue
 		}
-		// The notification as this event makes it: a previous state or
-		// threshold the rule computes is the event's own.
-		spec := rule.Spec
-		spec.Notification = res.Notification
-		// A notification carries the images whole, which the rules may
-		// not have needed.
-		old, new, err := d.images()
-		if err != nil {
+		if err := j.fire(ctx, v, rule, ref.EntityType, in, d, &oldJSON, &newJSON); err != nil {
 			return nil, err
-		}
-		enc, fail, err := j.notification(ctx, notification.Match{
-			Tenant: tenant, Event: ref, Old: old, New: new, OldJSON: oldJSON, NewJSON: newJSON,
-			RuleID: rule.ID, Rule: spec, Fields: res.Fields, OrderingKey: res.OrderingKey,
-		})
-		if enc.Notification != nil {
-			oldJSON, newJSON = enc.Notification.Old, enc.Notification.New
-		}
-		switch {
-		case err != nil:
-			return nil, err
-		case fail != nil:
-			v.Failures = append(v.Failures, *fail)
-		default:
-			v.Notifications = append(v.Notifications, enc)
 		}
 	}
 	return v, nil

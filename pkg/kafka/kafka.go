@@ -87,7 +87,7 @@ func (c Config) Topics() Topics {
 	p := c.TopicPrefix
 	return Topics{
 		Events: p + "events", Notifications: p + "notifications", Config: p + "config", EventsDLQ: p + "events.dlq",
-		Deliveries: p + "deliveries", Subscriptions: p + "subscriptions", prefix: p,
+		Deliveries: p + "deliveries", Subscriptions: p + "subscriptions", Timers: p + "timers", prefix: p,
 	}
 }
 
@@ -107,6 +107,10 @@ type Topics struct {
 	// Subscriptions holds the per-resource subscriptions (compacted),
 	// keyed {tenant}/{resourceType}/{resourceId}/{notificationName}.
 	Subscriptions string
+	// Timers holds the rule evaluator's pending timers (compacted),
+	// partitioned as the events topic: an event's timers live on the
+	// partition number of the event.
+	Timers string
 
 	prefix string
 }
@@ -173,8 +177,9 @@ func ClientOptions(c Config, service string, log *slog.Logger) ([]kgo.Opt, error
 // fix an endpoint and replay them.
 const dlqRetention = "7776000000"
 
-// EnsureTopics creates Herald's topics that do not exist yet. The config
-// and subscriptions topics are compacted; the others delete by retention.
+// EnsureTopics creates Herald's topics that do not exist yet. The config,
+// subscriptions and timers topics are compacted; the others delete by
+// retention.
 // A channel's retry topic has as many partitions as the notifications
 // topic, so that a key lands on the same partition number in both.
 func EnsureTopics(ctx context.Context, cl *kgo.Client, c Config) error {
@@ -187,6 +192,11 @@ func EnsureTopics(ctx context.Context, cl *kgo.Client, c Config) error {
 	// Partitioned, unlike config: millions of subscriptions replay in
 	// parallel fetches.
 	if err := createTopic(ctx, adm, t.Subscriptions, c.Partitions, c.ReplicationFactor, map[string]*string{"cleanup.policy": &compact}); err != nil {
+		return err
+	}
+	// As many partitions as events, for the replica that owns an event's
+	// partition owns the timers the event sets.
+	if err := createTopic(ctx, adm, t.Timers, c.Partitions, c.ReplicationFactor, map[string]*string{"cleanup.policy": &compact}); err != nil {
 		return err
 	}
 	for _, name := range []string{t.Events, t.Notifications, t.EventsDLQ, t.Deliveries} {

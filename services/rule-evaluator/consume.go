@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
-	"slices"
 	"strings"
 	"time"
 
@@ -29,18 +28,31 @@ func (e *Evaluator) consume(ctx context.Context) error {
 	defer func() { release() }()
 	for {
 		sess := e.sess.Load()
-		fetches := sess.PollRecords(ctx, e.maxBatch)
+		// Polls end at least every timerTick, so that a timer fires on
+		// time while no event comes.
+		pctx, cancel := context.WithTimeout(ctx, timerTick)
+		fetches := sess.PollRecords(pctx, e.maxBatch)
+		cancel()
 		if ctx.Err() != nil {
 			return nil
 		}
 		e.lag.Fetched(fetches)
 		fetches.EachError(func(t string, p int32, err error) {
-			e.base.Log.Warn("fetch", "topic", t, "partition", p, "err", err)
+			if !errors.Is(err, context.DeadlineExceeded) {
+				e.base.Log.Warn("fetch", "topic", t, "partition", p, "err", err)
+			}
 		})
-		if fetches.NumRecords() == 0 {
-			continue
+		// The timers of partitions just assigned are loaded before their
+		// events are judged or anything fires.
+		err := e.timers.loadAssigned(ctx)
+		var due []partitionDue
+		if err == nil {
+			due = e.timers.due(e.now(), e.maxBatch)
+			if fetches.NumRecords() == 0 && len(due) == 0 {
+				continue
+			}
+			err = e.transact(ctx, sess, fetches, due)
 		}
-		err := e.transact(ctx, sess, fetches)
 		release()
 		if err == nil {
 			wait = minBackoff
@@ -61,6 +73,7 @@ func (e *Evaluator) consume(ctx context.Context) error {
 		}
 		wait = min(2*wait, maxBackoff)
 		if errors.Is(err, errSessionBroken) {
+			e.timers.reset()
 			if err := e.renewSession(); err != nil {
 				return err
 			}
@@ -100,7 +113,11 @@ const (
 	maxBackoff = 5 * time.Second
 )
 
-func (e *Evaluator) transact(ctx context.Context, sess *kgo.GroupTransactSession, fetches kgo.Fetches) error {
+// timerTick is the longest a poll waits for events: timers fire within it
+// of their due time.
+const timerTick = 250 * time.Millisecond
+
+func (e *Evaluator) transact(ctx context.Context, sess *kgo.GroupTransactSession, fetches kgo.Fetches, due []partitionDue) error {
 	if err := sess.Begin(); err != nil {
 		return fmt.Errorf("begin transaction: %w: %w", errSessionBroken, err)
 	}
@@ -120,12 +137,12 @@ func (e *Evaluator) transact(ctx context.Context, sess *kgo.GroupTransactSession
 	if serr := <-subs; err == nil {
 		err = serr
 	}
-	var out []*kgo.Record
+	var w written
 	if err == nil {
-		out, err = e.evaluateAll(ctx, fetches)
+		w, err = e.judgeAll(ctx, fetches, due)
 	}
-	if err == nil && len(out) > 0 {
-		err = sess.Client().ProduceSync(ctx, out...).FirstErr()
+	if err == nil && len(w.records) > 0 {
+		err = sess.Client().ProduceSync(ctx, w.records...).FirstErr()
 	}
 	action := kgo.TryCommit
 	if err != nil {
@@ -140,50 +157,111 @@ func (e *Evaluator) transact(ctx context.Context, sess *kgo.GroupTransactSession
 	case !committed:
 		return errors.New("transaction not committed (group rebalanced)")
 	}
-	dead := 0
-	for _, r := range out {
-		if r.Topic == e.base.Topics.EventsDLQ {
+	e.timers.apply(w.timers)
+	dead, notes := 0, 0
+	for _, r := range w.records {
+		switch r.Topic {
+		case e.base.Topics.EventsDLQ:
 			dead++
 			e.metrics.deadLetters.Add(ctx, 1, metric.WithAttributes(attribute.String("class", header(r, headerErrorClass))))
+		case e.base.Topics.Notifications:
+			notes++
 		}
 	}
+	for _, lag := range w.lags {
+		e.metrics.timerLag.Record(ctx, lag.Seconds())
+	}
+	e.metrics.timersFired.Add(ctx, int64(len(w.lags)))
 	e.metrics.events.Add(ctx, int64(fetches.NumRecords()))
-	e.metrics.notifications.Add(ctx, int64(len(out)-dead))
+	e.metrics.notifications.Add(ctx, int64(notes))
 	return nil
 }
 
-// evaluateAll evaluates a poll's partitions in parallel, each in order,
-// and returns their records partition after partition, so that the
-// notifications of one partition keep the order of its events.
-func (e *Evaluator) evaluateAll(ctx context.Context, fetches kgo.Fetches) ([]*kgo.Record, error) {
-	var parts []kgo.FetchTopicPartition
-	fetches.EachPartition(func(p kgo.FetchTopicPartition) { parts = append(parts, p) })
-	outs := make([][]*kgo.Record, len(parts))
+// written is what one transaction writes: its records, and among them the
+// timer records with what they do to the tables once committed.
+type written struct {
+	records []*kgo.Record
+	timers  []timerWrite
+	// lags are how late each timer fired.
+	lags []time.Duration
+}
+
+// judgeAll judges a poll's events and the timers due, partition by
+// partition in parallel, each in order: the timers due fire first (they
+// came due before these events were judged), then the events, so that
+// an event that sets a timer again outlives the tombstone of the one
+// fired. The notifications of one partition keep the order of its events.
+func (e *Evaluator) judgeAll(ctx context.Context, fetches kgo.Fetches, due []partitionDue) (written, error) {
+	type part struct {
+		partition int32
+		records   []*kgo.Record
+		due       []dueTimer
+	}
+	byPartition := map[int32]*part{}
+	var parts []*part
+	get := func(p int32) *part {
+		if pt, ok := byPartition[p]; ok {
+			return pt
+		}
+		pt := &part{partition: p}
+		byPartition[p] = pt
+		parts = append(parts, pt)
+		return pt
+	}
+	fetches.EachPartition(func(p kgo.FetchTopicPartition) { get(p.Partition).records = p.Records })
+	for _, d := range due {
+		get(d.partition).due = d.timers
+	}
+	outs := make([]written, len(parts))
 	g, ctx := errgroup.WithContext(ctx)
 	g.SetLimit(runtime.GOMAXPROCS(0))
-	for i, p := range parts {
+	for i, pt := range parts {
 		g.Go(func() error {
-			for _, r := range p.Records {
-				recs, err := e.evaluate(ctx, r)
+			w := &outs[i]
+			var fired map[timerID]bool
+			if len(pt.due) > 0 {
+				recs, writes, f, lags, err := e.fireDue(ctx, partitionDue{pt.partition, pt.due})
 				if err != nil {
 					return err
 				}
-				outs[i] = append(outs[i], recs...)
+				w.records = append(w.records, recs...)
+				w.timers, w.lags, fired = writes, lags, f
+			}
+			var changes []eventTimers
+			for _, r := range pt.records {
+				recs, ch, err := e.evaluate(ctx, r)
+				if err != nil {
+					return err
+				}
+				w.records = append(w.records, recs...)
+				if len(ch.ops) > 0 {
+					changes = append(changes, ch)
+				}
+			}
+			w.timers = append(w.timers, e.timerChanges(pt.partition, changes, fired)...)
+			for _, t := range w.timers {
+				w.records = append(w.records, t.rec)
 			}
 			return nil
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return nil, err
+		return written{}, err
 	}
-	return slices.Concat(outs...), nil
+	var all written
+	for _, w := range outs {
+		all.records = append(all.records, w.records...)
+		all.timers = append(all.timers, w.timers...)
+		all.lags = append(all.lags, w.lags...)
+	}
+	return all, nil
 }
 
 // evaluate returns the records one event yields: a notification per rule
 // that fires, and a dead letter when the event, or a rule on it, failed in
 // a way no retry mends. An error is the world's fault: the transaction
 // aborts and the event is judged again.
-func (e *Evaluator) evaluate(ctx context.Context, r *kgo.Record) ([]*kgo.Record, error) {
+func (e *Evaluator) evaluate(ctx context.Context, r *kgo.Record) ([]*kgo.Record, eventTimers, error) {
 	began := time.Now()
 	v, err := e.judge.Event(ctx, r.Value)
 	e.metrics.latency.Record(ctx, time.Since(began).Seconds())
@@ -191,11 +269,12 @@ func (e *Evaluator) evaluate(ctx context.Context, r *kgo.Record) ([]*kgo.Record,
 	var re *judge.RecordError
 	if errors.As(err, &re) {
 		e.base.Log.Warn("event dead-lettered", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "reason", re.Error())
-		return []*kgo.Record{e.deadLetter(r, classUnreadable, re.Error())}, nil
+		return []*kgo.Record{e.deadLetter(r, classUnreadable, re.Error())}, eventTimers{}, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("judge event at %s/%d/%d: %w", r.Topic, r.Partition, r.Offset, err)
+		return nil, eventTimers{}, fmt.Errorf("judge event at %s/%d/%d: %w", r.Topic, r.Partition, r.Offset, err)
 	}
+	timers := eventTimers{tenant: v.Tenant, event: r.Value, ops: v.Timers}
 	out := make([]*kgo.Record, 0, len(v.Notifications)+1)
 	// Traced, each notification's write carries its own traceparent;
 	// otherwise the event's trace headers, if any, are passed on as they
@@ -208,19 +287,25 @@ func (e *Evaluator) evaluate(ctx context.Context, r *kgo.Record) ([]*kgo.Record,
 		out = append(out, &kgo.Record{Topic: e.base.Topics.Notifications, Key: n.Key, Value: n.Value, Headers: hdr, Context: tctx})
 	}
 	if len(v.Failures) == 0 {
-		return out, nil
+		return out, timers, nil
 	}
 	// The event's other rules have fired; the event also goes to the
 	// dead-letter topic, so that it can be replayed once the failing rules
 	// are mended (notification ids are derived, so a replay repeats ids).
+	return append(out, e.deadLetter(r, classRuleFailed, e.failureReasons(ctx, v, r))), timers, nil
+}
+
+// failureReasons counts and logs the rules that failed on r and says why,
+// for its dead letter.
+func (e *Evaluator) failureReasons(ctx context.Context, v *judge.Verdict, r *kgo.Record) string {
 	reasons := make([]string, len(v.Failures))
 	for i, f := range v.Failures {
 		e.metrics.ruleFailures.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", f.Reason)))
-		e.base.Log.Warn("rule failed on an event", "tenant", v.Tenant, "rule", f.RuleID, "reason", f.Reason, "err", f.Err,
-			"topic", r.Topic, "partition", r.Partition, "offset", r.Offset)
+		e.base.Log.Warn("rule failed", "tenant", v.Tenant, "rule", f.RuleID, "reason", f.Reason, "err", f.Err,
+			"event", v.Event.ID, "topic", r.Topic, "partition", r.Partition, "offset", r.Offset)
 		reasons[i] = fmt.Sprintf("rule %s: %s: %v", f.RuleID, f.Reason, f.Err)
 	}
-	return append(out, e.deadLetter(r, classRuleFailed, strings.Join(reasons, "; "))), nil
+	return strings.Join(reasons, "; ")
 }
 
 // Headers of the events dead-letter topic, as on the senders' dead-letter

@@ -88,7 +88,7 @@ func testEvaluator(tb testing.TB, conditions ...string) (*Evaluator, *kgo.Record
 	}
 	tb.Cleanup(subs.Close)
 	e := &Evaluator{base: base, compiler: rules.NewCompiler(rules.DefaultLimits), index: rules.NewIndex(), subs: subs,
-		metrics: newEvaluatorMetrics(noop.NewMeterProvider().Meter(""))}
+		metrics: newEvaluatorMetrics(noop.NewMeterProvider().Meter(""), newTimers(&timerLog{})), timed: map[string]*rules.Rule{}, now: time.Now}
 	e.judge = e.newJudge()
 	entities, err := base.Entities(ctx, []string{"Balance"}, false)
 	if err != nil {
@@ -123,13 +123,13 @@ func testEvaluator(tb testing.TB, conditions ...string) (*Evaluator, *kgo.Record
 func TestDeletedTenantsRulesDoNotRun(t *testing.T) {
 	e, rec := testEvaluator(t, "new.remaining < old.remaining")
 	ctx, base := t.Context(), e.base
-	if out, err := e.evaluate(ctx, rec); err != nil || len(out) != 1 || out[0].Topic != base.Topics.Notifications {
+	if out, _, err := e.evaluate(ctx, rec); err != nil || len(out) != 1 || out[0].Topic != base.Topics.Notifications {
 		t.Fatalf("while acme exists: evaluate = %d records, %v; want its notification", len(out), err)
 	}
 	if err := base.Config.Delete(ctx, configstore.OperatorTenant, configstore.KindTenant, "acme"); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := e.evaluate(ctx, rec); err != nil || len(out) != 0 {
+	if out, _, err := e.evaluate(ctx, rec); err != nil || len(out) != 0 {
 		t.Fatalf("after acme was deleted: evaluate = %d records, %v; want none", len(out), err)
 	}
 }

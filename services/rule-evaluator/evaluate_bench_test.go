@@ -19,7 +19,7 @@ func BenchmarkEvaluate(b *testing.B) {
 			ctx := b.Context()
 			b.ReportAllocs()
 			for b.Loop() {
-				out, err := e.evaluate(ctx, rec)
+				out, _, err := e.evaluate(ctx, rec)
 				if err != nil || len(out) != 0 {
 					b.Fatalf("evaluate = %d records, %v", len(out), err)
 				}

@@ -56,8 +56,13 @@ type Config struct {
 	// answering before its partitions move to the others.
 	SessionTimeout time.Duration `env:"EVALUATOR_SESSION_TIMEOUT" envDefault:"45s"`
 	// MaxBatch bounds the events one transaction takes, so that a
-	// transaction stays short and a restart redoes little.
+	// transaction stays short and a restart redoes little; it bounds the
+	// timers one transaction fires too.
 	MaxBatch int `env:"EVALUATOR_MAX_BATCH" envDefault:"5000"`
+	// TimerHorizon bounds how long ago a timer an event sets may have been
+	// due: one due longer ago is not set (a plan loaded years after its
+	// end is not warned of it); one due less long ago fires at once.
+	TimerHorizon time.Duration `env:"EVALUATOR_TIMER_HORIZON" envDefault:"24h"`
 }
 
 // Validate checks the configuration.
@@ -67,6 +72,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxBatch < 1 {
 		return errors.New("HERALD_EVALUATOR_MAX_BATCH: must be at least 1")
+	}
+	if c.TimerHorizon < 0 {
+		return errors.New("HERALD_EVALUATOR_TIMER_HORIZON: must not be negative")
 	}
 	if c.SessionTimeout < 6*time.Second {
 		return errors.New("HERALD_EVALUATOR_SESSION_TIMEOUT: at least 6s, the broker's usual minimum")
@@ -91,11 +99,17 @@ type Evaluator struct {
 	// tracer is nil when tracing is off.
 	tracer trace.Tracer
 	lag    *kafka.Lag
+	timers *timers
+	// now is the clock timers come due by.
+	now func() time.Time
 
 	mu sync.Mutex
 	// pending holds rules that could not be compiled for a reason that may
 	// pass (the registry unreachable); no event is judged until they are.
 	pending map[string]configstore.Document
+	// timed holds the compiled timed rules by tenant/id, for timers come
+	// due.
+	timed map[string]*rules.Rule
 }
 
 // New connects the evaluator.
@@ -110,9 +124,26 @@ func New(ctx context.Context, c Config) (*Evaluator, error) {
 		txid = c.Group + "-" + host
 	}
 	lag := kafka.NewLag(base.Metrics.Meter("herald/rule-evaluator"), c.Group)
+	tlog, err := newTimerLog(base.KafkaOpts, base.Topics.Timers)
+	if err != nil {
+		base.Close()
+		return nil, err
+	}
+	tm := newTimers(tlog)
+	events := base.Topics.Events
 	opts := append(append([]kgo.Opt(nil), base.KafkaOpts...),
-		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, m map[string][]int32) { lag.Forget(m) }),
-		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, m map[string][]int32) { lag.Forget(m) }),
+		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, m map[string][]int32) { tm.assigned(m[events]) }),
+		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+			lag.Forget(m)
+			tm.revoked(m[events])
+		}),
+		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+			lag.Forget(m)
+			tm.revoked(m[events])
+		}),
+		// A timer record goes to the partition number of the event that
+		// set it; every other record is partitioned by key as usual.
+		kgo.RecordPartitioner(timerPartitioner{timers: base.Topics.Timers, other: kgo.UniformBytesPartitioner(64<<10, true, true, nil)}),
 		kgo.TransactionalID(txid),
 		// An evaluator killed mid-transaction leaves it open until its
 		// successor fences it or this timeout ends it; keep the stall short.
@@ -126,20 +157,23 @@ func New(ctx context.Context, c Config) (*Evaluator, error) {
 	)
 	sess, err := kgo.NewGroupTransactSession(opts...)
 	if err != nil {
+		tlog.Close()
 		base.Close()
 		return nil, fmt.Errorf("transactional session: %w", err)
 	}
 	subs, err := subscription.Open(base.KafkaOpts, base.Topics.Subscriptions, base.Log)
 	if err != nil {
 		sess.Close()
+		tlog.Close()
 		base.Close()
 		return nil, err
 	}
-	e := &Evaluator{base: base, sessOpts: opts, compiler: rules.NewCompiler(rules.DefaultLimits), index: rules.NewIndex(), subs: subs, maxBatch: c.MaxBatch, pending: map[string]configstore.Document{},
-		tracer: base.Tracer("herald/rule-evaluator"), lag: lag}
+	e := &Evaluator{base: base, sessOpts: opts, compiler: rules.NewCompiler(rules.DefaultLimits), index: rules.NewIndex(), subs: subs, maxBatch: c.MaxBatch, pending: map[string]configstore.Document{}, timed: map[string]*rules.Rule{},
+		tracer: base.Tracer("herald/rule-evaluator"), lag: lag, timers: tm, now: time.Now}
 	e.sess.Store(sess)
 	e.judge = e.newJudge()
-	e.metrics = newEvaluatorMetrics(base.Metrics.Meter("herald/rule-evaluator"))
+	e.judge.Horizon = c.TimerHorizon
+	e.metrics = newEvaluatorMetrics(base.Metrics.Meter("herald/rule-evaluator"), tm)
 	base.Config.OnApply(e.applyConfig)
 	base.Health.AddCheck("kafka", func() error { return e.sess.Load().Client().Ping(context.Background()) })
 	base.Health.AddCheck("transactions", e.stalled.Check)
@@ -165,7 +199,24 @@ func (e *Evaluator) newJudge() *judge.Judge {
 			return ok
 		},
 		Destinations: e.subs.Destinations,
+		TenantZone: func(tenant string) string {
+			doc, ok := e.base.Config.Get(configstore.OperatorTenant, configstore.KindTenant, tenant)
+			if !ok {
+				return ""
+			}
+			return configstore.Spec[configstore.Tenant](doc).TimeZone
+		},
+		Rule: e.rule,
+		Now:  func() time.Time { return e.now() },
 	}
+}
+
+// rule returns a tenant's rule by id: a timed rule is matched on DELETE
+// events of its subject, whatever its operations.
+func (e *Evaluator) rule(tenant, id string) *rules.Rule {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.timed[tenant+"/"+id]
 }
 
 // Run runs the evaluator until ctx ends.
@@ -186,6 +237,7 @@ func (e *Evaluator) Routes(*http.ServeMux) {}
 // Close leaves the group and releases the clients.
 func (e *Evaluator) Close() {
 	e.sess.Load().Close()
+	e.timers.log.Close()
 	e.subs.Close()
 	e.base.Close()
 }
@@ -223,6 +275,9 @@ func (e *Evaluator) applyConfig(doc configstore.Document, deleted bool) {
 	e.mu.Unlock()
 	if deleted {
 		e.index.Remove(doc.Tenant, doc.ID)
+		e.mu.Lock()
+		delete(e.timed, doc.Tenant+"/"+doc.ID)
+		e.mu.Unlock()
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -251,6 +306,13 @@ func (e *Evaluator) load(ctx context.Context, doc configstore.Document) error {
 		}
 		if r, err = e.compiler.Compile(doc.Tenant, doc.ID, spec, entities); err == nil {
 			e.index.Put(r)
+			e.mu.Lock()
+			if r.Timed() && r.Spec.IsEnabled() {
+				e.timed[doc.Tenant+"/"+doc.ID] = r
+			} else {
+				delete(e.timed, doc.Tenant+"/"+doc.ID)
+			}
+			e.mu.Unlock()
 			return nil
 		}
 	}
@@ -259,6 +321,9 @@ func (e *Evaluator) load(ctx context.Context, doc configstore.Document) error {
 	if errors.As(err, &ce) || errors.As(err, &se) || errors.Is(err, havro.ErrSubjectNotFound) {
 		e.base.Log.Error("rule does not compile; not evaluated", "tenant", doc.Tenant, "rule", doc.ID, "err", err)
 		e.index.Remove(doc.Tenant, doc.ID)
+		e.mu.Lock()
+		delete(e.timed, doc.Tenant+"/"+doc.ID)
+		e.mu.Unlock()
 		return nil
 	}
 	return err
@@ -287,11 +352,11 @@ func (e *Evaluator) loadPending(ctx context.Context) error {
 
 // evaluatorMetrics counts what the evaluator commits and what it refuses.
 type evaluatorMetrics struct {
-	events, notifications, deadLetters, aborts, ruleFailures, sessions metric.Int64Counter
-	latency                                                            metric.Float64Histogram
+	events, notifications, deadLetters, aborts, ruleFailures, sessions, timersFired metric.Int64Counter
+	latency, timerLag                                                               metric.Float64Histogram
 }
 
-func newEvaluatorMetrics(m metric.Meter) evaluatorMetrics {
+func newEvaluatorMetrics(m metric.Meter, tm *timers) evaluatorMetrics {
 	// From a simple rule set (microseconds) to the cost limit's worst.
 	latency, err := m.Float64Histogram("herald.evaluator.evaluation.duration",
 		metric.WithDescription("How long judging one event took: decoding it and running its tenant's rules."),
@@ -300,7 +365,24 @@ func newEvaluatorMetrics(m metric.Meter) evaluatorMetrics {
 	if err != nil {
 		panic("metric herald.evaluator.evaluation.duration: " + err.Error())
 	}
+	timerLag, err := m.Float64Histogram("herald.timer.lag",
+		metric.WithDescription("How long after its due time a timer fired, committed."),
+		metric.WithUnit("s"),
+		metric.WithExplicitBucketBoundaries(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
+	if err != nil {
+		panic("metric herald.timer.lag: " + err.Error())
+	}
+	if _, err := m.Int64ObservableGauge("herald.timers.pending",
+		metric.WithDescription("Timers this replica holds that have not fired yet."),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			o.Observe(int64(tm.pending()))
+			return nil
+		})); err != nil {
+		panic("metric herald.timers.pending: " + err.Error())
+	}
 	return evaluatorMetrics{
+		timerLag:      timerLag,
+		timersFired:   telemetry.Counter(m, "herald.timers.fired", "Timers fired (judged and removed), committed."),
 		events:        telemetry.Counter(m, "herald.evaluator.events", "Events judged in committed transactions."),
 		notifications: telemetry.Counter(m, "herald.evaluator.notifications", "Notifications committed."),
 		deadLetters:   telemetry.Counter(m, "herald.evaluator.dead_letters", "Events sent to the dead-letter topic, committed, by class (unreadable, rule_failed)."),

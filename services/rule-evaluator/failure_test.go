@@ -76,7 +76,7 @@ func TestRecordFaultsAreDeadLetteredAndOthersStillFire(t *testing.T) {
 	good.Partition, good.Offset = 3, 41
 
 	t.Run("rule fails on the event", func(t *testing.T) {
-		out, err := e.evaluate(ctx, good)
+		out, _, err := e.evaluate(ctx, good)
 		if err != nil {
 			t.Fatalf("evaluate: %v; a failing rule is the event's fault, not an abort", err)
 		}
@@ -101,7 +101,7 @@ func TestRecordFaultsAreDeadLetteredAndOthersStillFire(t *testing.T) {
 			"unknown schema":   {0, 0, 0, 0x7f, 0xff, 2, 3},
 			"truncated record": good.Value[:len(good.Value)/2],
 		} {
-			out, err := e.evaluate(ctx, &kgo.Record{Topic: topics.Events, Key: good.Key, Value: value})
+			out, _, err := e.evaluate(ctx, &kgo.Record{Topic: topics.Events, Key: good.Key, Value: value})
 			if err != nil {
 				t.Fatalf("%s: evaluate: %v", name, err)
 			}
@@ -115,7 +115,7 @@ func TestRecordFaultsAreDeadLetteredAndOthersStillFire(t *testing.T) {
 	t.Run("notification too large, found only when encoded", func(t *testing.T) {
 		e.judge.MaxRecordBytes = 64
 		defer func() { e.judge.MaxRecordBytes = 0 }()
-		out, err := e.evaluate(ctx, good)
+		out, _, err := e.evaluate(ctx, good)
 		if err != nil {
 			t.Fatalf("evaluate: %v", err)
 		}
@@ -145,7 +145,7 @@ func TestRecordFaultsAreDeadLetteredAndOthersStillFire(t *testing.T) {
 		for _, rem := range []float64{math.NaN(), math.Inf(1), math.Inf(-1)} {
 			// NaN < 600 is false under CEL; Inf compares as a number.
 			value := balanceValue(t, e.base.Registry, topics.Events, rem)
-			out, err := e.evaluate(ctx, &kgo.Record{Topic: topics.Events, Key: good.Key, Value: value})
+			out, _, err := e.evaluate(ctx, &kgo.Record{Topic: topics.Events, Key: good.Key, Value: value})
 			if err != nil {
 				t.Fatalf("remaining %v: evaluate: %v", rem, err)
 			}
@@ -189,7 +189,7 @@ func TestRegistryOutageIsTheWorldsFault(t *testing.T) {
 	}
 	// A registry that has cached nothing and reaches no server.
 	e.judge.Registry = havro.NewRegistry(down, time.Hour)
-	out, err := e.evaluate(t.Context(), rec)
+	out, _, err := e.evaluate(t.Context(), rec)
 	if err == nil || len(out) != 0 {
 		t.Fatalf("evaluate = %d records, %v; want an error and no dead letter", len(out), err)
 	}

@@ -57,7 +57,7 @@ func FuzzEvaluate(f *testing.F) {
 	// doubles NaN, fires the type's catch-all rule and is dead-lettered
 	// by none.
 	for i, w := range writers {
-		out, err := e.evaluate(ctx, &kgo.Record{Topic: topics.Events, Key: rec.Key, Value: w.write([]byte{0})})
+		out, _, err := e.evaluate(ctx, &kgo.Record{Topic: topics.Events, Key: rec.Key, Value: w.write([]byte{0})})
 		if err != nil || len(out) == 0 || out[0].Topic != topics.Notifications || out[len(out)-1].Topic == topics.EventsDLQ {
 			f.Fatalf("%s written from zeros: %d records, %v; want its notification and no dead letter", w.entityType, len(out), err)
 		}
@@ -73,7 +73,7 @@ func FuzzEvaluate(f *testing.F) {
 			w := writers[int(data[0])%len(writers)]
 			value = w.write(data[1:])
 		}
-		out, err := e.evaluate(ctx, &kgo.Record{Topic: topics.Events, Key: rec.Key, Value: value})
+		out, _, err := e.evaluate(ctx, &kgo.Record{Topic: topics.Events, Key: rec.Key, Value: value})
 		if err != nil {
 			t.Fatalf("evaluate asked for an abort: %v", err)
 		}

@@ -27,7 +27,7 @@ func TestComputedPrevStateAndThresholdReachTheNotification(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.index.Put(r)
-	out, err := e.evaluate(ctx, rec)
+	out, _, err := e.evaluate(ctx, rec)
 	if err != nil || len(out) != 1 || out[0].Topic != e.base.Topics.Notifications {
 		t.Fatalf("evaluate = %d records, %v; want one notification", len(out), err)
 	}
