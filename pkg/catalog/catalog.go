@@ -13,10 +13,13 @@
 // is an ordinary rule from then on.
 //
 // Most entries fire on a change (an entity's old and new images, as every
-// rule does). Some fire at a time instead (an expiry warning a set time
-// before the end date, an invoice overdue): they are listed with the
-// trigger Scheduled, and Rule refuses them with ErrScheduled, as they need
-// a scheduler to install.
+// rule does). Some fire at a time instead, listed with the trigger
+// Scheduled: their rules carry `at`, which sets a timer for the entity on
+// each event (an expiry warning a set time before the end date, an invoice
+// overdue once its grace days have run), and their condition is judged on
+// the entity's latest state when the timer comes due, so that a plan
+// renewed or an invoice paid meanwhile is not notified. DormantSim's timer
+// is the SIM's, set by any event that concerns the SIM (see its entry).
 package catalog
 
 import (
@@ -52,10 +55,6 @@ const (
 	// Scheduled entries fire at a time computed from an entity's fields.
 	Scheduled Trigger = "scheduled"
 )
-
-// ErrScheduled is returned by Rule for entries that fire at a time rather
-// than on a change.
-var ErrScheduled = errors.New("it fires at a time rather than on a change, and installs once the scheduler exists")
 
 // ParamType is the type of a parameter's value.
 type ParamType string
@@ -142,8 +141,7 @@ type Entry struct {
 	// it does not fire.
 	Exclusions []string `json:"exclusions"`
 
-	// build returns the rule's parts from checked parameter values; nil
-	// for scheduled entries.
+	// build returns the rule's parts from checked parameter values.
 	build func(Values) parts
 	// check refuses combinations of values that each pass on their own;
 	// given holds the values the installer gave, before defaults.
@@ -157,12 +155,15 @@ type Entry struct {
 	values map[string]string
 }
 
-// parts are what a change entry's parameters decide about its rule.
+// parts are what an entry's parameters decide about its rule.
 type parts struct {
 	entityTypes []string // when the entity type is a parameter
 	when        string
-	threshold   *float64
-	fields      map[string]string
+	// at and timerFor are a scheduled entry's: when the entity's timer is
+	// due, and whose timer an event sets.
+	at, timerFor string
+	threshold    *float64
+	fields       map[string]string
 	// prevState is the notification's previous state where it is the same
 	// for every event; prevStateExpr and thresholdExpr compute them per
 	// event.
@@ -322,11 +323,8 @@ func toFloat(raw any) (float64, bool) {
 // are the fields of the entity types the entry watches, as their
 // registered schemas give them (see NeedsSchema); a parameter that names a
 // value of an enum field must be one of its symbols. Errors are
-// *ParameterError, or ErrScheduled for an entry that fires at a time.
+// *ParameterError.
 func (e *Entry) Rule(given map[string]any, entities map[string]rules.Entity) (configstore.Rule, error) {
-	if e.Trigger == Scheduled {
-		return configstore.Rule{}, fmt.Errorf("%s: %w", e.Name, ErrScheduled)
-	}
 	vals, err := e.Resolve(given)
 	if err != nil {
 		return configstore.Rule{}, err
@@ -340,9 +338,11 @@ func (e *Entry) Rule(given map[string]any, entities map[string]rules.Entity) (co
 		entityTypes = p.entityTypes
 	}
 	return configstore.Rule{
-		Name: e.Name,
-		On:   configstore.RuleOn{EntityTypes: slices.Clone(entityTypes), Operations: slices.Clone(e.On.Operations)},
-		When: p.when,
+		Name:     e.Name,
+		On:       configstore.RuleOn{EntityTypes: slices.Clone(entityTypes), Operations: slices.Clone(e.On.Operations)},
+		When:     p.when,
+		At:       p.at,
+		TimerFor: p.timerFor,
 		Notification: configstore.RuleNotify{
 			Name:          e.Notification.Name,
 			State:         e.Notification.State,

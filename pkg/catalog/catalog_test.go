@@ -526,7 +526,7 @@ func TestVendorNamesStatesAndTriggers(t *testing.T) {
 		{"LogiSense", "Refund", "processed", "change"},
 		{"LogiSense", "CreditProcessed", "processed", "change"},
 		{"LogiSense", "ContractUnderCommit", "underCommit", "change"},
-		{"LogiSense", "DormantSim", "dormant", "change"},
+		{"LogiSense", "DormantSim", "dormant", "scheduled"},
 		{"LogiSense", "PackageCancellation", "cancelled", "change"},
 		{"LogiSense", "UsageThresholdExceeded", "exceeded", "change"},
 		{"Truphone", "USAGE_THRESHOLD", "reached", "change"},
@@ -545,23 +545,6 @@ func TestVendorNamesStatesAndTriggers(t *testing.T) {
 		if exp := []string{w.vendor, w.name, w.name, w.state, w.trigger}; !slices.Equal(got, exp) {
 			t.Errorf("entry %d: vendor, name, notification name, state, trigger = %q, want %q", i, got, exp)
 		}
-	}
-}
-
-func TestScheduledEntriesRefuseToInstall(t *testing.T) {
-	c := catalog.New()
-	var scheduled []string
-	for _, e := range c.Entries() {
-		if e.Trigger != catalog.Scheduled {
-			continue
-		}
-		scheduled = append(scheduled, e.Name)
-		if _, err := e.Rule(nil, nil); !errors.Is(err, catalog.ErrScheduled) {
-			t.Errorf("%s.Rule = %v, want ErrScheduled", e.Name, err)
-		}
-	}
-	if want := []string{"PlanExpiryWarning", "InvoiceOverdue", "InvoiceDeliveryPlusDays"}; !slices.Equal(scheduled, want) {
-		t.Errorf("scheduled entries %v, want %v", scheduled, want)
 	}
 }
 

@@ -1,6 +1,9 @@
 package catalog
 
-import "regexp"
+import (
+	"fmt"
+	"regexp"
+)
 
 // logiSense returns LogiSense's fifteen events. LogiSense names them in
 // words; the entries' names are those words in one identifier.
@@ -76,12 +79,20 @@ func logiSense() []*Entry {
 		},
 		{
 			Name: "InvoiceOverdue", Title: "Invoice Overdue", Vendor: LogiSense, Trigger: Scheduled,
-			Description:  "An invoice is still unpaid (status posted, amountDue above zero) after its due date: it has breached its payment terms.",
+			Description: "An invoice is still unpaid (status posted, nothing recorded as paid, amountDue above zero) " +
+				"graceDays days after its due date (dueDate): it has breached its payment terms. A due date moved later moves the notification.",
 			On:           On{EntityTypes: []string{"Invoice"}},
 			Notification: Notification{Name: "InvoiceOverdue", State: "overdue"},
-			Exclusions:   []string{"an invoice paid, or with nothing due, by then"},
+			Exclusions:   []string{"an invoice paid, or with nothing due, by then", "a draft or void invoice", "an invoice without a due date"},
 			Parameters: []Parameter{
 				{Name: "graceDays", Type: Integer, Default: int64(0), Minimum: ptr(0), Description: "Days after the due date before the invoice counts as overdue."},
+			},
+			build: func(v Values) parts {
+				unpaid := `new.status == "posted" && new.paidAt == null && (new.amountDue != null ? new.amountDue : new.amount) > 0.0`
+				return parts{
+					at:   fmt.Sprintf(`%s ? new.dueDate + duration("%dh") : null`, unpaid, v.Int("graceDays")*24),
+					when: unpaid + " && new.dueDate != null",
+				}
 			},
 		},
 		{
@@ -94,13 +105,20 @@ func logiSense() []*Entry {
 		},
 		{
 			Name: "InvoiceDeliveryPlusDays", Title: "Invoice Delivery Date + xt", Vendor: LogiSense, Trigger: Scheduled,
-			Description:  "A set number of days after an invoice was delivered (deliveredAt), at a set time of day.",
+			Description: "A set number of calendar days after an invoice was delivered (deliveredAt), at a set time of day " +
+				"in the tenant's time zone (timeZone; UTC when unset), whatever the UTC offset that day.",
 			On:           On{EntityTypes: []string{"Invoice"}},
 			Notification: Notification{Name: "InvoiceDeliveryPlusDays", State: "elapsed"},
 			Exclusions:   []string{"an invoice not delivered"},
 			Parameters: []Parameter{
 				{Name: "days", Type: Integer, Minimum: ptr(1), Description: "Days after delivery (x)."},
-				{Name: "at", Type: String, Default: "09:00", Pattern: `^([01][0-9]|2[0-3]):[0-5][0-9]$`, Description: "Time of day (t), HH:MM in UTC."},
+				{Name: "at", Type: String, Default: "09:00", Pattern: `^([01][0-9]|2[0-3]):[0-5][0-9]$`, Description: "Time of day (t), HH:MM in the tenant's time zone."},
+			},
+			build: func(v Values) parts {
+				return parts{
+					at:   fmt.Sprintf("dayAt(new.deliveredAt, %d, %s, tenant.timeZone)", v.Int("days"), celString(v.String("at"))),
+					when: "new.deliveredAt != null",
+				}
 			},
 		},
 		{
@@ -158,13 +176,24 @@ func logiSense() []*Entry {
 			},
 		},
 		{
-			Name: "DormantSim", Title: "Dormant SIM", Vendor: LogiSense, Trigger: Change,
-			Description: "A SIM's status becomes dormant, as the system that owns it judges a SIM without usage. " +
-				"Herald does not yet time the absence of usage itself (lastActivityAt).",
-			On:           On{EntityTypes: []string{"Sim"}, Operations: []string{"UPDATE"}},
+			Name: "DormantSim", Title: "Dormant SIM", Vendor: LogiSense, Trigger: Scheduled,
+			Description: "A SIM has had no usage for a set number of days. Usage is any event whose device (the envelope's deviceId) " +
+				"is the SIM's iccid, as a Sim's own events and the usage events of its balances carry it, " +
+				"or a later lastActivityAt on the Sim; each moves the notification to that many days after it. " +
+				"Judged on the SIM as it is then.",
+			On:           On{EntityTypes: []string{"Sim", "Balance"}},
 			Notification: Notification{Name: "DormantSim", State: "dormant"},
-			Exclusions:   []string{"a SIM already dormant", "a SIM created dormant"},
-			build:        statusBecomes("dormant"),
+			Exclusions:   []string{"a SIM no longer active by then (suspended, terminated, or already dormant)", "an event of no device"},
+			Parameters: []Parameter{
+				{Name: "days", Type: Integer, Default: int64(30), Minimum: ptr(1), Description: "Days without usage before the SIM counts as dormant."},
+			},
+			build: func(v Values) parts {
+				return parts{
+					timerFor: "event.deviceId",
+					at:       fmt.Sprintf(`activityAt(old, new, event) + duration("%dh")`, v.Int("days")*24),
+					when:     `new.status == "active"`,
+				}
+			},
 		},
 		{
 			Name: "PackageCancellation", Title: "Package Cancellation", Vendor: LogiSense, Trigger: Change,

@@ -16,7 +16,6 @@ func logiSenseCases() []entryCases {
 	refund := map[string]any{"id": "ref-1", "accountId": "acc-1", "amount": 25.0, "status": "pending"}
 	credit := map[string]any{"id": "crd-1", "accountId": "acc-1", "amount": 10.0, "status": "pending"}
 	pkg := map[string]any{"id": "pkg-1", "accountId": "acc-1", "name": "Business Bundle", "status": "active"}
-	sim := map[string]any{"id": "sim-1", "iccid": "8944474600000109251", "status": "active"}
 
 	bucket := func(remaining float64) map[string]any {
 		return map[string]any{"id": "bkt-1", "accountId": "acc-1", "unit": "MB", "kind": "allowance",
@@ -200,17 +199,6 @@ func logiSenseCases() []entryCases {
 			{name: "a contract with only its required fields changes", op: "UPDATE",
 				old: map[string]any{"id": "ctr-2", "accountId": "acc-1", "status": "active"}, new: map[string]any{"id": "ctr-2", "accountId": "acc-1", "status": "x"},
 				sparse: true},
-		}},
-		{entry: "DormantSim", cases: []sample{
-			{name: "an active SIM becomes dormant", op: "UPDATE", old: sim, new: with(sim, "status", "dormant"), sparse: true, fire: true},
-			{name: "a suspended SIM becomes dormant", op: "UPDATE", old: with(sim, "status", "suspended", "lastActivityAt", t0),
-				new: with(sim, "status", "dormant", "lastActivityAt", t0), fire: true},
-			{name: "written by a producer still on Sim v1", op: "UPDATE", old: sim, new: with(sim, "status", "dormant"), writer: 1, fire: true},
-			{name: "a dormant SIM changes", op: "UPDATE", old: with(sim, "status", "dormant"), new: with(sim, "status", "dormant", "msisdn", "+447700900123"),
-				excludes: "a SIM already dormant"},
-			{name: "a dormant SIM is used again", op: "UPDATE", old: with(sim, "status", "dormant"), new: sim},
-			{name: "a SIM is created dormant", op: "CREATE", new: with(sim, "status", "dormant"), unwatched: true, whenHolds: true,
-				excludes: "a SIM created dormant"},
 		}},
 		{entry: "PackageCancellation", cases: []sample{
 			{name: "a package is cancelled", op: "UPDATE", old: pkg, new: with(pkg, "status", "cancelled", "cancelledAt", t0), fire: true},

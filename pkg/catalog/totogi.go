@@ -12,14 +12,28 @@ func totogi() []*Entry {
 	return []*Entry{
 		{
 			Name: "PlanExpiryWarning", Title: "Plan Expiry Warning", Vendor: Totogi, Trigger: Scheduled,
-			Description:  "A set number of hours or days before a plan's end date (expiresAt).",
+			Description: "A set number of hours or days before a plan's end date (expiresAt), once per end date: " +
+				"a plan whose end date moves is warned before its new end instead, and a plan created or changed " +
+				"inside the warning window is warned at once. Judged on the plan as it is when the warning is due.",
 			On:           On{EntityTypes: []string{"Plan"}},
 			Notification: Notification{Name: "PlanExpiryWarning", State: "warning"},
 			Parameters: []Parameter{
 				{Name: "before", Type: Integer, Minimum: ptr(1), Description: "How long before the end date to warn, in units of unit."},
 				{Name: "unit", Type: String, Default: "days", Enum: []string{"hours", "days"}, Description: "The unit of before."},
 			},
-			Exclusions: []string{"plans that renew automatically (autoRenew)", "an end for an upgrade to a new version (upgradedTo)"},
+			Exclusions: []string{"plans that renew automatically (autoRenew)", "an end for an upgrade to a new version (upgradedTo)",
+				"a plan expired or cancelled by then", "a plan without an end date"},
+			build: func(v Values) parts {
+				hours := v.Int("before")
+				if v.String("unit") == "days" {
+					hours *= 24
+				}
+				ends := `new.autoRenew != true && new.upgradedTo == null`
+				return parts{
+					at:   fmt.Sprintf(`%s ? new.expiresAt - duration("%dh") : null`, ends, hours),
+					when: ends + ` && new.expiresAt != null && !(new.status in ["expired", "cancelled"])`,
+				}
+			},
 		},
 		{
 			Name: "PlanExpired", Title: "Plan Expired", Vendor: Totogi, Trigger: Change,
