@@ -185,6 +185,7 @@ func (a *API) RouteTable() []Route {
 		rt.kind(a, k, read, write)
 	}
 	a.tenantRoutes(rt)
+	a.settingsRoutes(rt, read, write)
 	a.apiKeyRoutes(rt, read, write)
 	a.ruleRoutes(rt, read)
 	a.catalogRoutes(rt, read, write)

@@ -53,9 +53,6 @@ func (a *API) checkInstall(c *catalog.Catalog) func(r *http.Request, w http.Resp
 		if !ok || !found {
 			return nil, httpapi.NewProblem(http.StatusNotFound, fmt.Sprintf("no catalog entry %q; GET /v1/catalog lists them", name))
 		}
-		if e.Trigger == catalog.Scheduled {
-			return nil, httpapi.NewProblem(http.StatusNotImplemented, fmt.Sprintf("%s: %v", e.Name, catalog.ErrScheduled))
-		}
 		var req installRequest
 		if err := httpapi.DecodeJSON(w, r, &req); err != nil {
 			return nil, err

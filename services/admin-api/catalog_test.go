@@ -135,7 +135,7 @@ func TestCatalogListsEveryEntryWithItsParameters(t *testing.T) {
 		t.Errorf("%d entries (%d names), want 30", len(items), len(byName))
 	}
 	for name, want := range map[string]string{
-		"PlanExpired": "change", "PlanExpiryWarning": "scheduled", "DormantSim": "change",
+		"PlanExpired": "change", "PlanExpiryWarning": "scheduled", "DormantSim": "scheduled",
 		"USAGE_THRESHOLD": "change", "EntityDeleted": "change",
 	} {
 		if got := byName[name]["trigger"]; got != want {
@@ -238,9 +238,8 @@ func TestCatalogInstallRefusals(t *testing.T) {
 		{"an unknown destination", s.key, "/v1/catalog/PlanExpired:install", `{"destinations":["dst_nowhere"]}`,
 			400, "destinations[0]", ""},
 		{"an unknown field in the body", s.key, "/v1/catalog/PlanExpired:install", `{"params":{}}`, 400, "params", ""},
-		{"a scheduled entry", s.key, "/v1/catalog/PlanExpiryWarning:install", `{"parameters":{"before":3}}`,
-			501, "", "installs once the scheduler exists"},
-		{"another scheduled entry", s.key, "/v1/catalog/InvoiceOverdue:install", `{}`, 501, "", "fires at a time rather than on a change"},
+		{"a time of day that is not one", s.key, "/v1/catalog/InvoiceDeliveryPlusDays:install", `{"parameters":{"days":2,"at":"9am"}}`,
+			400, "parameters.at", ""},
 		{"an unknown entry", s.key, "/v1/catalog/PlanExploded:install", `{}`, 404, "", "no catalog entry"},
 		{"an entry without :install", s.key, "/v1/catalog/PlanExpired", `{}`, 404, "", "no catalog entry"},
 		{"a key without config:write", s.reader, "/v1/catalog/PlanExpired:install", `{}`, 403, "", "config:write"},
@@ -315,13 +314,35 @@ func TestCatalogInstallsWhatTheVendorsSay(t *testing.T) {
 		t.Error("ServiceStateTransition Active → Suspended did not fire on active → suspended")
 	}
 
-	// LogiSense's dormant SIM, on the SIM's status.
-	dormant := install("DormantSim", `{}`)
-	sim := func(status string) string {
-		return `{"id":"sim-1","iccid":"8944474600000109251","status":"` + status + `"}`
+}
+
+// TestScheduledEntriesInstallAsTimedRules installs the entries that fire
+// at a time: each is stored as a rule with at, timed as the parameters say.
+func TestScheduledEntriesInstallAsTimedRules(t *testing.T) {
+	t.Parallel()
+	s := startCatalogAPI(t)
+	tests := []struct {
+		entry, params string
+		at, timerFor  string // in the stored rule
+	}{
+		{"PlanExpiryWarning", `{"before":3}`, `new.expiresAt - duration("72h")`, ""},
+		{"PlanExpiryWarning", `{"before":36,"unit":"hours"}`, `new.expiresAt - duration("36h")`, ""},
+		{"InvoiceOverdue", `{"graceDays":5}`, `new.dueDate + duration("120h")`, ""},
+		{"InvoiceDeliveryPlusDays", `{"days":2,"at":"09:00"}`, `dayAt(new.deliveredAt, 2, "09:00", tenant.timeZone)`, ""},
+		{"DormantSim", `{"days":30}`, `activityAt(old, new, event) + duration("720h")`, "event.deviceId"},
 	}
-	if !fires(dormant, update("Sim", sim("active"), sim("dormant"))) || fires(dormant, update("Sim", sim("dormant"), sim("dormant"))) {
-		t.Error("DormantSim: want it to fire when the status becomes dormant, and only then")
+	for _, tt := range tests {
+		t.Run(tt.entry+tt.params, func(t *testing.T) {
+			r := s.do(http.MethodPost, "/v1/catalog/"+tt.entry+":install", s.key, `{"parameters":`+tt.params+`}`)
+			if r.status != http.StatusCreated {
+				t.Fatalf("install: %d %v, want 201", r.status, r.body)
+			}
+			at, _ := r.body["at"].(string)
+			timerFor, _ := r.body["timerFor"].(string)
+			if !strings.Contains(at, tt.at) || timerFor != tt.timerFor {
+				t.Errorf("rule at %q, timerFor %q; want at containing %q, timerFor %q", at, timerFor, tt.at, tt.timerFor)
+			}
+		})
 	}
 }
 

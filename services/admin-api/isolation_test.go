@@ -46,7 +46,14 @@ func isolationCases(b bravo) map[string][]isoRequest {
 			t.Errorf("alpha replayed %v dead letters", r.body["replayed"])
 		}
 	}
+	ownSettings := func(t *testing.T, r reply) {
+		if id, _ := r.body["id"].(string); id == "bravo" || id == "" {
+			t.Errorf("alpha's settings are %s's", r.raw)
+		}
+	}
 	return map[string][]isoRequest{
+		"GET /v1/settings":        {{"/v1/settings", "", http.StatusOK, ownSettings}},
+		"PATCH /v1/settings":      {{"/v1/settings", `{"timeZone":"Asia/Tokyo"}`, http.StatusOK, ownSettings}},
 		"POST /v1/rules:validate": {{"/v1/rules:validate", ruleBody("r", b.destination), http.StatusBadRequest, nil}},
 		"POST /v1/rules:test": {{"/v1/rules:test", `{"ruleId":"` + b.rule + `","event":{"entityType":"Balance","entityId":"b","operation":"UPDATE"}}`,
 			http.StatusBadRequest, nil}},

@@ -192,3 +192,45 @@ func withField(t *testing.T, schema, field string) string {
 	}
 	return string(out)
 }
+
+// TestTimedRuleIsCheckedWhenSaved pins that a rule firing at a time is
+// saved through the same checks, at and timerFor named in the problem.
+func TestTimedRuleIsCheckedWhenSaved(t *testing.T) {
+	t.Parallel()
+	s := startAdmin(t)
+	key := s.tenant("acme")
+	body := func(at, timerFor string) string {
+		b := `{"name":"renewal reminder","on":{"entityTypes":["Plan"]},"when":"new.status == 'active'",` +
+			`"notification":{"name":"RenewalReminder","state":"due"},"at":` + quote(at)
+		if timerFor != "" {
+			b += `,"timerFor":` + quote(timerFor)
+		}
+		return b + "}"
+	}
+	for _, tc := range []struct {
+		name, at, timerFor, field, text string
+	}{
+		{"at that is not a timestamp", "new.name", "", "at", "must be a google.protobuf.Timestamp"},
+		{"at naming a field no version has", "new.endsAt - duration('72h')", "", "at", "undefined field 'endsAt'"},
+		{"a bad time of day helper call", "dayAt(new.expiresAt, 1, 9, tenant.timeZone)", "", "at", "dayAt"},
+		{"timerFor that is not a string", "new.expiresAt", "new.expiresAt", "timerFor", "must be a string"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, path := range []string{"/v1/rules", "/v1/rules:validate"} {
+				r := s.want(http.StatusBadRequest, "POST", path, key, body(tc.at, tc.timerFor))
+				if !slices.Contains(r.fields(), tc.field) || !strings.Contains(r.raw, tc.text) {
+					t.Errorf("POST %s: problem %s, want field %q and %q", path, r.raw, tc.field, tc.text)
+				}
+			}
+		})
+	}
+	r := s.want(http.StatusBadRequest, "POST", "/v1/rules", key,
+		`{"name":"r","on":{"entityTypes":["Plan"]},"when":"true","timerFor":"new.id","notification":{"name":"N","state":"s"}}`)
+	if !slices.Contains(r.fields(), "timerFor") {
+		t.Errorf("timerFor without at: problem %s, want field timerFor", r.raw)
+	}
+	saved := s.want(http.StatusCreated, "POST", "/v1/rules", key, body(`dayAt(new.expiresAt, -3, "09:00", tenant.timeZone)`, ""))
+	if saved.str("at") != `dayAt(new.expiresAt, -3, "09:00", tenant.timeZone)` {
+		t.Errorf("saved rule %s, want its at kept", saved.raw)
+	}
+}

@@ -4,9 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"maps"
 	"net/http"
 	"regexp"
+	"slices"
 	"strings"
+	"time"
+	// A tenant's time zone is checked against the zone database, which
+	// images built from scratch do not have.
+	_ "time/tzdata"
 
 	"github.com/oklog/ulid/v2"
 	"golang.org/x/sync/errgroup"
@@ -48,6 +54,22 @@ func (a *API) tenantRoutes(rt *router) {
 		a.removeOf(w, r, kk, tenant, r.PathValue("keyId"))
 	})))
 }
+
+// settingsRoutes adds a tenant's routes to its own settings: the tenant
+// document, of which it may change only what settingsFields lists.
+func (a *API) settingsRoutes(rt *router, read, write func(http.HandlerFunc) http.Handler) {
+	tk := a.tenantKind()
+	rt.Handle("GET /v1/settings", read(func(w http.ResponseWriter, r *http.Request) {
+		a.getOf(w, r, tk, configstore.OperatorTenant, tenantOf(r))
+	}))
+	rt.Handle("PATCH /v1/settings", write(func(w http.ResponseWriter, r *http.Request) {
+		a.patchTenantOf(w, r, tenantOf(r), settingsFields)
+	}))
+}
+
+// settingsFields are the fields of its tenant document a tenant sets
+// itself; the operator sets the others.
+var settingsFields = []string{"timeZone"}
 
 // ofTenant runs h for the tenant the path's {id} names, or answers 404.
 func (a *API) ofTenant(h func(w http.ResponseWriter, r *http.Request, tenant string)) http.HandlerFunc {
@@ -158,9 +180,19 @@ func (a *API) newTenant(ctx context.Context, id, name string, first firstKey) (t
 // patchTenant serves PATCH /v1/tenants/{id}: a JSON merge patch (RFC 7396)
 // of the tenant, with If-Match.
 func (a *API) patchTenant(w http.ResponseWriter, r *http.Request) {
-	k, id := a.tenantKind(), r.PathValue("id")
+	a.patchTenantOf(w, r, r.PathValue("id"), nil)
+}
+
+// patchTenantOf applies a JSON merge patch to tenant id; only, when not
+// nil, lists the fields the patch may set.
+func (a *API) patchTenantOf(w http.ResponseWriter, r *http.Request, id string, only []string) {
+	k := a.tenantKind()
 	var patch json.RawMessage
 	if err := httpapi.DecodeJSON(w, r, &patch); err != nil {
+		httpapi.WriteError(w, r, a.base.Log, err)
+		return
+	}
+	if err := patchOnly(patch, only); err != nil {
 		httpapi.WriteError(w, r, a.base.Log, err)
 		return
 	}
@@ -182,6 +214,9 @@ func (a *API) patchTenant(w http.ResponseWriter, r *http.Request) {
 	}
 	if err == nil {
 		err = checkName(spec.Name)
+	}
+	if err == nil {
+		err = checkTimeZone(spec.TimeZone)
 	}
 	if err != nil {
 		httpapi.WriteError(w, r, a.base.Log, err)
@@ -314,6 +349,37 @@ func prefixField(err error, prefix string) error {
 		out.Errors[i] = httpapi.FieldError{Field: prefix + fe.Field, Message: fe.Message}
 	}
 	return &out
+}
+
+// patchOnly refuses a merge patch that sets a field only does not list;
+// a nil only allows any.
+func patchOnly(patch json.RawMessage, only []string) error {
+	if only == nil {
+		return nil
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(patch, &fields); err != nil {
+		return badRequest("", "must be a JSON object")
+	}
+	for _, name := range slices.Sorted(maps.Keys(fields)) {
+		if !slices.Contains(only, name) {
+			return badRequest(name, "not a setting a tenant changes; settings are "+strings.Join(only, ", "))
+		}
+	}
+	return nil
+}
+
+// checkTimeZone refuses a time zone that is not an IANA name; empty means
+// UTC.
+func checkTimeZone(tz string) error {
+	if tz == "" {
+		return nil
+	}
+	// "Local" is whatever zone the server runs in, not a tenant's.
+	if _, err := time.LoadLocation(tz); err != nil || tz == "Local" {
+		return badRequest("timeZone", "not an IANA time zone name, such as Europe/Madrid")
+	}
+	return nil
 }
 
 func checkName(name string) error {

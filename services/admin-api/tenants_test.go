@@ -316,3 +316,56 @@ func nextLink(t *testing.T, r reply) string {
 	}
 	return path
 }
+
+// TestTenantTimeZone pins the tenant's time zone: set by the operator or
+// by the tenant itself, shown when read, refused unless an IANA name.
+func TestTenantTimeZone(t *testing.T) {
+	t.Parallel()
+	s := startAdmin(t)
+	key := s.tenant("tz")
+	if got := s.want(http.StatusOK, "GET", "/v1/settings", key, ""); got.str("timeZone") != "" || got.str("id") != "tz" {
+		t.Errorf("GET /v1/settings before any is set = %s, want tenant tz without a zone (UTC)", got.raw)
+	}
+
+	set := s.want(http.StatusOK, "PATCH", "/v1/tenants/tz", operatorToken, `{"timeZone":"Europe/Madrid"}`)
+	if set.str("timeZone") != "Europe/Madrid" || set.str("name") != "Tenant tz" {
+		t.Errorf("operator PATCH = %s, want the zone set and the name kept", set.raw)
+	}
+	if got := s.want(http.StatusOK, "GET", "/v1/tenants/tz", operatorToken, ""); got.str("timeZone") != "Europe/Madrid" {
+		t.Errorf("operator GET = %s, want timeZone Europe/Madrid", got.raw)
+	}
+
+	own := s.want(http.StatusOK, "PATCH", "/v1/settings", key, `{"timeZone":"America/New_York"}`, "If-Match", set.header.Get("ETag"))
+	if own.str("timeZone") != "America/New_York" {
+		t.Errorf("tenant PATCH = %s, want timeZone America/New_York", own.raw)
+	}
+	if got := s.want(http.StatusOK, "GET", "/v1/settings", key, ""); got.str("timeZone") != "America/New_York" {
+		t.Errorf("GET /v1/settings = %s, want timeZone America/New_York", got.raw)
+	}
+	s.want(http.StatusPreconditionFailed, "PATCH", "/v1/settings", key, `{"timeZone":"UTC"}`, "If-Match", set.header.Get("ETag"))
+	if back := s.want(http.StatusOK, "PATCH", "/v1/settings", key, `{"timeZone":null}`); back.str("timeZone") != "" {
+		t.Errorf("removing the zone = %s, want none (UTC)", back.raw)
+	}
+
+	for _, bad := range []struct {
+		path, auth, body, field string
+	}{
+		{"/v1/tenants/tz", operatorToken, `{"timeZone":"Europe/Nowhere"}`, "timeZone"},
+		{"/v1/tenants/tz", operatorToken, `{"timeZone":"Local"}`, "timeZone"},
+		{"/v1/tenants/tz", operatorToken, `{"timeZone":"+02:00"}`, "timeZone"},
+		{"/v1/settings", key, `{"timeZone":"CEST"}`, "timeZone"},
+		{"/v1/settings", key, `{"timeZone":3}`, "timeZone"},
+		{"/v1/settings", key, `{"name":"Mine now"}`, "name"},
+	} {
+		r := s.want(http.StatusBadRequest, "PATCH", bad.path, bad.auth, bad.body)
+		if !slices.Contains(r.fields(), bad.field) {
+			t.Errorf("PATCH %s %s: problem names %v, want %s", bad.path, bad.body, r.fields(), bad.field)
+		}
+	}
+	if got := s.want(http.StatusOK, "GET", "/v1/tenants/tz", operatorToken, ""); got.str("timeZone") != "" || got.str("name") != "Tenant tz" {
+		t.Errorf("after refused patches the tenant is %s", got.raw)
+	}
+	reader := s.want(http.StatusCreated, "POST", "/v1/api-keys", key, `{"name":"ro","scopes":["config:read"]}`).str("key")
+	s.want(http.StatusForbidden, "PATCH", "/v1/settings", reader, `{"timeZone":"UTC"}`)
+	s.want(http.StatusOK, "GET", "/v1/settings", reader, "")
+}
