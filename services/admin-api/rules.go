@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
+	"time"
 
 	havro "github.com/heraldhq/herald/pkg/avro"
 	"github.com/heraldhq/herald/pkg/configstore"
@@ -166,11 +168,15 @@ func (a *API) testRule(w http.ResponseWriter, r *http.Request) {
 		Registry:            a.base.Registry,
 		NotificationSubject: a.base.NotificationSubject(),
 		Rules: func(_, entityType, operation string) []*rules.Rule {
-			if compiled.Watches(entityType, operation) {
+			// As rules.Index matches it: a timed rule also meets the
+			// DELETEs that cancel its timers.
+			deletes := compiled.Timed() && operation == "DELETE" && slices.Contains(compiled.Spec.On.EntityTypes, entityType)
+			if compiled.Watches(entityType, operation) || deletes {
 				return []*rules.Rule{compiled}
 			}
 			return nil
 		},
+		TenantZone: a.tenantZone,
 	}
 	v, err := j.Event(ctx, value)
 	var re *judge.RecordError
@@ -199,7 +205,39 @@ func (a *API) testRule(w http.ResponseWriter, r *http.Request) {
 		out["notification"] = jsonRaw(body)
 		out["orderingKey"] = n.OrderingKey
 	}
+	if compiled.Timed() {
+		out["timers"] = timers(v.Timers)
+	}
 	httpapi.WriteJSON(w, http.StatusOK, out)
+}
+
+// timers shows what an event does to timers, as rules:test answers it:
+// each timer's rule, entity and due time, or that it is cancelled; a timer
+// moved by another entity's event is marked so.
+func timers(ops []judge.TimerOp) []map[string]any {
+	out := make([]map[string]any, len(ops))
+	for i, op := range ops {
+		t := map[string]any{"rule": op.RuleID, "entityType": op.EntityType, "entity": op.EntityID}
+		if op.Due.IsZero() {
+			t["cancel"] = true
+		} else {
+			t["due"] = op.Due.UTC().Format(time.RFC3339Nano)
+		}
+		if op.Move {
+			t["move"] = true
+		}
+		out[i] = t
+	}
+	return out
+}
+
+// tenantZone returns a tenant's time zone; "" for UTC.
+func (a *API) tenantZone(tenant string) string {
+	doc, ok := a.base.Config.Get(configstore.OperatorTenant, configstore.KindTenant, tenant)
+	if !ok {
+		return ""
+	}
+	return configstore.Spec[configstore.Tenant](doc).TimeZone
 }
 
 func (a *API) listEventTypes(w http.ResponseWriter, r *http.Request) {

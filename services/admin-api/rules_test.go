@@ -234,3 +234,54 @@ func TestTimedRuleIsCheckedWhenSaved(t *testing.T) {
 		t.Errorf("saved rule %s, want its at kept", saved.raw)
 	}
 }
+
+// TestRuleTestShowsTheTimers pins that rules:test answers what a sample
+// event does to a timed rule's timers: the due time, in the tenant's zone
+// where the rule places a time of day, or a cancellation.
+func TestRuleTestShowsTheTimers(t *testing.T) {
+	t.Parallel()
+	s := startAdmin(t)
+	key := s.tenant("acme")
+	s.want(http.StatusOK, "PATCH", "/v1/settings", key, `{"timeZone":"Europe/Madrid"}`)
+	rule := `{"name":"paid reminder","on":{"entityTypes":["Invoice"],"operations":["CREATE","UPDATE"]},` +
+		`"at":"dayAt(new.deliveredAt, 2, '09:00', tenant.timeZone)","when":"new.paidAt == null",` +
+		`"notification":{"name":"InvoiceDeliveryPlusDays","state":"elapsed"}}`
+	invoice := func(op, deliveredAt string) string {
+		img := `{"id":"inv-1","accountId":"a","status":"posted","amount":120`
+		if deliveredAt != "" {
+			img += `,"deliveredAt":"` + deliveredAt + `"`
+		}
+		img += "}"
+		ev := `{"entityType":"Invoice","entityId":"inv-1","operation":"` + op + `","accountId":"a","old":` + img
+		if op != "DELETE" {
+			ev += `,"new":` + img
+		}
+		return ev + "}"
+	}
+	timers := func(event string) []any {
+		t.Helper()
+		r := s.want(http.StatusOK, "POST", "/v1/rules:test", key, `{"rule":`+rule+`,"event":`+event+`}`)
+		if r.body["fired"] != false {
+			t.Errorf("a timed rule fired on the change: %s", r.raw)
+		}
+		ts, ok := r.body["timers"].([]any)
+		if !ok {
+			t.Fatalf("no timers in %s", r.raw)
+		}
+		return ts
+	}
+	// Delivered at 00:30 on 28 March Madrid time: due 09:00 Madrid time
+	// on the 30th, after the clocks went forward (07:00 UTC).
+	got := timers(invoice("UPDATE", "2026-03-27T23:30:00Z"))
+	if len(got) != 1 || jsonText(t, got[0]) != `{"due":"2026-03-30T07:00:00Z","entity":"inv-1","entityType":"Invoice","rule":"test"}` {
+		t.Errorf("delivered: timers %v", got)
+	}
+	got = timers(invoice("UPDATE", ""))
+	if len(got) != 1 || jsonText(t, got[0]) != `{"cancel":true,"entity":"inv-1","entityType":"Invoice","rule":"test"}` {
+		t.Errorf("not delivered: timers %v, want a cancellation", got)
+	}
+	got = timers(invoice("DELETE", "2026-03-27T23:30:00Z"))
+	if len(got) != 1 || got[0].(map[string]any)["cancel"] != true {
+		t.Errorf("deleted: timers %v, want a cancellation", got)
+	}
+}
