@@ -1,9 +1,11 @@
 // Package peertest gives integration tests the real peers written in other
 // languages that `make test` installs: Confluent's Python client, with its
-// Avro serializer and schema registry client, from PyPI into the virtual
-// environment .cache/venv (`make peers`, from deploy/peers/requirements.txt).
-// A test runs its own script with that interpreter, against the broker
-// that kafkatest names.
+// Avro serializer and schema registry client, and moto's server, the AWS
+// emulator, from PyPI into the virtual environment .cache/venv (`make
+// peers`, from deploy/peers/requirements.txt). A test runs its own script
+// with that interpreter, against the broker that kafkatest names, or
+// starts moto with StartMoto, makes an event bus whose events land in an
+// SQS queue with QueuedBus, and reads them back with Receive.
 //
 // The interpreter's path comes from HERALD_TEST_PYTHON. Without it a test
 // is skipped with a message, except when CI is set: there a missing peer

@@ -11,6 +11,7 @@ import (
 	"github.com/heraldhq/herald/pkg/configstore"
 	"github.com/heraldhq/herald/pkg/delivery"
 	"github.com/heraldhq/herald/pkg/notification"
+	"github.com/heraldhq/herald/pkg/peertest"
 	"github.com/heraldhq/herald/services/eventbridge-sender/internal/eventbridgetest"
 )
 
@@ -20,12 +21,12 @@ import (
 // rule in the queue, with the source, detail-type and detail they should
 // have.
 func TestNotificationsReachTheBusThroughTheEngine(t *testing.T) {
-	m := startMoto(t)
-	arn, queue := m.queuedBus(t, "notifications")
-	setAWSEnv(t, m.url)
+	m := peertest.StartMoto(t)
+	b := m.QueuedBus(t, "eu-west-1", "notifications")
+	setAWSEnv(t, m.URL)
 	s := newStack(t)
-	s.destination("totogi", bus(arn, nil))
-	s.destination("native", bus(arn, func(d *configstore.EventBridgeDestination) {
+	s.destination("totogi", bus(b.ARN, nil))
+	s.destination("native", bus(b.ARN, func(d *configstore.EventBridgeDestination) {
 		d.Source, d.DetailType, d.Format = "com.example.billing", "Balance notice", notification.FormatNative
 	}))
 	var keyed, unordered []*notification.Notification
@@ -37,8 +38,8 @@ func TestNotificationsReachTheBusThroughTheEngine(t *testing.T) {
 	s.produce("native", false, unordered)
 	s.runSender(s.senderConfig("0s,50ms,100ms"))
 
-	events := m.receive(t, queue, 20, time.Minute)
-	byID := map[string]busEvent{}
+	events := b.Receive(t, 20, time.Minute)
+	byID := map[string]peertest.BusEvent{}
 	for _, e := range events {
 		byID[detailID(string(e.Detail))] = e
 	}
