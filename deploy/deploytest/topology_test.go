@@ -29,6 +29,7 @@ import (
 
 	"github.com/heraldhq/herald/pkg/kafka"
 	"github.com/heraldhq/herald/pkg/kafka/kafkatest"
+	"github.com/heraldhq/herald/pkg/peertest"
 	"github.com/heraldhq/herald/services/devstack/mailcatcher"
 )
 
@@ -45,17 +46,18 @@ var replicated = map[string]string{
 // TestComposeTopologyDeliversAfterLosingAReplica runs docker-compose.yml
 // without containers: every Herald service from its own binary, as its own
 // process, with the environment the file gives it (host names pointed at
-// the test's peers on loopback), the evaluator and each sender twice. The
-// one-shots create the topics and the demo tenant; the README walkthrough
-// then delivers a webhook and an email for every event, and does so again
-// after one replica of the evaluator and of each sender is stopped.
-//
-// No EventBridge destination is made: the EventBridge stand-in is internal
-// to its module, and moto needs the Python peers; the two EventBridge
-// replicas still start, join their group and stop as the others do.
+// the test's peers on loopback, moto's server for the aws service), the
+// evaluator and each sender twice. The one-shots create the topics and the
+// demo tenant; the README walkthrough then delivers a webhook, an email and
+// an event on the tenant's EventBridge bus for every event, and does so
+// again after one replica of the evaluator and of each sender is stopped.
 func TestComposeTopologyDeliversAfterLosingAReplica(t *testing.T) {
 	brokers := kafkatest.Brokers(t)
 	prefix := kafkatest.Prefix(t)
+	// The compose file's aws service, moto, with the tenant's bus on it and
+	// a rule sending the bus's events to a queue the test reads.
+	moto := peertest.StartMoto(t)
+	bus := moto.QueuedBus(t, "eu-west-1", "herald-notifications")
 	p := loadCompose(t)
 
 	bin := t.TempDir()
@@ -126,7 +128,7 @@ func TestComposeTopologyDeliversAfterLosingAReplica(t *testing.T) {
 		"kafka":           strings.Join(brokers, ","),
 		"schema-registry": hostOf(t, reg.URL()),
 		"otel-collector":  hostOf(t, collector.URL),
-		"aws":             hostOf(t, collector.URL),
+		"aws":             hostOf(t, moto.URL),
 	}
 	for _, name := range sortedKeys(p.Services) {
 		if s := p.Services[name]; composeCommand(s) != "" && !isOneShot(s) {
@@ -194,13 +196,17 @@ func TestComposeTopologyDeliversAfterLosingAReplica(t *testing.T) {
 
 	// The README walkthrough: a webhook destination and its rule, an SMTP
 	// profile on the mail catcher, a template, an email destination and
-	// its rule.
+	// its rule, an EventBridge destination and its rule.
+	lowData := func(name string, dest map[string]any) {
+		t.Helper()
+		api.want(http.StatusCreated, "POST", admin+"/v1/rules", fmt.Sprintf(`{"name":%q,`+
+			`"on":{"entityTypes":["Balance"],"operations":["UPDATE"]},`+
+			`"when":"new.remaining < new.total * 0.2 && old.remaining >= old.total * 0.2",`+
+			`"notification":{"name":"UnitAllowanceThreshold","state":"low"},"destinations":[%q]}`, name, dest["id"]))
+	}
 	dest := api.want(http.StatusCreated, "POST", admin+"/v1/destinations",
 		`{"type":"webhook","name":"ops","webhook":{"url":"`+receiver.URL+`/hook"}}`)
-	api.want(http.StatusCreated, "POST", admin+"/v1/rules", fmt.Sprintf(`{"name":"low data",`+
-		`"on":{"entityTypes":["Balance"],"operations":["UPDATE"]},`+
-		`"when":"new.remaining < new.total * 0.2 && old.remaining >= old.total * 0.2",`+
-		`"notification":{"name":"UnitAllowanceThreshold","state":"low"},"destinations":[%q]}`, dest["id"]))
+	lowData("low data", dest)
 	_, port, _ := net.SplitHostPort(catcher.Addr())
 	api.want(http.StatusCreated, "POST", admin+"/v1/smtp-profiles",
 		`{"name":"local","host":"127.0.0.1","port":`+port+`,"fromName":"Herald demo","fromAddress":"alerts@example.com","tls":"none"}`)
@@ -209,10 +215,10 @@ func TestComposeTopologyDeliversAfterLosingAReplica(t *testing.T) {
 		`"textBody":"{{.Notification.New.remaining}} of {{.Notification.New.total}} {{.Notification.New.unit}} left."}`)
 	mail := api.want(http.StatusCreated, "POST", admin+"/v1/destinations", fmt.Sprintf(
 		`{"type":"email","name":"billing mail","email":{"templateId":%q,"toContactTypes":["billing"],"cc":["ops@example.com"]}}`, tpl["id"]))
-	api.want(http.StatusCreated, "POST", admin+"/v1/rules", fmt.Sprintf(`{"name":"low data by email",`+
-		`"on":{"entityTypes":["Balance"],"operations":["UPDATE"]},`+
-		`"when":"new.remaining < new.total * 0.2 && old.remaining >= old.total * 0.2",`+
-		`"notification":{"name":"UnitAllowanceThreshold","state":"low"},"destinations":[%q]}`, mail["id"]))
+	lowData("low data by email", mail)
+	busDest := api.want(http.StatusCreated, "POST", admin+"/v1/destinations",
+		`{"type":"eventbridge","name":"totogi bus","eventbridge":{"eventBusArn":"`+bus.ARN+`"}}`)
+	lowData("low data on the bus", busDest)
 
 	// Each event is an account of its own, so the events spread over the
 	// partitions of both replicas.
@@ -249,9 +255,27 @@ func TestComposeTopologyDeliversAfterLosingAReplica(t *testing.T) {
 				break
 			}
 			if ctx.Err() != nil {
-				t.Fatalf("round %d: %d of %d notifications never arrived: %v", n, len(missing), 2*events, missing)
+				t.Fatalf("round %d: %d of %d webhooks and emails never arrived: %v", n, len(missing), 2*events, missing)
 			}
 			time.Sleep(50 * time.Millisecond)
+		}
+		// The bus's events, by account; a copy of an earlier round's event
+		// may come first.
+		onBus := map[string]busDetail{}
+		deadline, _ := ctx.Deadline()
+		for len(onBus) < events {
+			for _, e := range bus.Receive(t, events-len(onBus), time.Until(deadline)) {
+				var d busDetail
+				if err := json.Unmarshal(e.Detail, &d); err != nil {
+					t.Fatalf("event %s: detail %s: %v", e.ID, e.Detail, err)
+				}
+				if e.Source != "herald.notifications" || e.DetailType != "UnitAllowanceThreshold" || e.Region != "eu-west-1" {
+					t.Errorf("event %s: source %q, detail-type %q, region %s; want herald.notifications, UnitAllowanceThreshold, eu-west-1", e.ID, e.Source, e.DetailType, e.Region)
+				}
+				if account := d.EventData.AccountID; slices.Contains(accounts, account) {
+					onBus[account] = d
+				}
+			}
 		}
 		mu.Lock()
 		defer mu.Unlock()
@@ -268,6 +292,10 @@ func TestComposeTopologyDeliversAfterLosingAReplica(t *testing.T) {
 			if !bytes.Contains(m.Raw, []byte("150 of 1000 MB left.")) {
 				t.Errorf("email for %s has not the template's body:\n%s", account, m.Raw)
 			}
+			d := onBus[account]
+			if info := d.EventData.Info; info.Name != "UnitAllowanceThreshold" || info.State != "low" || d.ProviderID != tenant || d.NotificationID == "" {
+				t.Errorf("event on the bus for %s: %+v, want notification UnitAllowanceThreshold, low, provider %s", account, d, tenant)
+			}
 		}
 	}
 
@@ -276,6 +304,20 @@ func TestComposeTopologyDeliversAfterLosingAReplica(t *testing.T) {
 		stopped[name].stop(t)
 	}
 	round(2)
+}
+
+// busDetail is what the test reads of an event's detail in Totogi's format,
+// the EventBridge destination's default.
+type busDetail struct {
+	NotificationID string `json:"notificationid"`
+	ProviderID     string `json:"providerid"`
+	EventData      struct {
+		AccountID string `json:"accountid"`
+		Info      struct {
+			Name  string `json:"name"`
+			State string `json:"state"`
+		} `json:"notificationInformation"`
+	} `json:"eventdata"`
 }
 
 // heraldBinaries are the commands the compose file runs from
