@@ -28,9 +28,14 @@ func (e *Evaluator) consume(ctx context.Context) error {
 	defer func() { release() }()
 	for {
 		sess := e.sess.Load()
-		// Polls end at least every timerTick, so that a timer fires on
-		// time while no event comes.
-		pctx, cancel := context.WithTimeout(ctx, timerTick)
+		// Polls end at least every timerTick, and at the next timer's due
+		// time, so that a timer fires on time while no event comes; while
+		// timers are due, a poll takes only what is there.
+		poll := timerTick
+		if next, ok := e.timers.next(); ok {
+			poll = max(min(poll, time.UnixMilli(next).Sub(e.now())), 0)
+		}
+		pctx, cancel := context.WithTimeout(ctx, poll)
 		fetches := sess.PollRecords(pctx, e.maxBatch)
 		cancel()
 		if ctx.Err() != nil {
@@ -148,7 +153,21 @@ func (e *Evaluator) transact(ctx context.Context, sess *kgo.GroupTransactSession
 	if err != nil {
 		action = kgo.TryAbort
 	}
-	committed, endErr := sess.End(ctx, action)
+	var committed bool
+	var endErr error
+	if fetches.NumRecords() > 0 {
+		committed, endErr = sess.End(ctx, action)
+	} else {
+		// Timers alone, no offsets to commit: the client ends the
+		// transaction itself. The session would hold the next
+		// transaction back for half a second after such a commit, as
+		// it does on a broker without KIP-447 (it cannot tell from a
+		// commit without offsets), which would bound firing to a
+		// transaction every 500 ms.
+		if endErr = sess.Client().EndTransaction(ctx, action); endErr == nil {
+			committed = action == kgo.TryCommit
+		}
+	}
 	switch {
 	case err != nil:
 		return err

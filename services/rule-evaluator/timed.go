@@ -99,6 +99,21 @@ func (t *timers) pending() int {
 	return n
 }
 
+// next returns the earliest due time of every pending timer, and false
+// when none is pending.
+func (t *timers) next() (int64, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var first int64
+	found := false
+	for _, table := range t.tables {
+		if n, ok := table.next(); ok && (!found || n < first) {
+			first, found = n, true
+		}
+	}
+	return first, found
+}
+
 // partitionDue is what is due in one partition.
 type partitionDue struct {
 	partition int32
