@@ -11,6 +11,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/heraldhq/herald/pkg/catalog"
 	"github.com/heraldhq/herald/pkg/configstore"
 	"github.com/heraldhq/herald/pkg/event"
 	"github.com/heraldhq/herald/pkg/judge"
@@ -284,4 +285,99 @@ func BenchmarkMillionTimers(b *testing.B) {
 	}
 	b.ReportMetric(heap, "bytes/timer")
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/n, "ns/timer")
+}
+
+// TestDormantSimMovesWithUsage installs the catalog's DormantSim on kfake
+// with a clock the test moves: a SIM's timer is set by its own events and
+// moved by usage of its device; it fires on the SIM as it is then, and
+// not for a SIM no longer active.
+func TestDormantSimMovesWithUsage(t *testing.T) {
+	cfg := servicetest.Fakes(t, 2)
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	clk := newClock(t0)
+	e, _ := startTimed(t, cfg, clk)
+	entry, ok := catalog.New().Lookup("DormantSim")
+	if !ok {
+		t.Fatal("no DormantSim in the catalog")
+	}
+	entities, err := e.base.Entities(t.Context(), entry.On.EntityTypes, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rule, err := entry.Rule(map[string]any{"days": 30}, entities)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []struct {
+		tenant, kind, id string
+		spec             any
+	}{
+		{configstore.OperatorTenant, configstore.KindTenant, "acme", configstore.Tenant{Name: "acme"}},
+		{"acme", configstore.KindRule, "dormant", rule},
+	} {
+		doc, err := configstore.NewDocument(d.tenant, d.kind, d.id, d.spec)
+		if err == nil {
+			_, err = e.base.Config.Put(t.Context(), doc, 0)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	sim := func(id, iccid, status string) map[string]any {
+		return map[string]any{"id": id, "iccid": iccid, "accountId": "acct-1", "status": status, "lastActivityAt": ms(t0)}
+	}
+	balance := map[string]any{"id": "bal-1", "accountId": "acct-1", "unit": "MB", "total": 1000.0, "used": 10.0, "remaining": 990.0}
+	var recs []*kgo.Record
+	emit := func(entityType, id, op, device string, at time.Time, old, new map[string]any) {
+		t.Helper()
+		acct := "acct-1"
+		key, value, err := event.Encode(t.Context(), e.base.Registry, e.base.Topics.Events, "acme", &event.Event{
+			EntityType: entityType, EntityID: id, Operation: op, AccountID: &acct, DeviceID: &device,
+			OccurredAt: ms(at), Old: old, New: new,
+		}, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, &kgo.Record{Topic: e.base.Topics.Events, Key: key, Value: value})
+	}
+	emit("Sim", "sim-1", "CREATE", "8944-1", t0, nil, sim("sim-1", "8944-1", "active"))                                           // due t0+30d…
+	emit("Sim", "sim-2", "CREATE", "8944-2", t0, nil, sim("sim-2", "8944-2", "active"))                                           // due t0+30d
+	emit("Balance", "bal-1", "UPDATE", "8944-1", plus(t0, 10), balance, balance)                                                  // …moved to t0+40d
+	emit("Balance", "bal-1", "UPDATE", "8944-9", plus(t0, 11), balance, balance)                                                  // no such SIM: nothing
+	emit("Sim", "sim-2", "UPDATE", "8944-2", plus(t0, 12), sim("sim-2", "8944-2", "active"), sim("sim-2", "8944-2", "suspended")) // still due t0+30d, suspended
+	cl := notificationReader(t, cfg)
+	if err := cl.ProduceSync(t.Context(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	waitPending(t, e, 2)
+
+	// sim-2 comes due suspended: no notification. sim-1 was moved.
+	clk.set(plus(t0, 30).Add(time.Second))
+	waitPending(t, e, 1)
+	clk.set(plus(t0, 40).Add(time.Second))
+	waitPending(t, e, 0)
+	// Every timer has fired: what is committed is all there will be.
+	var got []notification.Notification
+	for {
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		fs := cl.PollFetches(ctx)
+		cancel()
+		if fs.NumRecords() == 0 {
+			break
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			var n notification.Notification
+			if _, err := e.base.Registry.Decode(t.Context(), r.Value, &n); err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, n)
+		})
+	}
+	if len(got) != 1 {
+		t.Fatalf("%d notifications, want sim-1's alone: %+v", len(got), got)
+	}
+	n := got[0]
+	if n.Name != "DormantSim" || n.Event.EntityType != "Sim" || n.Event.EntityID != "sim-1" || !n.Event.OccurredAt.Equal(plus(t0, 40)) {
+		t.Errorf("notification %s on %s %s at %v, want DormantSim on Sim sim-1 at %v", n.Name, n.Event.EntityType, n.Event.EntityID, n.Event.OccurredAt, plus(t0, 40))
+	}
 }
