@@ -3,8 +3,11 @@ package ruleevaluator
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"runtime"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -222,6 +225,14 @@ func TestTimersFireOnceAtTheirTime(t *testing.T) {
 			t.Errorf("%s: warned at %v, want never", id, got[id])
 		}
 	}
+	// What the metrics say of it.
+	rec := httptest.NewRecorder()
+	e2.base.Metrics.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	for name, want := range map[string]string{"herald_timers_pending": "0", "herald_timers_fired_total": "1", "herald_timer_lag_seconds_count": "1"} {
+		if got := metricValue(rec.Body.String(), name); got != want {
+			t.Errorf("%s = %q, want %s", name, got, want)
+		}
+	}
 	// Nothing fires twice, however long the clock runs on.
 	clk.add(365 * 24 * time.Hour)
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
@@ -380,4 +391,15 @@ func TestDormantSimMovesWithUsage(t *testing.T) {
 	if n.Name != "DormantSim" || n.Event.EntityType != "Sim" || n.Event.EntityID != "sim-1" || !n.Event.OccurredAt.Equal(plus(t0, 40)) {
 		t.Errorf("notification %s on %s %s at %v, want DormantSim on Sim sim-1 at %v", n.Name, n.Event.EntityType, n.Event.EntityID, n.Event.OccurredAt, plus(t0, 40))
 	}
+}
+
+// metricValue returns the value of a metric's first sample in a
+// Prometheus exposition.
+func metricValue(body, name string) string {
+	for _, line := range strings.Split(body, "\n") {
+		if strings.HasPrefix(line, name+"{") || strings.HasPrefix(line, name+" ") {
+			return line[strings.LastIndexByte(line, ' ')+1:]
+		}
+	}
+	return ""
 }
