@@ -54,7 +54,7 @@ func register(t *testing.T, r *Registry, subject string, versions ...string) {
 }
 
 // eventVersions returns the committed versions of a built-in event record.
-func eventVersions(t *testing.T, name string) []string {
+func eventVersions(t testing.TB, name string) []string {
 	t.Helper()
 	for _, rec := range schemas.Events() {
 		if rec.Name == name {

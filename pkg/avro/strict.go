@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"maps"
 	"math"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"weak"
 
 	"github.com/twmb/avro"
 )
@@ -49,28 +52,77 @@ func (e *FieldError) Error() string { return e.Field + ": " + e.Message }
 // Values generic JSON does not produce (time.Time, int64, []byte and the
 // like) are left to the encoder.
 func Check(s *avro.Schema, v any) (any, error) {
-	root := s.Root()
-	c := checker{named: map[string]*avro.SchemaNode{}}
-	collectNamed(root, c.named)
-	return c.check(root, v, "", "")
+	c := checkers.of(s)
+	// Most values fit: check them first without what naming a misfit takes
+	// (paths, messages, keys in order), and again with it only when one
+	// does not. Whether a value fits does not depend on the order of its
+	// keys, so both passes agree on that.
+	if got, err := (pass{checker: c}).check(c.root, v, "", ""); err == nil {
+		return got, nil
+	}
+	return pass{checker: c, exact: true}.check(c.root, v, "", "")
 }
 
-func collectNamed(n *avro.SchemaNode, named map[string]*avro.SchemaNode) {
+// checkers holds the checker of every schema Check has been given, so that
+// each schema is walked once rather than on every value: Root re-parses the
+// schema's JSON on each call, which cost more than the check itself. An
+// entry goes when its schema is collected. A schema never changes once
+// parsed, so neither does its checker.
+var checkers checkerCache
+
+type checkerCache struct {
+	m sync.Map // weak.Pointer[avro.Schema] → *checker
+}
+
+func (cc *checkerCache) of(s *avro.Schema) *checker {
+	k := weak.Make(s)
+	if c, ok := cc.m.Load(k); ok {
+		return c.(*checker)
+	}
+	c := newChecker(s.Root())
+	if prev, loaded := cc.m.LoadOrStore(k, c); loaded {
+		return prev.(*checker)
+	}
+	runtime.AddCleanup(s, func(k weak.Pointer[avro.Schema]) { cc.m.Delete(k) }, k)
+	return c
+}
+
+// newChecker returns the checker of the schema whose tree is root, with
+// the named types and each record's fields by name gathered up front.
+func newChecker(root *avro.SchemaNode) *checker {
+	c := &checker{root: root, named: map[string]*avro.SchemaNode{}, fields: map[*avro.SchemaNode]map[string]*avro.SchemaField{}}
+	c.collect(root)
+	return c
+}
+
+func (c *checker) collect(n *avro.SchemaNode) {
 	switch n.Type {
 	case "record", "error", "enum", "fixed":
-		named[fullName(n)] = n
+		c.named[fullName(n)] = n
+		if len(n.Fields) > 0 {
+			c.fields[n] = recordFields(n)
+		}
 		for i := range n.Fields {
-			collectNamed(&n.Fields[i].Type, named)
+			c.collect(&n.Fields[i].Type)
 		}
 	case "array":
-		collectNamed(n.Items, named)
+		c.collect(n.Items)
 	case "map":
-		collectNamed(n.Values, named)
+		c.collect(n.Values)
 	case "union":
 		for i := range n.Branches {
-			collectNamed(&n.Branches[i], named)
+			c.collect(&n.Branches[i])
 		}
 	}
+}
+
+// recordFields returns the record n's fields by name.
+func recordFields(n *avro.SchemaNode) map[string]*avro.SchemaField {
+	fields := make(map[string]*avro.SchemaField, len(n.Fields))
+	for i := range n.Fields {
+		fields[n.Fields[i].Name] = &n.Fields[i]
+	}
+	return fields
 }
 
 func fullName(n *avro.SchemaNode) string {
@@ -92,13 +144,81 @@ func lookupNamed(named map[string]*avro.SchemaNode, name, ns string) (*avro.Sche
 	return def, ok
 }
 
+// checker checks values against one schema. It is not changed once made,
+// so any number of goroutines may use it at once.
 type checker struct {
+	root  *avro.SchemaNode
 	named map[string]*avro.SchemaNode
+	// fields holds each record's fields by name.
+	fields map[*avro.SchemaNode]map[string]*avro.SchemaField
+}
+
+// pass is one walk of a value with a checker.
+type pass struct {
+	*checker
+	// exact visits keys in sorted order and reports a misfit with its
+	// path and message; without it a misfit is errMisfit.
+	exact bool
+}
+
+// errMisfit is a misfit as a pass that is not exact reports it.
+var errMisfit = errors.New("the value does not fit the schema")
+
+// misfit returns the error for the value at path that does not fit as msg
+// says.
+func (p pass) misfit(path, msg string, wrongKind bool) error {
+	if !p.exact {
+		return errMisfit
+	}
+	return &FieldError{Field: path, Message: msg, wrongKind: wrongKind}
+}
+
+// each calls f with each of m's keys and values, in key order when p is
+// exact, until f returns an error, which it returns.
+func (p pass) each(m map[string]any, f func(k string, x any) error) error {
+	if !p.exact {
+		for k, x := range m {
+			if err := f(k, x); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		if err := f(k, m[k]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// field, item and entry return the path of a record's field, an array's
+// item and a map's entry below path; a pass that is not exact has no use
+// for paths.
+func (p pass) field(path, name string) string {
+	if !p.exact {
+		return ""
+	}
+	return join(path, name)
+}
+
+func (p pass) item(path string, i int) string {
+	if !p.exact {
+		return ""
+	}
+	return path + "[" + strconv.Itoa(i) + "]"
+}
+
+func (p pass) entry(path, key string) string {
+	if !p.exact {
+		return ""
+	}
+	return fmt.Sprintf("%s[%q]", path, key)
 }
 
 // resolve returns the definition a named reference stands for, and the
 // namespace its own references are relative to.
-func (c checker) resolve(n *avro.SchemaNode, ns string) (*avro.SchemaNode, string) {
+func (c *checker) resolve(n *avro.SchemaNode, ns string) (*avro.SchemaNode, string) {
 	switch n.Type {
 	case "null", "boolean", "int", "long", "float", "double", "string", "bytes", "array", "map", "union":
 		return n, ns
@@ -114,13 +234,16 @@ func (c checker) resolve(n *avro.SchemaNode, ns string) (*avro.SchemaNode, strin
 	return n, ns
 }
 
-func (c checker) check(n *avro.SchemaNode, v any, path, ns string) (any, error) {
-	n, ns = c.resolve(n, ns)
+func (p pass) check(n *avro.SchemaNode, v any, path, ns string) (any, error) {
+	n, ns = p.resolve(n, ns)
 	if !generic(v) {
 		return v, nil
 	}
 	wrong := func() (any, error) {
-		return nil, &FieldError{Field: path, Message: "must be " + c.describe(n, ns), wrongKind: true}
+		if !p.exact {
+			return nil, errMisfit
+		}
+		return nil, &FieldError{Field: path, Message: "must be " + p.describe(n, ns), wrongKind: true}
 	}
 	switch n.Type {
 	case "null":
@@ -135,11 +258,11 @@ func (c checker) check(n *avro.SchemaNode, v any, path, ns string) (any, error) 
 		switch x := v.(type) {
 		case json.Number:
 			if msg := integerProblem(string(x), n.Type); msg != "" {
-				return nil, &FieldError{Field: path, Message: msg}
+				return nil, p.misfit(path, msg, false)
 			}
 		case float64:
 			if msg := integerProblem(strconv.FormatFloat(x, 'f', -1, 64), n.Type); msg != "" {
-				return nil, &FieldError{Field: path, Message: msg}
+				return nil, p.misfit(path, msg, false)
 			}
 		case string:
 			// The encoder reads RFC 3339 text for dates and timestamps.
@@ -153,11 +276,11 @@ func (c checker) check(n *avro.SchemaNode, v any, path, ns string) (any, error) 
 		switch x := v.(type) {
 		case json.Number:
 			if msg := floatProblem(string(x), n.Type); msg != "" {
-				return nil, &FieldError{Field: path, Message: msg}
+				return nil, p.misfit(path, msg, false)
 			}
 		case float64:
 			if n.Type == "float" && math.Abs(x) > math.MaxFloat32 {
-				return nil, &FieldError{Field: path, Message: floatTooLarge("float")}
+				return nil, p.misfit(path, floatTooLarge("float"), false)
 			}
 		default:
 			return wrong()
@@ -182,7 +305,7 @@ func (c checker) check(n *avro.SchemaNode, v any, path, ns string) (any, error) 
 		if !ok {
 			return wrong()
 		}
-		return c.record(n, m, path, ns)
+		return p.record(n, m, path, ns)
 	case "array":
 		items, ok := v.([]any)
 		if !ok {
@@ -190,7 +313,7 @@ func (c checker) check(n *avro.SchemaNode, v any, path, ns string) (any, error) 
 		}
 		out := make([]any, len(items))
 		for i, it := range items {
-			got, err := c.check(n.Items, it, path+"["+strconv.Itoa(i)+"]", ns)
+			got, err := p.check(n.Items, it, p.item(path, i), ns)
 			if err != nil {
 				return nil, err
 			}
@@ -203,38 +326,43 @@ func (c checker) check(n *avro.SchemaNode, v any, path, ns string) (any, error) 
 			return wrong()
 		}
 		out := make(map[string]any, len(m))
-		for _, k := range slices.Sorted(maps.Keys(m)) {
-			got, err := c.check(n.Values, m[k], fmt.Sprintf("%s[%q]", path, k), ns)
-			if err != nil {
-				return nil, err
-			}
+		err := p.each(m, func(k string, x any) error {
+			got, err := p.check(n.Values, x, p.entry(path, k), ns)
 			out[k] = got
+			return err
+		})
+		if err != nil {
+			return nil, err
 		}
 		return out, nil
 	case "union":
-		return c.union(n, v, path, ns)
+		return p.union(n, v, path, ns)
 	}
 	return v, nil
 }
 
 // record checks m against the record n: every key a field, every field
 // present unless it has a default or may be null.
-func (c checker) record(n *avro.SchemaNode, m map[string]any, path, ns string) (any, error) {
-	fields := make(map[string]*avro.SchemaField, len(n.Fields))
-	for i := range n.Fields {
-		fields[n.Fields[i].Name] = &n.Fields[i]
+func (p pass) record(n *avro.SchemaNode, m map[string]any, path, ns string) (any, error) {
+	fields, ok := p.fields[n]
+	if !ok {
+		fields = recordFields(n)
 	}
 	out := make(map[string]any, len(m))
-	for _, k := range slices.Sorted(maps.Keys(m)) {
+	err := p.each(m, func(k string, x any) error {
 		f, ok := fields[k]
 		if !ok {
-			return nil, &UnknownFieldError{Field: join(path, k)}
+			if !p.exact {
+				return errMisfit
+			}
+			return &UnknownFieldError{Field: join(path, k)}
 		}
-		got, err := c.check(&f.Type, m[k], join(path, k), ns)
-		if err != nil {
-			return nil, err
-		}
+		got, err := p.check(&f.Type, x, p.field(path, k), ns)
 		out[k] = got
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
 	for i := range n.Fields {
 		f := &n.Fields[i]
@@ -242,8 +370,9 @@ func (c checker) record(n *avro.SchemaNode, m map[string]any, path, ns string) (
 			continue
 		}
 		// The encoder writes an absent field as null where null is allowed.
-		if _, err := c.check(&f.Type, nil, "", ns); err != nil {
-			return nil, &FieldError{Field: join(path, f.Name), Message: "required"}
+		// Whether null fits is all that matters here, not why it does not.
+		if _, err := (pass{checker: p.checker}).check(&f.Type, nil, "", ns); err != nil {
+			return nil, p.misfit(p.field(path, f.Name), "required", false)
 		}
 	}
 	return out, nil
@@ -252,32 +381,41 @@ func (c checker) record(n *avro.SchemaNode, m map[string]any, path, ns string) (
 // union checks v against the branches of n in the order the encoder tries
 // them: the branch of v's own kind first, then the rest in the schema's
 // order.
-func (c checker) union(n *avro.SchemaNode, v any, path, ns string) (any, error) {
-	order := make([]int, 0, len(n.Branches))
+func (p pass) union(n *avro.SchemaNode, v any, path, ns string) (any, error) {
+	own := -1
 	if k := ownKind(v); k != "" {
 		for i := range n.Branches {
-			if b, _ := c.resolve(&n.Branches[i], ns); b.Type == k {
-				order = append(order, i)
+			if b, _ := p.resolve(&n.Branches[i], ns); b.Type == k {
+				own = i
 				break
 			}
 		}
 	}
-	for i := range n.Branches {
-		if !slices.Contains(order, i) {
-			order = append(order, i)
-		}
-	}
 	var errs []error
-	for _, i := range order {
-		got, err := c.check(&n.Branches[i], v, path, ns)
+	// j = -1 stands for the branch of v's own kind, which the loop then
+	// skips in its place.
+	for j := -1; j < len(n.Branches); j++ {
+		i := j
+		switch {
+		case j == -1 && own < 0, j == own:
+			continue
+		case j == -1:
+			i = own
+		}
+		got, err := p.check(&n.Branches[i], v, path, ns)
 		if err != nil {
-			errs = append(errs, err)
+			if p.exact {
+				errs = append(errs, err)
+			}
 			continue
 		}
-		if v == nil || c.alternatives(n, ns) < 2 {
+		if v == nil || p.alternatives(n, ns) < 2 {
 			return got, nil
 		}
-		return map[string]any{c.tag(&n.Branches[i], ns): got}, nil
+		return map[string]any{p.tag(&n.Branches[i], ns): got}, nil
+	}
+	if !p.exact {
+		return nil, errMisfit
 	}
 	// A value of a branch's kind that fails inside it is better explained
 	// by that failure than by the list of kinds.
@@ -293,7 +431,7 @@ func (c checker) union(n *avro.SchemaNode, v any, path, ns string) (any, error) 
 	}
 	switch len(inner) {
 	case 0:
-		return nil, &FieldError{Field: path, Message: "must be " + c.describe(n, ns), wrongKind: true}
+		return nil, &FieldError{Field: path, Message: "must be " + p.describe(n, ns), wrongKind: true}
 	case 1:
 		return nil, inner[0]
 	}
@@ -305,7 +443,7 @@ func (c checker) union(n *avro.SchemaNode, v any, path, ns string) (any, error) 
 }
 
 // alternatives counts the branches of the union n besides null.
-func (c checker) alternatives(n *avro.SchemaNode, ns string) int {
+func (c *checker) alternatives(n *avro.SchemaNode, ns string) int {
 	k := 0
 	for i := range n.Branches {
 		if b, _ := c.resolve(&n.Branches[i], ns); b.Type != "null" {
@@ -317,7 +455,7 @@ func (c checker) alternatives(n *avro.SchemaNode, ns string) int {
 
 // tag returns the name a tagged union value gives branch b: the full name
 // of a named type, else the type.
-func (c checker) tag(b *avro.SchemaNode, ns string) string {
+func (c *checker) tag(b *avro.SchemaNode, ns string) string {
 	def, _ := c.resolve(b, ns)
 	switch def.Type {
 	case "record", "error", "enum", "fixed":
@@ -327,7 +465,7 @@ func (c checker) tag(b *avro.SchemaNode, ns string) string {
 }
 
 // describe says in words what a value of n must be.
-func (c checker) describe(n *avro.SchemaNode, ns string) string {
+func (c *checker) describe(n *avro.SchemaNode, ns string) string {
 	n, ns = c.resolve(n, ns)
 	switch n.Type {
 	case "null":

@@ -296,3 +296,59 @@ func TestCheckTakesAUnionValueAnyBranchTakes(t *testing.T) {
 		})
 	}
 }
+
+// balanceUpdate is a Balance update event as the ingest API hands it to
+// Check: numbers as json.Number, the time already parsed.
+func balanceUpdate() map[string]any {
+	bal := func(used, remaining string) map[string]any {
+		return map[string]any{"id": "bal-1", "accountId": "acc-1", "unit": "MB",
+			"total": json.Number("1000"), "used": json.Number(used), "remaining": json.Number(remaining)}
+	}
+	return map[string]any{"eventId": "01JNQ7Z8X0ABCDEFGHJKMNPQRS", "tenantId": "acme", "entityType": "Balance", "entityId": "bal-1",
+		"operation": "UPDATE", "occurredAt": time.Now(), "accountId": "acc-1", "deviceId": nil, "correlationId": nil,
+		"old": bal("400", "600"), "new": bal("500", "500")}
+}
+
+func BenchmarkCheck(b *testing.B) {
+	s := avro.MustParse(eventVersions(b, "herald.events.Balance")[0])
+	in := balanceUpdate()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Check(s, in); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkCheckAndEncode is what ingest does with an event's values: the
+// check, then the encoding, which the check's cost is to be read against.
+func BenchmarkCheckAndEncode(b *testing.B) {
+	s := Schema{ID: 1, Schema: avro.MustParse(eventVersions(b, "herald.events.Balance")[0])}
+	in := balanceUpdate()
+	b.ReportAllocs()
+	for b.Loop() {
+		v, err := Check(s.Schema, in)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := s.Encode(v); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// TestCheckAllocatesLittleForAFittingValue pins the cost of checking an
+// event that fits: the values Check returns and little else, not the
+// schema's tree, which is made once per schema.
+func TestCheckAllocatesLittleForAFittingValue(t *testing.T) {
+	s := avro.MustParse(eventVersions(t, "herald.events.Balance")[0])
+	in := balanceUpdate()
+	allocs := testing.AllocsPerRun(100, func() {
+		if _, err := Check(s, in); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs > 20 {
+		t.Errorf("Check of a Balance update allocates %.0f times, want at most 20", allocs)
+	}
+}
