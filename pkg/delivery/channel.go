@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/heraldhq/herald/pkg/configstore"
@@ -26,6 +28,49 @@ type Delivery struct {
 	Destination   configstore.Destination
 	// Attempt counts from 1; a redelivery starts again at 1.
 	Attempt int
+	// payloads holds the notification's renderings, shared by its
+	// destinations and attempts; nil renders on every call.
+	payloads *payloads
+}
+
+// Render returns the notification rendered by f, as f.Render does: once
+// per format for all the notification's destinations and attempts when
+// the engine made d. The body is shared; the caller must not change it.
+func (d *Delivery) Render(f *notification.Format) ([]byte, string, error) {
+	if d.payloads == nil {
+		return f.Render(d.Notification)
+	}
+	return d.payloads.render(f, d.Notification)
+}
+
+// payloads holds one notification rendered in the formats its
+// destinations ask for.
+type payloads struct {
+	mu sync.Mutex
+	// by holds a rendering per format; a notification's destinations
+	// seldom use more than one or two.
+	by []payload
+}
+
+type payload struct {
+	format      *notification.Format
+	body        []byte
+	contentType string
+	err         error
+}
+
+func (p *payloads) render(f *notification.Format, n *notification.Notification) ([]byte, string, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	i := slices.IndexFunc(p.by, func(r payload) bool { return r.format == f })
+	if i < 0 {
+		r := payload{format: f}
+		r.body, r.contentType, r.err = f.Render(n)
+		p.by = append(p.by, r)
+		i = len(p.by) - 1
+	}
+	r := p.by[i]
+	return r.body, r.contentType, r.err
 }
 
 // Response is what the far end answered.

@@ -21,6 +21,7 @@ import (
 type job struct {
 	x        *tracked // the record it came from
 	n        *notification.Notification
+	payloads *payloads // n rendered, shared with the record's other jobs
 	key      []byte
 	value    []byte // the notification's Avro record, for hand-offs
 	dest     string
@@ -47,12 +48,13 @@ func (e *Engine) handleNotification(ctx context.Context, r *kgo.Record) error {
 	}
 	x := trackedFrom(ctx)
 	tr := kafka.TraceHeaders(r.Headers)
+	pl := &payloads{}
 	for _, dest := range n.Destinations {
 		d, _, ok := e.dests.Destination(n.TenantID, dest)
 		if ok && d.Type != e.channel {
 			continue // another channel's
 		}
-		j := &job{x: x, n: n, key: r.Key, value: r.Value, dest: dest, origin: Origin{r.Topic, r.Partition, r.Offset}, trace: tr}
+		j := &job{x: x, n: n, payloads: pl, key: r.Key, value: r.Value, dest: dest, origin: Origin{r.Topic, r.Partition, r.Offset}, trace: tr}
 		x.hold()
 		if n.Ordered {
 			j.lane = laneKey(r.Key, dest)
@@ -80,7 +82,7 @@ func (e *Engine) handleRetry(ctx context.Context, r *kgo.Record) error {
 	}
 	x := trackedFrom(ctx)
 	x.hold()
-	j := &job{x: x, n: n, key: r.Key, value: r.Value, dest: en.Destination, attempts: en.Attempts, due: en.Due,
+	j := &job{x: x, n: n, payloads: &payloads{}, key: r.Key, value: r.Value, dest: en.Destination, attempts: en.Attempts, due: en.Due,
 		origin: en.Origin, heldAt: e.clock.Now(), trace: kafka.TraceHeaders(r.Headers)}
 	if en.Ordered {
 		j.lane, j.parked = laneKey(r.Key, en.Destination), true
@@ -267,7 +269,7 @@ func (e *Engine) attempt(p *partition, j *job, dest configstore.Destination, ver
 	j.attempts++
 	ctx, span := e.startAttempt(j)
 	start, began := e.clock.Now(), time.Now()
-	resp, err := e.ch.Deliver(ctx, &Delivery{Notification: j.n, DestinationID: j.dest, Destination: dest, Attempt: j.attempts})
+	resp, err := e.ch.Deliver(ctx, &Delivery{Notification: j.n, DestinationID: j.dest, Destination: dest, Attempt: j.attempts, payloads: j.payloads})
 	took := time.Since(began)
 	if err != nil && errors.Is(err, context.Canceled) && e.attemptCtx.Err() != nil {
 		endAttempt(span, resp, "", err)

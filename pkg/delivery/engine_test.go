@@ -51,6 +51,40 @@ func TestKeyedOrderHoldsThroughInMemoryRetries(t *testing.T) {
 	}
 }
 
+// TestNotificationRenderedOncePerFormat: a notification's destinations
+// and its attempts, retries included, get the payload rendered once.
+func TestNotificationRenderedOncePerFormat(t *testing.T) {
+	s := newStack(t, 1)
+	s.destination("d1", nil)
+	s.destination("d2", nil)
+	s.ch.answer(func(c call) reply {
+		if c.dest == "d1" && c.attempt < 3 {
+			return retry()
+		}
+		return reply{}
+	})
+	s.start("a", "", s.config("0s,1s,1s,1s"))
+	s.produce(unordered("k", 0, 2, "d1", "d2")...)
+
+	s.advanceUntil("k#0 and k#1 delivered to d1 and d2", 100*time.Millisecond, func() bool {
+		return s.ch.delivered("d1", "k", 0) && s.ch.delivered("d1", "k", 1) && s.ch.delivered("d2", "k", 0) && s.ch.delivered("d2", "k", 1)
+	})
+	for seq := range 2 {
+		calls := append(s.ch.of("d1", "k", seq), s.ch.of("d2", "k", seq)...)
+		if len(calls) != 4 {
+			t.Fatalf("k#%d had %d attempts, want 3 at d1 and 1 at d2", seq, len(calls))
+		}
+		for _, c := range calls[1:] {
+			if c.body != calls[0].body {
+				t.Errorf("k#%d: attempt %d at %s got a payload rendered anew, want the first one's", seq, c.attempt, c.dest)
+			}
+		}
+	}
+	if a, b := s.ch.of("d1", "k", 0)[0].body, s.ch.of("d1", "k", 1)[0].body; a == b {
+		t.Error("k#0 and k#1 got the same payload")
+	}
+}
+
 // TestParkedKeyGoesThroughRetryTopicInOrder: a keyed delivery whose next
 // wait is longer than RetryInMemory parks its lane: it and every later
 // notification of the key, including ones written afterwards, go through

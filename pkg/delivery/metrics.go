@@ -18,6 +18,10 @@ type deliveryMetrics struct {
 	attempts metric.Int64Counter
 	duration metric.Float64Histogram
 	dead     metric.Int64Counter
+	// outcomes holds each outcome's attribute set with the channel, made
+	// once: a set is sorted and hashed as it is made, which on every
+	// attempt cost more than counting it.
+	outcomes map[string]metric.MeasurementOption
 }
 
 func newDeliveryMetrics(m metric.Meter, channel string) deliveryMetrics {
@@ -30,8 +34,14 @@ func newDeliveryMetrics(m metric.Meter, channel string) deliveryMetrics {
 	if err != nil {
 		panic(fmt.Sprintf("metric herald.delivery.attempt.duration: %v", err))
 	}
+	ch := attribute.String("channel", channel)
+	outcomes := map[string]metric.MeasurementOption{}
+	for _, o := range []string{OutcomeDelivered, OutcomeRetry, OutcomePermanent, OutcomeGone, OutcomeSkipped} {
+		outcomes[o] = metric.WithAttributeSet(attribute.NewSet(ch, attribute.String("outcome", o)))
+	}
 	return deliveryMetrics{
-		channel: attribute.String("channel", channel),
+		channel:  ch,
+		outcomes: outcomes,
 		attempts: telemetry.Counter(m, "herald.delivery.attempts",
 			"Delivery attempts, by channel and outcome (delivered, retry, permanent, gone)."),
 		duration: h,
@@ -42,7 +52,10 @@ func newDeliveryMetrics(m metric.Meter, channel string) deliveryMetrics {
 
 // attempted counts one attempt with its outcome and duration.
 func (d deliveryMetrics) attempted(outcome string, took time.Duration) {
-	attrs := metric.WithAttributes(d.channel, attribute.String("outcome", outcome))
+	attrs, ok := d.outcomes[outcome]
+	if !ok {
+		attrs = metric.WithAttributes(d.channel, attribute.String("outcome", outcome))
+	}
 	d.attempts.Add(context.Background(), 1, attrs)
 	d.duration.Record(context.Background(), took.Seconds(), attrs)
 }

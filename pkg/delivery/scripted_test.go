@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald/pkg/delivery"
+	"github.com/heraldhq/herald/pkg/notification"
 )
 
 // call is one attempt the scripted channel got.
@@ -21,6 +22,7 @@ type call struct {
 	attempt int
 	at      time.Time // on the fake clock
 	ok      bool      // answered delivered
+	body    *byte     // where the rendered payload the attempt got starts
 }
 
 // reply is how the scripted channel answers an attempt: delivered when
@@ -56,13 +58,18 @@ func (g *gate) release(err error) {
 // says and records every attempt, in the order they began.
 type scripted struct {
 	clock  *delivery.FakeClock
+	format *notification.Format // what every attempt renders
 	mu     sync.Mutex
 	script func(c call) reply
 	calls  []call
 }
 
 func newScripted(clock *delivery.FakeClock) *scripted {
-	return &scripted{clock: clock, script: func(call) reply { return reply{} }}
+	f, err := notification.NewFormat(notification.FormatNative, "", "")
+	if err != nil {
+		panic(err)
+	}
+	return &scripted{clock: clock, format: f, script: func(call) reply { return reply{} }}
 }
 
 // answer sets the script; until then every attempt is delivered.
@@ -88,10 +95,14 @@ func (e endpoint) Deliver(ctx context.Context, d *delivery.Delivery) (delivery.R
 		return e.never(ctx)
 	}
 	seq, _ := strconv.Atoi(d.Notification.Fields["seq"])
+	body, _, err := d.Render(s.format)
+	if err != nil {
+		return delivery.Response{}, delivery.PermanentError("payload", err)
+	}
 	c := call{
 		engine: e.engine, dest: d.DestinationID, key: d.Notification.OrderingKey, seq: seq,
 		name: d.Notification.Name, id: d.Notification.ID, fields: d.Notification.Fields,
-		attempt: d.Attempt, at: s.clock.Now(),
+		attempt: d.Attempt, at: s.clock.Now(), body: &body[0],
 	}
 	s.mu.Lock()
 	script := s.script
@@ -99,7 +110,7 @@ func (e endpoint) Deliver(ctx context.Context, d *delivery.Delivery) (delivery.R
 	s.calls = append(s.calls, c)
 	s.mu.Unlock()
 	r := script(c)
-	err := r.err
+	err = r.err
 	if r.hold != nil {
 		select {
 		case <-r.hold.c:

@@ -81,7 +81,7 @@ func (w *Webhook) Deliver(ctx context.Context, d *delivery.Delivery) (delivery.R
 	if err := w.policy.CheckURL(ctx, nil, wh.URL); err != nil {
 		return delivery.Response{}, delivery.PermanentError("forbidden-address", err)
 	}
-	req, err := w.request(ctx, d.Notification, wh, time.Now())
+	req, err := w.request(ctx, d, wh, time.Now())
 	if err != nil {
 		return delivery.Response{}, err
 	}
@@ -96,13 +96,14 @@ func (w *Webhook) Deliver(ctx context.Context, d *delivery.Delivery) (delivery.R
 	return out, classifyStatus(resp)
 }
 
-// request builds the signed request for n.
-func (w *Webhook) request(ctx context.Context, n *notification.Notification, wh *configstore.WebhookDestination, now time.Time) (*http.Request, error) {
+// request builds the signed request for d's notification.
+func (w *Webhook) request(ctx context.Context, d *delivery.Delivery, wh *configstore.WebhookDestination, now time.Time) (*http.Request, error) {
+	n := d.Notification
 	f, err := w.format(wh)
 	if err != nil {
 		return nil, delivery.PermanentError("config", err)
 	}
-	body, contentType, err := f.Render(n)
+	body, contentType, err := d.Render(f)
 	if err != nil {
 		return nil, delivery.PermanentError("payload", err)
 	}
