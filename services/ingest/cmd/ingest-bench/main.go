@@ -5,13 +5,16 @@
 // Lua script that varies the account, so that events spread over the
 // partitions), in turns, -rounds times each. It prints the ratio and the
 // processor seconds per 1,000 events of each; the registry is embedded
-// (srfake).
+// (srfake). Beside them it measures a handler that only produces each
+// request's body to the events topic and answers 202 once the broker has
+// acknowledged it: what the broker leaves for ingest to reach.
 package main
 
 import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -66,6 +69,7 @@ type figures struct {
 	Connections int     `json:"connections"`
 	Ingest      float64 `json:"ingest_events_per_s"`
 	Trivial     float64 `json:"trivial_handler_requests_per_s"`
+	ProduceOnly float64 `json:"produce_only_handler_requests_per_s"`
 	Ratio       float64 `json:"ratio"`
 	IngestCPU   float64 `json:"ingest_cpu_s_per_1000_events"`
 	TrivialCPU  float64 `json:"trivial_handler_cpu_s_per_1000_requests"`
@@ -116,10 +120,15 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	defer stopTrivial()
+	produceURL, stopProduce, err := startProduceOnly(cfg, quiet)
+	if err != nil {
+		return err
+	}
+	defer stopProduce()
 
 	fmt.Printf("Balance updates over %d wrk connections, %s a turn, broker %s\n", o.conns, o.dur, strings.Join(o.brokers, ","))
-	var ingestSpan, trivialSpan bench.Span
-	var ingestN, trivialN int64
+	var ingestSpan, trivialSpan, produceSpan bench.Span
+	var ingestN, trivialN, produceN int64
 	for round := range o.rounds {
 		span, n, err := load(ctx, trivialURL, o, "")
 		if err != nil {
@@ -127,6 +136,12 @@ func run(ctx context.Context, o options) error {
 		}
 		trivialSpan, trivialN = add(trivialSpan, span), trivialN+n
 		fmt.Printf("  trivial handler (202 to every request):   %8.0f requests/s, %.3f CPU s per 1,000\n", span.Rate(n), span.CPUPer1000(n))
+		span, n, err = load(ctx, produceURL, o, "")
+		if err != nil {
+			return err
+		}
+		produceSpan, produceN = add(produceSpan, span), produceN+n
+		fmt.Printf("  produce-only handler (body, broker's ack): %7.0f requests/s, %.3f CPU s per 1,000\n", span.Rate(n), span.CPUPer1000(n))
 		profile := ""
 		if round == 0 {
 			profile = o.cpuProfile
@@ -138,10 +153,10 @@ func run(ctx context.Context, o options) error {
 		ingestSpan, ingestN = add(ingestSpan, span), ingestN+n
 		fmt.Printf("  ingest (checked, Avro, broker's ack):     %8.0f events/s,   %.3f CPU s per 1,000\n", span.Rate(n), span.CPUPer1000(n))
 	}
-	f := figures{Connections: o.conns, Ingest: ingestSpan.Rate(ingestN), Trivial: trivialSpan.Rate(trivialN),
+	f := figures{Connections: o.conns, Ingest: ingestSpan.Rate(ingestN), Trivial: trivialSpan.Rate(trivialN), ProduceOnly: produceSpan.Rate(produceN),
 		IngestCPU: ingestSpan.CPUPer1000(ingestN), TrivialCPU: trivialSpan.CPUPer1000(trivialN)}
 	f.Ratio = f.Ingest / f.Trivial
-	fmt.Printf("  over %d rounds: ratio ingest / trivial handler %.2f\n", o.rounds, f.Ratio)
+	fmt.Printf("  over %d rounds: ratio ingest / trivial handler %.2f (ingest / produce-only handler %.2f)\n", o.rounds, f.Ratio, f.Ingest/f.ProduceOnly)
 	return bench.WriteJSON(o.jsonOut, f)
 }
 
@@ -200,6 +215,44 @@ func startTrivial() (string, func(), error) {
 	})}
 	go func() { _ = srv.Serve(ln) }()
 	return "http://" + ln.Addr().String() + "/v1/events", func() { _ = srv.Close() }, nil
+}
+
+// startProduceOnly serves a handler that produces each request's body to
+// the events topic, keyed like ingest keys it, with ingest's client
+// options, and answers 202 once the broker has acknowledged it.
+func startProduceOnly(cfg ingest.Config, log *slog.Logger) (string, func(), error) {
+	opts, err := kafka.ClientOptions(cfg.Kafka, "ingest-bench", log)
+	if err != nil {
+		return "", nil, err
+	}
+	cl, err := kgo.NewClient(append(opts, kgo.DefaultProduceTopic(cfg.Kafka.Topics().Events), kgo.AllowIdempotentProduceCancellation())...)
+	if err != nil {
+		return "", nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		cl.Close()
+		return "", nil, err
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		if err == nil {
+			var acct struct {
+				AccountID string `json:"accountId"`
+			}
+			_ = json.Unmarshal(body, &acct)
+			err = cl.ProduceSync(r.Context(), &kgo.Record{Key: []byte("bench/" + acct.AccountID), Value: body}).FirstErr()
+		}
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusAccepted)
+		_, _ = io.WriteString(w, `{"eventId":"01JNQ7Z8X0ABCDEFGHJKMNPQRS"}`)
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	return "http://" + ln.Addr().String() + "/v1/events", func() { _ = srv.Close(); cl.Close() }, nil
 }
 
 // seedKey stores the bench tenant and its events:write key.
