@@ -133,10 +133,15 @@ func Run(ctx context.Context, c Config) error {
 		stack.AdminToken = newOperatorToken()
 	}
 	g, ctx := errgroup.WithContext(ctx)
+	// The registry outlives the services: while they drain, a sender still
+	// encodes the attempts it records.
+	regCtx, stopRegistry := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopRegistry()
 	g.Go(func() error {
-		return httpapi.Serve(ctx, listeners["registry"], reg.Handler(), time.Second, log.With("component", "registry"))
+		return httpapi.Serve(regCtx, listeners["registry"], reg.Handler(), time.Second, log.With("component", "registry"))
 	})
 	g.Go(func() error {
+		defer stopRegistry()
 		return RunServices(ctx, Services{
 			Common: service.Config{
 				Kafka: kafka.Config{
