@@ -105,10 +105,13 @@ func TestEventReachesWebhookOnRealBroker(t *testing.T) {
 type delivery struct {
 	header http.Header
 	body   map[string]any
+	// at is when the receiver got it.
+	at time.Time
 }
 
 // walkthrough creates a webhook destination and a rule, posts events, and
-// checks what the webhook receives, field by field.
+// checks what the webhook receives, field by field; then a timed rule's
+// notification, which comes when its timer is due.
 func walkthrough(t *testing.T, api, key string) {
 	t.Helper()
 	deliveries := make(chan delivery, 16)
@@ -117,7 +120,7 @@ func walkthrough(t *testing.T, api, key string) {
 		if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
 			t.Errorf("webhook body is not JSON: %v", err)
 		}
-		deliveries <- delivery{r.Header.Clone(), body}
+		deliveries <- delivery{r.Header.Clone(), body, time.Now()}
 		w.WriteHeader(http.StatusNoContent)
 	}))
 	t.Cleanup(receiver.Close)
@@ -190,10 +193,7 @@ func walkthrough(t *testing.T, api, key string) {
 	ev, _ := b["event"].(map[string]any)
 	old, _ := b["old"].(map[string]any)
 	nw, _ := b["new"].(map[string]any)
-	checks := []struct {
-		name      string
-		got, want any
-	}{
+	checkFields(t, "webhook", []field{
 		{"id", b["id"], got.header.Get("webhook-id")},
 		{"name", b["name"], "UnitAllowanceThreshold"},
 		{"state", b["state"], "low"},
@@ -207,12 +207,7 @@ func walkthrough(t *testing.T, api, key string) {
 		{"old.remaining", old["remaining"], 300.0},
 		{"new.remaining", nw["remaining"], 150.0},
 		{"new.unit", nw["unit"], "MB"},
-	}
-	for _, c := range checks {
-		if !equalJSON(c.got, c.want) {
-			t.Errorf("webhook %s = %v, want %v", c.name, c.got, c.want)
-		}
-	}
+	})
 	if id, _ := b["id"].(string); id == "" {
 		t.Error("webhook body has no notification id")
 	}
@@ -223,6 +218,86 @@ func walkthrough(t *testing.T, api, key string) {
 	}
 	if ct := got.header.Get("Content-Type"); ct != "application/json" {
 		t.Errorf("Content-Type = %q", ct)
+	}
+
+	timedWalkthrough(t, call, destID, deliveries)
+}
+
+// timedWalkthrough is the README's timed rule: a warning 72 hours before a
+// plan ends, for a plan that ends in 72 hours and 10 seconds, so that the
+// warning reaches the webhook 10 seconds after the plan's event, not before,
+// with the timer as its event.
+func timedWalkthrough(t *testing.T, call func(path, body string, want int) map[string]any, destID string, deliveries <-chan delivery) {
+	t.Helper()
+	rule := call("/v1/rules", `{"name":"plan ending","on":{"entityTypes":["Plan"]},`+
+		`"at":"new.expiresAt - duration(\"72h\")","when":"new.status == \"active\" && !new.autoRenew",`+
+		`"notification":{"name":"PlanExpiryWarning","state":"warning"},"destinations":["`+destID+`"]}`, http.StatusCreated)
+	ruleID, _ := rule["id"].(string)
+
+	// As the README's date -u -d '+72 hours 10 seconds' +%Y-%m-%dT%H:%M:%SZ.
+	ends := time.Now().UTC().Add(72*time.Hour + 10*time.Second).Format("2006-01-02T15:04:05Z")
+	call("/v1/events", `{"entityType":"Plan","entityId":"plan-1","operation":"CREATE","accountId":"acct-1",`+
+		`"new":{"id":"plan-1","accountId":"acct-1","name":"Monthly 10 GB","status":"active","expiresAt":"`+ends+`"}}`, http.StatusAccepted)
+	end, _ := time.Parse(time.RFC3339, ends)
+	due := end.Add(-72 * time.Hour)
+
+	var got delivery
+	select {
+	case got = <-deliveries:
+	case <-time.After(time.Until(due) + 30*time.Second):
+		t.Fatalf("no warning within 30s of its due time %s", due.Format(time.RFC3339))
+	}
+	if got.at.Before(due) {
+		t.Errorf("warning received at %s, before its due time %s", got.at.Format(time.RFC3339Nano), due.Format(time.RFC3339))
+	}
+	b := got.body
+	ev, _ := b["event"].(map[string]any)
+	nw, _ := b["new"].(map[string]any)
+	checkFields(t, "warning", []field{
+		{"id", b["id"], got.header.Get("webhook-id")},
+		{"name", b["name"], "PlanExpiryWarning"},
+		{"state", b["state"], "warning"},
+		{"tenantId", b["tenantId"], devstack.DemoTenant},
+		{"ruleId", b["ruleId"], ruleID},
+		{"event.entityType", ev["entityType"], "Plan"},
+		{"event.entityId", ev["entityId"], "plan-1"},
+		{"event.operation", ev["operation"], "TIMER"},
+		{"event.accountId", ev["accountId"], "acct-1"},
+		{"old", b["old"], nil},
+		{"new.id", nw["id"], "plan-1"},
+		{"new.status", nw["status"], "active"},
+	})
+	if id, _ := ev["id"].(string); !strings.HasPrefix(id, "timer:Plan/plan-1@") {
+		t.Errorf("warning event.id = %q, want the timer's", id)
+	}
+	if at, _ := ev["occurredAt"].(string); !sameInstant(at, due) {
+		t.Errorf("warning event.occurredAt = %q, want the due time %s", at, due.Format(time.RFC3339))
+	}
+	if at, _ := nw["expiresAt"].(string); !sameInstant(at, end) {
+		t.Errorf("warning new.expiresAt = %q, want the plan's end %s", at, ends)
+	}
+}
+
+// sameInstant tells whether the RFC 3339 text s is the instant want.
+func sameInstant(s string, want time.Time) bool {
+	at, err := time.Parse(time.RFC3339Nano, s)
+	return err == nil && at.Equal(want)
+}
+
+// field is one field of a delivered body: its path, what it is and what
+// it should be.
+type field struct {
+	name      string
+	got, want any
+}
+
+// checkFields reports each field of what that is not as wanted.
+func checkFields(t *testing.T, what string, fields []field) {
+	t.Helper()
+	for _, f := range fields {
+		if !equalJSON(f.got, f.want) {
+			t.Errorf("%s %s = %v, want %v", what, f.name, f.got, f.want)
+		}
 	}
 }
 
