@@ -52,7 +52,7 @@ func (e *Evaluator) consume(ctx context.Context) error {
 		err := e.timers.loadAssigned(ctx)
 		var due []partitionDue
 		if err == nil {
-			due = e.timers.due(e.now(), e.maxBatch)
+			due = e.timers.due(e.now(), maxFire)
 			if fetches.NumRecords() == 0 && len(due) == 0 {
 				continue
 			}
@@ -121,6 +121,13 @@ const (
 // timerTick is the longest a poll waits for events: timers fire within it
 // of their due time.
 const timerTick = 250 * time.Millisecond
+
+// maxFire bounds the timers one transaction fires. It is larger than a
+// transaction's events, for a timer costs less to judge than an event
+// (it is read once, with its neighbours, and judged by one rule), and the
+// timers that came due while a replica was away must fire within a second
+// of its return.
+const maxFire = 5000
 
 func (e *Evaluator) transact(ctx context.Context, sess *kgo.GroupTransactSession, fetches kgo.Fetches, due []partitionDue) error {
 	if err := sess.Begin(); err != nil {

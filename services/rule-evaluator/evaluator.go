@@ -56,8 +56,7 @@ type Config struct {
 	// answering before its partitions move to the others.
 	SessionTimeout time.Duration `env:"EVALUATOR_SESSION_TIMEOUT" envDefault:"45s"`
 	// MaxBatch bounds the events one transaction takes, so that a
-	// transaction stays short and a restart redoes little; it bounds the
-	// timers one transaction fires too.
+	// transaction stays short and a restart redoes little.
 	MaxBatch int `env:"EVALUATOR_MAX_BATCH" envDefault:"5000"`
 	// TimerHorizon bounds how long ago a timer an event sets may have been
 	// due: one due longer ago is not set (a plan loaded years after its

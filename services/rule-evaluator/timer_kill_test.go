@@ -42,9 +42,10 @@ func TestTimersFireOnceThroughEvaluatorKills(t *testing.T) {
 	proc := startEvaluator(t, bin, c, txid)
 	defer func() { _ = proc.Process.Kill(); _, _ = proc.Process.Wait() }()
 
-	// The timers come due from 8 seconds after they are written, time
-	// enough for the evaluator to judge the plans and set their timers.
-	first := time.Now().Add(8 * time.Second).Truncate(time.Millisecond)
+	// The timers come due from 15 seconds after they are written, time
+	// enough for the evaluator to join its group, judge the plans and set
+	// their timers on a busy machine.
+	first := time.Now().Add(15 * time.Second).Truncate(time.Millisecond)
 	due := map[string]time.Time{} // plan id → due
 	var recs []*kgo.Record
 	for i := range timers {
