@@ -81,6 +81,10 @@ type Store struct {
 	mu      sync.RWMutex
 	docs    map[string]Document
 	apiKeys map[string]Document // by key hash
+	// graves holds the version of each deletion the view applied: a write
+	// of that version or below, racing the deletion, loses to it, and a
+	// document made again afterwards starts above it.
+	graves map[string]int64
 	pos     *kafka.Position
 	onApply []func(doc Document, deleted bool)
 	// fatal stops Run: a record the view cannot open, which it must not
@@ -112,7 +116,7 @@ func Open(opts []kgo.Opt, topic string, log *slog.Logger, options ...Option) (*S
 	}
 	s := &Store{
 		cl: cl, topic: topic, log: log,
-		docs: map[string]Document{}, apiKeys: map[string]Document{},
+		docs: map[string]Document{}, apiKeys: map[string]Document{}, graves: map[string]int64{},
 		pos: kafka.NewPosition(),
 	}
 	for _, o := range options {
@@ -167,6 +171,9 @@ func (s *Store) apply(r *kgo.Record) {
 		}
 		if deleted {
 			delete(s.docs, key)
+			if r.Value != nil {
+				s.graves[key] = doc.Version
+			}
 		} else {
 			s.docs[key] = doc
 			if k, ok := doc.value.(APIKey); ok {
@@ -198,8 +205,12 @@ func (s *Store) applies(key string, doc Document, deleted, tombstone bool) bool 
 	}
 	if !exists {
 		// A deletion marker of a document the view does not hold changes
-		// nothing; anything else is the document's first version here.
-		return !deleted
+		// nothing; anything else is the document's first version here,
+		// unless a deletion of its version won the race.
+		s.mu.RLock()
+		grave := s.graves[key]
+		s.mu.RUnlock()
+		return !deleted && doc.Version > grave
 	}
 	return doc.Version > cur.Version
 }
@@ -265,6 +276,11 @@ func (s *Store) Put(ctx context.Context, doc Document, expect int64) (Document, 
 			return doc, ErrVersionConflict
 		}
 		doc.Version = prev.Version + 1
+		if !exists {
+			s.mu.RLock()
+			doc.Version = s.graves[doc.Key()] + 1
+			s.mu.RUnlock()
+		}
 		doc.UpdatedAt = time.Now().UTC().Truncate(time.Millisecond)
 		won, err := s.write(ctx, doc, false)
 		if err != nil {
