@@ -6,7 +6,9 @@ import (
 	"sync"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // Position is how far a view that follows a topic has applied it: the
@@ -18,6 +20,9 @@ type Position struct {
 	next     map[int32]int64
 	changed  chan struct{} // closed on every advance, then replaced
 	caughtUp bool
+	// partitions of the followed topic, once listed: later end offsets
+	// are asked for them alone, without the metadata round trip first.
+	partitions []int32
 }
 
 // NewPosition returns the position of a view that has applied nothing.
@@ -77,21 +82,17 @@ func (p *Position) WaitApplied(ctx context.Context, partition int32, offset int6
 // WaitCaughtUp blocks until every record that was in topic when it was
 // called is applied.
 func (p *Position) WaitCaughtUp(ctx context.Context, cl *kgo.Client, topic string) error {
-	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
-	if err == nil {
-		err = ends.Error()
-	}
+	ends, err := p.endOffsets(ctx, cl, topic)
 	if err != nil {
 		return fmt.Errorf("list end offsets of %s: %w", topic, err)
 	}
 	err = p.wait(ctx, func(next map[int32]int64) bool {
-		caught := true
-		ends.Each(func(o kadm.ListedOffset) {
-			if o.Offset > 0 && next[o.Partition] < o.Offset {
-				caught = false
+		for partition, end := range ends {
+			if end > 0 && next[partition] < end {
+				return false
 			}
-		})
-		return caught
+		}
+		return true
 	})
 	if err == nil {
 		p.mu.Lock()
@@ -99,6 +100,63 @@ func (p *Position) WaitCaughtUp(ctx context.Context, cl *kgo.Client, topic strin
 		p.mu.Unlock()
 	}
 	return err
+}
+
+// endOffsets returns the end offset of each partition of topic. The first
+// call lists the topic's partitions; later calls ask the partitions'
+// leaders alone, in one round trip, and list again when that fails.
+func (p *Position) endOffsets(ctx context.Context, cl *kgo.Client, topic string) (map[int32]int64, error) {
+	p.mu.Lock()
+	partitions := p.partitions
+	p.mu.Unlock()
+	if len(partitions) > 0 {
+		req := kmsg.NewPtrListOffsetsRequest()
+		t := kmsg.NewListOffsetsRequestTopic()
+		t.Topic = topic
+		for _, partition := range partitions {
+			rp := kmsg.NewListOffsetsRequestTopicPartition()
+			rp.Partition, rp.Timestamp = partition, -1 // the end
+			t.Partitions = append(t.Partitions, rp)
+		}
+		req.Topics = append(req.Topics, t)
+		ends := make(map[int32]int64, len(partitions))
+		var failed error
+		for _, shard := range cl.RequestSharded(ctx, req) {
+			if shard.Err != nil {
+				failed = shard.Err
+				continue
+			}
+			for _, rt := range shard.Resp.(*kmsg.ListOffsetsResponse).Topics {
+				for _, rp := range rt.Partitions {
+					if err := kerr.ErrorForCode(rp.ErrorCode); err != nil {
+						failed = err
+						continue
+					}
+					ends[rp.Partition] = rp.Offset
+				}
+			}
+		}
+		if failed == nil && len(ends) == len(partitions) {
+			return ends, nil
+		}
+	}
+	listed, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
+	if err == nil {
+		err = listed.Error()
+	}
+	if err != nil {
+		return nil, err
+	}
+	ends := map[int32]int64{}
+	partitions = partitions[:0:0]
+	listed.Each(func(o kadm.ListedOffset) {
+		ends[o.Partition] = o.Offset
+		partitions = append(partitions, o.Partition)
+	})
+	p.mu.Lock()
+	p.partitions = partitions
+	p.mu.Unlock()
+	return ends, nil
 }
 
 // CaughtUp reports whether WaitCaughtUp has succeeded once.
