@@ -38,6 +38,12 @@ type loadFigure struct {
 	Events int     `json:"events"`
 	P50    float64 `json:"p50_ms"`
 	P99    float64 `json:"p99_ms"`
+	// The same in two legs: to the evaluator making the notification
+	// (its createdAt), and from there to the receiver.
+	ToEvaluatorP50 float64 `json:"to_evaluator_p50_ms"`
+	ToEvaluatorP99 float64 `json:"to_evaluator_p99_ms"`
+	ToReceiverP50  float64 `json:"to_receiver_p50_ms"`
+	ToReceiverP99  float64 `json:"to_receiver_p99_ms"`
 }
 
 // e2eKey is the demo tenant's API key in the run.
@@ -53,6 +59,8 @@ type stack struct {
 	mu       sync.Mutex
 	accepted map[string]time.Time
 	received map[string]time.Time
+	// made is when the evaluator made each event's notification.
+	made map[string]time.Time
 }
 
 // runE2E measures the pipeline's maximum rate, then its latencies at each
@@ -85,7 +93,12 @@ func runE2E(ctx context.Context, brokers []string, dur time.Duration, shares []f
 			return f, err
 		}
 		l := loadFigure{Share: share, Rate: rate, Events: len(ids), P50: quantile(lat, 0.50), P99: quantile(lat, 0.99)}
+		toEvaluator, toReceiver := s.legs(ids)
+		l.ToEvaluatorP50, l.ToEvaluatorP99 = quantile(toEvaluator, 0.50), quantile(toEvaluator, 0.99)
+		l.ToReceiverP50, l.ToReceiverP99 = quantile(toReceiver, 0.50), quantile(toReceiver, 0.99)
 		fmt.Printf("  end to end at %3.0f%% of it (%5.0f events/s, %d events): p50 %.1f ms, p99 %.1f ms\n", 100*share, rate, l.Events, l.P50, l.P99)
+		fmt.Printf("    202 to the notification made: p50 %.1f ms, p99 %.1f ms; made to received: p50 %.1f ms, p99 %.1f ms\n",
+			l.ToEvaluatorP50, l.ToEvaluatorP99, l.ToReceiverP50, l.ToReceiverP99)
 		f.Loads = append(f.Loads, l)
 	}
 	return f, nil
@@ -95,7 +108,7 @@ func startStack(ctx context.Context, brokers []string) (*stack, <-chan error, er
 	stopped := make(chan error, 1)
 	s := &stack{
 		client:   &http.Client{Transport: &http.Transport{MaxConnsPerHost: 64, MaxIdleConnsPerHost: 64}},
-		accepted: map[string]time.Time{}, received: map[string]time.Time{},
+		accepted: map[string]time.Time{}, received: map[string]time.Time{}, made: map[string]time.Time{},
 	}
 	receiver, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -208,7 +221,8 @@ func (s *stack) do(ctx context.Context, path string, body []byte) ([]byte, error
 func (s *stack) receive(w http.ResponseWriter, r *http.Request) {
 	now := time.Now()
 	var n struct {
-		Event struct {
+		CreatedAt time.Time `json:"createdAt"`
+		Event     struct {
 			ID string `json:"id"`
 		} `json:"event"`
 	}
@@ -218,6 +232,7 @@ func (s *stack) receive(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		if _, dup := s.received[n.Event.ID]; !dup {
 			s.received[n.Event.ID] = now
+			s.made[n.Event.ID] = n.CreatedAt
 		}
 		s.mu.Unlock()
 	}
@@ -324,6 +339,26 @@ func (s *stack) paced(ctx context.Context, rate float64, dur time.Duration, pref
 	close(work)
 	wg.Wait()
 	return ids, firstErr
+}
+
+// legs splits the latencies of events received into the time from each
+// POST's 202 to the evaluator making its notification, and from then to
+// its arrival, in milliseconds, sorted; a leg below 0 counts as 0.
+func (s *stack) legs(ids []string) (toEvaluator, toReceiver []float64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ms := func(d time.Duration) float64 { return max(0, float64(d)/float64(time.Millisecond)) }
+	for _, id := range ids {
+		made, ok := s.made[id]
+		if !ok {
+			continue
+		}
+		toEvaluator = append(toEvaluator, ms(made.Sub(s.accepted[id])))
+		toReceiver = append(toReceiver, ms(s.received[id].Sub(made)))
+	}
+	slices.Sort(toEvaluator)
+	slices.Sort(toReceiver)
+	return toEvaluator, toReceiver
 }
 
 // latencies waits for every event's notification (a minute at most) and
