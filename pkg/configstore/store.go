@@ -84,7 +84,7 @@ type Store struct {
 	// graves holds the version of each deletion the view applied: a write
 	// of that version or below, racing the deletion, loses to it, and a
 	// document made again afterwards starts above it.
-	graves map[string]int64
+	graves  map[string]int64
 	pos     *kafka.Position
 	onApply []func(doc Document, deleted bool)
 	// fatal stops Run: a record the view cannot open, which it must not
