@@ -49,6 +49,9 @@ type Config struct {
 	// AllowNetworks are CIDR prefixes allowed even though the policy
 	// would refuse them, such as an internal gateway.
 	AllowNetworks []string `env:"WEBHOOK_ALLOW_NETWORKS" envSeparator:","`
+	// PortsVariable names the variable Ports came from in errors, for a
+	// channel with ports of its own; "" means HERALD_WEBHOOK_PORTS.
+	PortsVariable string `env:"-"`
 }
 
 // Policy says which addresses and URLs may be called.
@@ -63,16 +66,20 @@ type Policy struct {
 // New validates c and returns its policy.
 func New(c Config) (*Policy, error) {
 	p := &Policy{allowLoopback: c.AllowLoopback, allowHTTP: c.AllowHTTP}
+	portsVar := c.PortsVariable
+	if portsVar == "" {
+		portsVar = "HERALD_WEBHOOK_PORTS"
+	}
 	switch strings.TrimSpace(c.Ports) {
 	case "any":
 		p.anyPort = true
 	case "":
-		return nil, errors.New(`HERALD_WEBHOOK_PORTS: required (a comma-separated list, or "any")`)
+		return nil, fmt.Errorf(`%s: required (a comma-separated list, or "any")`, portsVar)
 	default:
 		for _, s := range strings.Split(c.Ports, ",") {
 			n, err := strconv.ParseUint(strings.TrimSpace(s), 10, 16)
 			if err != nil || n == 0 {
-				return nil, fmt.Errorf("HERALD_WEBHOOK_PORTS: %q is not a port", s)
+				return nil, fmt.Errorf("%s: %q is not a port", portsVar, s)
 			}
 			p.ports = append(p.ports, uint16(n))
 		}

@@ -19,7 +19,6 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
-	"strings"
 	"time"
 
 	"github.com/heraldhq/herald/pkg/delivery"
@@ -91,13 +90,8 @@ func (c Config) policy() (*egress.Policy, error) {
 		return nil, err
 	}
 	e := c.Egress
-	e.Ports = c.Ports
-	p, err := egress.New(e)
-	if err != nil {
-		// The shared policy names its own ports variable; these are ours.
-		return nil, errors.New(strings.Replace(err.Error(), "HERALD_WEBHOOK_PORTS", "HERALD_EMAIL_PORTS", 1))
-	}
-	return p, nil
+	e.Ports, e.PortsVariable = c.Ports, "HERALD_EMAIL_PORTS"
+	return egress.New(e)
 }
 
 // New connects the email sender: the delivery engine with the email
