@@ -169,18 +169,16 @@ func (j *Judge) Event(ctx context.Context, value []byte) (v *Verdict, err error)
 	if err != nil {
 		return nil, err
 	}
-	in.Tenant = j.tenant(tenant)
+	if reads.Tenant {
+		in.Tenant = j.tenant(tenant)
+	}
 	// The images as JSON, once a notification has written them.
 	var oldJSON, newJSON *string
 	for _, rule := range matched {
+		// A timed rule's reads include the envelope, for its timer's
+		// entity is the event's by default.
 		if rule.Timed() {
-			if in.Event == nil {
-				in.Event = d.event()
-			}
 			j.schedule(rule, ref, in, v)
-			continue
-		}
-		if !rule.Watches(ref.EntityType, ref.Operation) {
 			continue
 		}
 		if err := j.fire(ctx, v, rule, ref.EntityType, in, d, &oldJSON, &newJSON); err != nil {

@@ -509,6 +509,8 @@ type Reads struct {
 	Whole bool
 	// Event reports that the envelope is read through `event`.
 	Event bool
+	// Tenant reports that the tenant's settings are read through `tenant`.
+	Tenant bool
 	// key names Fields in one string.
 	key string
 }
@@ -518,7 +520,7 @@ func (r Reads) Key() string { return r.key }
 
 // Union returns what r and o read together.
 func (r Reads) Union(o Reads) Reads {
-	u := Reads{Whole: r.Whole || o.Whole, Event: r.Event || o.Event, Fields: r.Fields}
+	u := Reads{Whole: r.Whole || o.Whole, Event: r.Event || o.Event, Tenant: r.Tenant || o.Tenant, Fields: r.Fields}
 	for _, f := range o.Fields {
 		if _, found := slices.BinarySearch(u.Fields, f); !found {
 			u.Fields = slices.Insert(slices.Clip(u.Fields), sort.SearchStrings(u.Fields, f), f)
@@ -548,6 +550,8 @@ func readsOf(expr ast.Expr) Reads {
 				r.Whole = true
 			case name == "event":
 				r.Event = true
+			case name == "tenant":
+				r.Tenant = true
 			}
 		}
 	}))

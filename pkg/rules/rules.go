@@ -701,6 +701,13 @@ func (ix *Index) remove(tenant, id string) {
 	}
 }
 
+// Rule returns the enabled rule tenant/id, or nil.
+func (ix *Index) Rule(tenant, id string) *Rule {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	return ix.byID[tenant+"/"+id]
+}
+
 // Match returns the rules that watch this tenant's events of this entity type
 // and operation. The slice must not be modified.
 func (ix *Index) Match(tenant, entityType, operation string) []*Rule {

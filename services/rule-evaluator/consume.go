@@ -234,7 +234,11 @@ func (e *Evaluator) judgeAll(ctx context.Context, fetches kgo.Fetches, due []par
 		parts = append(parts, pt)
 		return pt
 	}
-	fetches.EachPartition(func(p kgo.FetchTopicPartition) { get(p.Partition).records = p.Records })
+	// A poll may hold more than one fetch of a partition, in order.
+	fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+		pt := get(p.Partition)
+		pt.records = append(pt.records, p.Records...)
+	})
 	for _, d := range due {
 		get(d.partition).due = d.timers
 	}
@@ -266,7 +270,9 @@ func (e *Evaluator) judgeAll(ctx context.Context, fetches kgo.Fetches, due []par
 			}
 			w.timers = append(w.timers, e.timerChanges(pt.partition, changes, fired)...)
 			for _, t := range w.timers {
-				w.records = append(w.records, t.rec)
+				if t.rec != nil {
+					w.records = append(w.records, t.rec)
+				}
 			}
 			return nil
 		})

@@ -106,9 +106,6 @@ type Evaluator struct {
 	// pending holds rules that could not be compiled for a reason that may
 	// pass (the registry unreachable); no event is judged until they are.
 	pending map[string]configstore.Document
-	// timed holds the compiled timed rules by tenant/id, for timers come
-	// due.
-	timed map[string]*rules.Rule
 }
 
 // New connects the evaluator.
@@ -167,7 +164,7 @@ func New(ctx context.Context, c Config) (*Evaluator, error) {
 		base.Close()
 		return nil, err
 	}
-	e := &Evaluator{base: base, sessOpts: opts, compiler: rules.NewCompiler(rules.DefaultLimits), index: rules.NewIndex(), subs: subs, maxBatch: c.MaxBatch, pending: map[string]configstore.Document{}, timed: map[string]*rules.Rule{},
+	e := &Evaluator{base: base, sessOpts: opts, compiler: rules.NewCompiler(rules.DefaultLimits), index: rules.NewIndex(), subs: subs, maxBatch: c.MaxBatch, pending: map[string]configstore.Document{},
 		tracer: base.Tracer("herald/rule-evaluator"), lag: lag, timers: tm, now: time.Now}
 	e.sess.Store(sess)
 	e.judge = e.newJudge()
@@ -205,17 +202,9 @@ func (e *Evaluator) newJudge() *judge.Judge {
 			}
 			return configstore.Spec[configstore.Tenant](doc).TimeZone
 		},
-		Rule: e.rule,
+		Rule: e.index.Rule,
 		Now:  func() time.Time { return e.now() },
 	}
-}
-
-// rule returns a tenant's rule by id: a timed rule is matched on DELETE
-// events of its subject, whatever its operations.
-func (e *Evaluator) rule(tenant, id string) *rules.Rule {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.timed[tenant+"/"+id]
 }
 
 // Run runs the evaluator until ctx ends.
@@ -274,9 +263,6 @@ func (e *Evaluator) applyConfig(doc configstore.Document, deleted bool) {
 	e.mu.Unlock()
 	if deleted {
 		e.index.Remove(doc.Tenant, doc.ID)
-		e.mu.Lock()
-		delete(e.timed, doc.Tenant+"/"+doc.ID)
-		e.mu.Unlock()
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -305,13 +291,6 @@ func (e *Evaluator) load(ctx context.Context, doc configstore.Document) error {
 		}
 		if r, err = e.compiler.Compile(doc.Tenant, doc.ID, spec, entities); err == nil {
 			e.index.Put(r)
-			e.mu.Lock()
-			if r.Timed() && r.Spec.IsEnabled() {
-				e.timed[doc.Tenant+"/"+doc.ID] = r
-			} else {
-				delete(e.timed, doc.Tenant+"/"+doc.ID)
-			}
-			e.mu.Unlock()
 			return nil
 		}
 	}
@@ -320,9 +299,6 @@ func (e *Evaluator) load(ctx context.Context, doc configstore.Document) error {
 	if errors.As(err, &ce) || errors.As(err, &se) || errors.Is(err, havro.ErrSubjectNotFound) {
 		e.base.Log.Error("rule does not compile; not evaluated", "tenant", doc.Tenant, "rule", doc.ID, "err", err)
 		e.index.Remove(doc.Tenant, doc.ID)
-		e.mu.Lock()
-		delete(e.timed, doc.Tenant+"/"+doc.ID)
-		e.mu.Unlock()
 		return nil
 	}
 	return err

@@ -151,11 +151,13 @@ func (t *timers) has(p int32, id timerID) bool {
 // timerWrite is a record a transaction writes to the timers topic, with
 // what it does to the partition's table once committed.
 type timerWrite struct {
-	rec   *kgo.Record
-	id    timerID
-	due   int64 // 0 cancels
-	move  bool
-	state bool // rec is the state record: its offset is the timer's state
+	// rec is nil for a timer dropped from memory alone.
+	rec       *kgo.Record
+	partition int32
+	id        timerID
+	due       int64 // 0 cancels
+	move      bool
+	state     bool // rec is the state record: its offset is the timer's state
 }
 
 // apply applies committed writes to the tables, in the order written.
@@ -163,7 +165,7 @@ func (t *timers) apply(writes []timerWrite) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for _, w := range writes {
-		table, ok := t.tables[w.rec.Partition]
+		table, ok := t.tables[w.partition]
 		if !ok {
 			continue // revoked meanwhile; a new owner loads what was written
 		}
@@ -198,7 +200,7 @@ func (e *Evaluator) timerChanges(partition int32, changes []eventTimers, fired m
 				if !exists {
 					continue
 				}
-				out = append(out, timerWrite{id: id, due: op.Due.UnixMilli(), move: true,
+				out = append(out, timerWrite{partition: partition, id: id, due: op.Due.UnixMilli(), move: true,
 					rec: &kgo.Record{Topic: e.timers.topic, Partition: partition, Key: []byte(moveKeyPrefix + name), Value: moveValue(op.Due)}})
 			case op.Due.IsZero():
 				exists, known := set[id]
@@ -212,7 +214,7 @@ func (e *Evaluator) timerChanges(partition int32, changes []eventTimers, fired m
 				out = append(out, tombstones(e.timers.topic, partition, name, id)...)
 			default:
 				set[id] = true
-				out = append(out, timerWrite{id: id, due: op.Due.UnixMilli(), state: true,
+				out = append(out, timerWrite{partition: partition, id: id, due: op.Due.UnixMilli(), state: true,
 					rec: &kgo.Record{Topic: e.timers.topic, Partition: partition, Key: []byte(stateKeyPrefix + name), Value: stateValue(op.Due, c.event)}})
 			}
 		}
@@ -223,8 +225,8 @@ func (e *Evaluator) timerChanges(partition int32, changes []eventTimers, fired m
 // tombstones cancels a timer: both its records go.
 func tombstones(topic string, partition int32, name string, id timerID) []timerWrite {
 	return []timerWrite{
-		{id: id, rec: &kgo.Record{Topic: topic, Partition: partition, Key: []byte(stateKeyPrefix + name)}},
-		{id: id, rec: &kgo.Record{Topic: topic, Partition: partition, Key: []byte(moveKeyPrefix + name)}},
+		{partition: partition, id: id, rec: &kgo.Record{Topic: topic, Partition: partition, Key: []byte(stateKeyPrefix + name)}},
+		{partition: partition, id: id, rec: &kgo.Record{Topic: topic, Partition: partition, Key: []byte(moveKeyPrefix + name)}},
 	}
 }
 
@@ -251,18 +253,18 @@ func (e *Evaluator) fireDue(ctx context.Context, pd partitionDue) (out []*kgo.Re
 	now := time.Now()
 	for _, d := range pd.timers {
 		r, ok := states[d.state]
-		if !ok {
-			e.base.Log.Error("timer state missing from the timers topic; dropped", "partition", pd.partition, "offset", d.state)
-			continue
+		var rec timerRecord
+		var perr error
+		if ok {
+			rec, perr = parseTimerRecord(r)
 		}
-		rec, err := parseTimerRecord(r)
-		if err != nil || rec.move || rec.due == 0 {
-			e.base.Log.Error("timer state unreadable; dropped", "partition", pd.partition, "offset", d.state, "err", err)
-			continue
-		}
-		tenant, rule, _, entity, ok := parseTimerName(rec.name)
-		if !ok {
-			e.base.Log.Error("timer name unreadable; dropped", "partition", pd.partition, "offset", d.state, "name", rec.name)
+		tenant, rule, _, entity, named := parseTimerName(rec.name)
+		if !ok || perr != nil || rec.move || rec.due == 0 || !named {
+			// Nothing to judge, and nothing a retry mends: the timer ends
+			// here, in memory; its records, if any, stay for an operator.
+			e.base.Log.Error("timer state unreadable; dropped", "partition", pd.partition, "offset", d.state, "found", ok, "err", perr)
+			fired[d.id] = true
+			writes = append(writes, timerWrite{partition: pd.partition, id: d.id})
 			continue
 		}
 		at := time.UnixMilli(d.due).UTC()
