@@ -98,13 +98,7 @@ func (s *stack) destination(id string, edit func(*configstore.Destination)) {
 	if edit != nil {
 		edit(&d)
 	}
-	doc, err := configstore.NewDocument(tenant, configstore.KindDestination, id, d)
-	if err == nil {
-		_, err = s.store.Put(s.t.Context(), doc, 0)
-	}
-	if err != nil {
-		s.t.Fatal(err)
-	}
+	servicetest.Put(s.t, s.store, tenant, configstore.KindDestination, id, d)
 }
 
 // note is a notification a test writes: its ordering key, its place in
@@ -174,21 +168,9 @@ func (s *stack) record(key string, value []byte) *kgo.Record {
 // least n.
 func (s *stack) read(topic string, n int) []*kgo.Record {
 	s.t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(s.seeds...),
-		kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(s.t.Context(), waitLimit)
-	defer cancel()
-	var out []*kgo.Record
-	for len(out) < n {
-		fs := cl.PollFetches(ctx)
-		if ctx.Err() != nil {
-			s.t.Fatalf("%d records in %s, want %d", len(out), topic, n)
-		}
-		out = append(out, fs.Records()...)
+	out := servicetest.Read(s.t, []kgo.Opt{kgo.SeedBrokers(s.seeds...)}, topic, n, waitLimit)
+	if len(out) < n {
+		s.t.Fatalf("%d records in %s, want %d", len(out), topic, n)
 	}
 	return out
 }

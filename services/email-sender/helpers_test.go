@@ -23,6 +23,7 @@ import (
 	"github.com/heraldhq/herald/pkg/kafka/kafkatest"
 	"github.com/heraldhq/herald/pkg/notification"
 	"github.com/heraldhq/herald/pkg/peertest"
+	"github.com/heraldhq/herald/pkg/service/servicetest"
 	emailsender "github.com/heraldhq/herald/services/email-sender"
 	"github.com/heraldhq/herald/services/email-sender/internal/smtptest"
 )
@@ -82,17 +83,10 @@ func newStore(t *testing.T) *configstore.Store {
 	return s
 }
 
-// put stores a document and returns it as stored.
+// put stores a document of the test's tenant and returns it as stored.
 func put(t *testing.T, s *configstore.Store, kind, id string, spec any) configstore.Document {
 	t.Helper()
-	d, err := configstore.NewDocument(tenant, kind, id, spec)
-	if err == nil {
-		d, err = s.Put(t.Context(), d, 0)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	return d
+	return servicetest.Put(t, s, tenant, kind, id, spec)
 }
 
 // testOptions are the channel's options in tests: loopback allowed on any

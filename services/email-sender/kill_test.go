@@ -2,30 +2,20 @@ package emailsender_test
 
 import (
 	"bytes"
-	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	netmail "net/mail"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sr"
-	"github.com/twmb/franz-go/pkg/sr/srfake"
 
 	"github.com/heraldhq/herald/pkg/avro"
 	"github.com/heraldhq/herald/pkg/configstore"
 	"github.com/heraldhq/herald/pkg/event"
-	"github.com/heraldhq/herald/pkg/kafka"
-	"github.com/heraldhq/herald/pkg/kafka/kafkatest"
 	"github.com/heraldhq/herald/pkg/notification"
-	"github.com/heraldhq/herald/pkg/service"
+	"github.com/heraldhq/herald/pkg/service/servicetest"
 	emailsender "github.com/heraldhq/herald/services/email-sender"
 	"github.com/heraldhq/herald/services/email-sender/internal/smtptest"
 )
@@ -38,47 +28,15 @@ import (
 func TestKeyedOrderSurvivesSenderKill(t *testing.T) {
 	const keys, perKey, total = 50, 20, 50 * 20
 	began := time.Now()
-	kc := kafka.Config{Brokers: kafkatest.Brokers(t), TopicPrefix: kafkatest.Prefix(t), Partitions: 3, ReplicationFactor: 1, CreateTopics: true}
 	srv := startSMTP(t, smtptest.Config{})
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	registry := srfake.New()
-	t.Cleanup(registry.Close)
-	src, err := sr.NewClient(sr.URLs(registry.URL()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg := avro.NewRegistry(src, time.Minute)
-	opts, err := kafka.ClientOptions(kc, "test", log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cl, err := kgo.NewClient(opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cl.Close)
-	topics := kc.Topics()
-	if err := kafka.EnsureTopics(t.Context(), cl, kc); err != nil {
-		t.Fatal(err)
-	}
-	if err := service.RegisterSchemas(t.Context(), reg, topics); err != nil {
-		t.Fatal(err)
-	}
-	writeConfig(t, opts, topics.Config, log, srv)
-	produceNotes(t, cl, reg, topics.Notifications, keys, perKey)
+	s := servicetest.NewStack(t)
+	writeConfig(t, s.Store, srv)
+	produceNotes(t, s.Client, s.Schemas, s.Topics.Notifications, keys, perKey)
 
-	bin := filepath.Join(t.TempDir(), "email-sender")
-	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/email-sender").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-	env := append(os.Environ(),
-		"HERALD_KAFKA_BROKERS="+strings.Join(kc.Brokers, ","),
-		"HERALD_KAFKA_TOPIC_PREFIX="+kc.TopicPrefix,
-		"HERALD_KAFKA_PARTITIONS=3", "HERALD_KAFKA_REPLICATION_FACTOR=1",
-		"HERALD_REGISTRY_URL="+registry.URL(),
-		"HERALD_HTTP_ADDR=127.0.0.1:0", "HERALD_LOG_LEVEL=error",
+	bin := servicetest.Build(t, "./cmd/email-sender")
+	env := append(s.Env(),
 		"HERALD_WEBHOOK_ALLOW_LOOPBACK=true", "HERALD_EMAIL_PORTS=any", "HERALD_EMAIL_ALLOW_PLAINTEXT=true",
-		"HERALD_EMAIL_GROUP="+kc.TopicPrefix+"email-sender",
+		"HERALD_EMAIL_GROUP="+s.Kafka.TopicPrefix+"email-sender",
 		// Static membership: a restarted sender takes its partitions back
 		// without waiting for the killed one's session to expire.
 		"HERALD_EMAIL_INSTANCE_ID=sender-1",
@@ -86,31 +44,13 @@ func TestKeyedOrderSurvivesSenderKill(t *testing.T) {
 		"HERALD_RETRY_SCHEDULE=0s,50ms,100ms,200ms,400ms,800ms",
 		"HERALD_DELIVERY_COMMIT_INTERVAL=200ms",
 	)
-	var cmd *exec.Cmd
-	start := func() {
-		cmd = exec.Command(bin)
-		cmd.Env = env
-		cmd.Stderr = os.Stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	t.Cleanup(func() {
-		if cmd != nil && cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-		}
-	})
 	inbox := &inbox{srv: srv, first: map[string]mailSeen{}}
-	start()
+	sender := servicetest.StartProcess(t, bin, env)
 	for i, at := range []int{total / 4, total / 2, 3 * total / 4} {
 		inbox.wait(t, at, time.Minute)
-		if err := cmd.Process.Kill(); err != nil {
-			t.Fatal(err)
-		}
-		_ = cmd.Wait()
+		sender.Kill()
 		t.Logf("kill %d after %d notifications", i+1, inbox.unique())
-		start()
+		sender.Start()
 	}
 	inbox.wait(t, total, time.Minute)
 	inbox.check(t, keys, perKey)
@@ -119,33 +59,12 @@ func TestKeyedOrderSurvivesSenderKill(t *testing.T) {
 
 // writeConfig stores the SMTP profile, the template and the keyed email
 // destination.
-func writeConfig(t *testing.T, opts []kgo.Opt, topic string, log *slog.Logger, srv *smtptest.Server) {
+func writeConfig(t *testing.T, store *configstore.Store, srv *smtptest.Server) {
 	t.Helper()
-	store, err := configstore.Open(opts, topic, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
-	go store.Run(ctx)
-	for _, d := range []struct {
-		kind, id string
-		spec     any
-	}{
-		{configstore.KindSMTPProfile, "main", plainProfile(srv)},
-		{configstore.KindEmailTemplate, "tpl", configstore.EmailTemplate{Subject: "{{.Notification.Fields.key}} #{{.Notification.Fields.seq}}", TextBody: "seq {{.Notification.Fields.seq}}"}},
-		{configstore.KindDestination, "mail", configstore.Destination{Type: emailsender.Channel, Name: "mail",
-			Email: &configstore.EmailDestination{TemplateID: "tpl", To: []string{"ops@herald.example"}}}},
-	} {
-		doc, err := configstore.NewDocument(tenant, d.kind, d.id, d.spec)
-		if err == nil {
-			_, err = store.Put(ctx, doc, 0)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	put(t, store, configstore.KindSMTPProfile, "main", plainProfile(srv))
+	put(t, store, configstore.KindEmailTemplate, "tpl", configstore.EmailTemplate{Subject: "{{.Notification.Fields.key}} #{{.Notification.Fields.seq}}", TextBody: "seq {{.Notification.Fields.seq}}"})
+	put(t, store, configstore.KindDestination, "mail", configstore.Destination{Type: emailsender.Channel, Name: "mail",
+		Email: &configstore.EmailDestination{TemplateID: "tpl", To: []string{"ops@herald.example"}}})
 }
 
 // produceNotes writes perKey keyed notifications for each of keys accounts

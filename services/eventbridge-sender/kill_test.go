@@ -2,14 +2,11 @@ package eventbridgesender_test
 
 import (
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/heraldhq/herald/pkg/notification"
+	"github.com/heraldhq/herald/pkg/service/servicetest"
 	"github.com/heraldhq/herald/services/eventbridge-sender/internal/eventbridgetest"
 )
 
@@ -34,39 +31,16 @@ func TestKeyedOrderSurvivesSenderKill(t *testing.T) {
 	}
 	s.produce("bus", true, notes)
 
-	bin := filepath.Join(t.TempDir(), "eventbridge-sender")
-	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/eventbridge-sender").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-	env := append(os.Environ(), awsEnv(srv.URL)...)
+	bin := servicetest.Build(t, "./cmd/eventbridge-sender")
+	env := append(s.Env(), awsEnv(srv.URL)...)
 	env = append(env,
-		"HERALD_KAFKA_BROKERS="+strings.Join(s.kafka.Brokers, ","),
-		"HERALD_KAFKA_TOPIC_PREFIX="+s.kafka.TopicPrefix,
-		"HERALD_KAFKA_PARTITIONS=3", "HERALD_KAFKA_REPLICATION_FACTOR=1",
-		"HERALD_REGISTRY_URL="+s.registry.URL(),
-		"HERALD_HTTP_ADDR=127.0.0.1:0", "HERALD_LOG_LEVEL=error",
-		"HERALD_EVENTBRIDGE_GROUP="+s.kafka.TopicPrefix+"eventbridge-sender",
+		"HERALD_EVENTBRIDGE_GROUP="+s.Kafka.TopicPrefix+"eventbridge-sender",
 		// Static membership: a restarted sender takes its partitions back
 		// without waiting for the killed one's session to expire.
 		"HERALD_EVENTBRIDGE_INSTANCE_ID=sender-1",
 		"HERALD_RETRY_SCHEDULE=0s,50ms,100ms,200ms,400ms,800ms",
 		"HERALD_DELIVERY_COMMIT_INTERVAL=200ms",
 	)
-	var cmd *exec.Cmd
-	start := func() {
-		cmd = exec.Command(bin)
-		cmd.Env = env
-		cmd.Stderr = os.Stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	t.Cleanup(func() {
-		if cmd != nil && cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-		}
-	})
 	arrived := func(n int) func([]eventbridgetest.Call) bool {
 		return func(calls []eventbridgetest.Call) bool {
 			ids := map[string]bool{}
@@ -78,16 +52,13 @@ func TestKeyedOrderSurvivesSenderKill(t *testing.T) {
 			return len(ids) >= n
 		}
 	}
-	start()
+	sender := servicetest.StartProcess(t, bin, env)
 	for i, at := range []int{total / 4, total / 2, 3 * total / 4} {
 		if _, err := srv.Wait(time.Minute, arrived(at)); err != nil {
 			t.Fatalf("before kill %d: %v", i+1, err)
 		}
-		if err := cmd.Process.Kill(); err != nil {
-			t.Fatal(err)
-		}
-		_ = cmd.Wait()
-		start()
+		sender.Kill()
+		sender.Start()
 	}
 	calls, err := srv.Wait(time.Minute, arrived(total))
 	if err != nil {

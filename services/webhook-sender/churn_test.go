@@ -23,6 +23,7 @@ import (
 	"github.com/heraldhq/herald/pkg/kafka"
 	"github.com/heraldhq/herald/pkg/kafka/kafkatest"
 	"github.com/heraldhq/herald/pkg/notification"
+	"github.com/heraldhq/herald/pkg/service/servicetest"
 )
 
 // TestKeyedOrderSurvivesReplicaChurn runs the pipeline as real processes,
@@ -89,13 +90,7 @@ func churn(t *testing.T, bins binaries, protocol string, sig syscall.Signal) {
 			Destinations: []string{"hook"}, Ordering: configstore.Keyed,
 		}},
 	} {
-		doc, err := configstore.NewDocument(d.tenant, d.kind, d.id, d.spec)
-		if err == nil {
-			_, err = s.store.Put(t.Context(), doc, 0)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+		servicetest.Put(t, s.Store, d.tenant, d.kind, d.id, d.spec)
 	}
 
 	// Event seq of an account has used = seq, which the rule's fields
@@ -112,25 +107,25 @@ func churn(t *testing.T, bins binaries, protocol string, sig syscall.Signal) {
 				EventID: fmt.Sprintf("%s#%d", acct, seq), EntityType: "Balance", EntityID: "bal-" + acct, Operation: "UPDATE",
 				AccountID: &acct, Old: img(max(seq-1, 0)), New: img(seq),
 			}
-			key, value, err := event.Encode(t.Context(), s.reg, s.topics.Events, tenant, e, "")
+			key, value, err := event.Encode(t.Context(), s.Schemas, s.Topics.Events, tenant, e, "")
 			if err != nil {
 				t.Fatal(err)
 			}
-			bySeq[seq] = append(bySeq[seq], &kgo.Record{Topic: s.topics.Events, Key: key, Value: value})
+			bySeq[seq] = append(bySeq[seq], &kgo.Record{Topic: s.Topics.Events, Key: key, Value: value})
 			want[notification.ID(tenant, e.EventID, ruleID)] = true
 		}
 	}
 
 	common := []string{
-		"HERALD_KAFKA_BROKERS=" + strings.Join(s.kafka.Brokers, ","),
-		"HERALD_KAFKA_TOPIC_PREFIX=" + s.kafka.TopicPrefix,
+		"HERALD_KAFKA_BROKERS=" + strings.Join(s.Kafka.Brokers, ","),
+		"HERALD_KAFKA_TOPIC_PREFIX=" + s.Kafka.TopicPrefix,
 		"HERALD_KAFKA_CREATE_TOPICS=false",
 		"HERALD_KAFKA_GROUP_PROTOCOL=" + protocol,
-		"HERALD_REGISTRY_URL=" + s.registry.URL(),
+		"HERALD_REGISTRY_URL=" + s.Registry.URL(),
 		"HERALD_REGISTRY_REGISTER_SCHEMAS=false",
 		"HERALD_HTTP_ADDR=127.0.0.1:0", "HERALD_LOG_LEVEL=error",
 	}
-	senderGroup, evaluatorGroup := s.kafka.TopicPrefix+"webhook-sender", s.kafka.TopicPrefix+"evaluator"
+	senderGroup, evaluatorGroup := s.Kafka.TopicPrefix+"webhook-sender", s.Kafka.TopicPrefix+"evaluator"
 	senderEnv := func(slot string) []string {
 		env := append(slices.Clone(common),
 			"HERALD_WEBHOOK_ALLOW_LOOPBACK=true", "HERALD_WEBHOOK_ALLOW_HTTP=true", "HERALD_WEBHOOK_PORTS=any",
@@ -152,7 +147,7 @@ func churn(t *testing.T, bins binaries, protocol string, sig syscall.Signal) {
 			"HERALD_EVALUATOR_GROUP="+evaluatorGroup,
 			// Stable per slot: the replacement fences its predecessor
 			// and aborts the transaction it left open.
-			"HERALD_EVALUATOR_TRANSACTIONAL_ID="+s.kafka.TopicPrefix+slot,
+			"HERALD_EVALUATOR_TRANSACTIONAL_ID="+s.Kafka.TopicPrefix+slot,
 			"HERALD_EVALUATOR_SESSION_TIMEOUT=6s",
 			// Small transactions, so that a stop lands between and
 			// inside them.
@@ -190,7 +185,7 @@ func churn(t *testing.T, bins binaries, protocol string, sig syscall.Signal) {
 		tick := time.NewTicker(steps * cadence / perKey)
 		defer tick.Stop()
 		for _, recs := range bySeq {
-			if err := s.cl.ProduceSync(t.Context(), recs...).FirstErr(); err != nil {
+			if err := s.Client.ProduceSync(t.Context(), recs...).FirstErr(); err != nil {
 				produced <- err
 				return
 			}
@@ -210,7 +205,7 @@ func churn(t *testing.T, bins binaries, protocol string, sig syscall.Signal) {
 	churned := time.Since(began)
 	k.waitDelivered(t, total, 2*time.Minute)
 	delivered := time.Since(began)
-	checkGroupProtocol(t, s.cl, protocol, senderGroup, evaluatorGroup)
+	checkGroupProtocol(t, s.Client, protocol, senderGroup, evaluatorGroup)
 	// The replicas stop as in a shutdown, so that any duplicate they
 	// still send is checked too.
 	for _, r := range running {

@@ -1,10 +1,8 @@
 package webhooksender_test
 
 import (
-	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -12,15 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sr"
-	"github.com/twmb/franz-go/pkg/sr/srfake"
-
-	"github.com/heraldhq/herald/pkg/avro"
 	"github.com/heraldhq/herald/pkg/configstore"
-	"github.com/heraldhq/herald/pkg/kafka"
-	"github.com/heraldhq/herald/pkg/kafka/kafkatest"
-	"github.com/heraldhq/herald/pkg/service"
+	"github.com/heraldhq/herald/pkg/service/servicetest"
 )
 
 const tenant = "t1"
@@ -29,53 +20,13 @@ const tenant = "t1"
 // topics on the real broker, a registry, the configuration view, and a
 // client to write with.
 type stack struct {
-	t        *testing.T
-	kafka    kafka.Config
-	topics   kafka.Topics
-	registry *srfake.Registry
-	reg      *avro.Registry
-	store    *configstore.Store
-	cl       *kgo.Client
-	log      *slog.Logger
+	t *testing.T
+	*servicetest.Stack
 }
 
 func newStack(t *testing.T) *stack {
 	t.Helper()
-	kc := kafka.Config{Brokers: kafkatest.Brokers(t), TopicPrefix: kafkatest.Prefix(t), Partitions: 3, ReplicationFactor: 1, CreateTopics: true}
-	s := &stack{t: t, kafka: kc, topics: kc.Topics(), log: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	s.registry = srfake.New()
-	t.Cleanup(s.registry.Close)
-	src, err := sr.NewClient(sr.URLs(s.registry.URL()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.reg = avro.NewRegistry(src, time.Minute)
-	opts, err := kafka.ClientOptions(kc, "test", s.log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if s.cl, err = kgo.NewClient(opts...); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.cl.Close)
-	ctx := t.Context()
-	if err := kafka.EnsureTopics(ctx, s.cl, kc); err != nil {
-		t.Fatal(err)
-	}
-	if err := service.RegisterSchemas(ctx, s.reg, s.topics); err != nil {
-		t.Fatal(err)
-	}
-	if s.store, err = configstore.Open(opts, s.topics.Config, s.log); err != nil {
-		t.Fatal(err)
-	}
-	sctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = s.store.Run(sctx) }()
-	t.Cleanup(func() { cancel(); <-done; s.store.Close() })
-	if err := s.store.WaitCaughtUp(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return &stack{t: t, Stack: servicetest.NewStack(t)}
 }
 
 // destination stores a webhook destination to url with a fresh secret.
@@ -87,13 +38,7 @@ func (s *stack) destination(id, url string, edit func(*configstore.Destination))
 	if edit != nil {
 		edit(&d)
 	}
-	doc, err := configstore.NewDocument(tenant, configstore.KindDestination, id, d)
-	if err == nil {
-		_, err = s.store.Put(s.t.Context(), doc, 0)
-	}
-	if err != nil {
-		s.t.Fatal(err)
-	}
+	servicetest.Put(s.t, s.Store, tenant, configstore.KindDestination, id, d)
 }
 
 // hit is one request a sink got.

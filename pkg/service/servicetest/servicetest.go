@@ -1,6 +1,12 @@
 // Package servicetest runs Herald services inside a test: on an in-memory
 // Kafka cluster (kfake) and schema registry (srfake) of the test's own, or
 // on the real broker that integration tests use.
+//
+// Fakes and Run start a service's components in the test's process. A
+// Stack is a test's own topics, registry and configuration view on the
+// real broker; Put and Read write its configuration and read its topics.
+// Build and StartProcess run a service's command as a process of its own,
+// for tests that kill it.
 package servicetest
 
 import (
