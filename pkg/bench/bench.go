@@ -1,9 +1,11 @@
 // Package bench holds what Herald's bench commands share, so that each
-// measures the same way: the wall and processor time a stretch of a run
-// takes (Start, Window), how far a consumer group has committed a topic
-// (Committed, AwaitCommitted), wrk's requests per second (Wrk), a CPU
-// profile of a stretch (Profile), and the figures a command writes for
-// make bench to gather (WriteJSON).
+// sets up and measures the same way: the broker, topics and registry a
+// run uses, with its configuration and records seeded (Broker), the wall
+// and processor time a stretch of a run takes (Start, Window, Span), how
+// far a consumer group has committed a topic (Committed, AwaitCommitted,
+// Consume), wrk's requests per second (Wrk), a CPU profile of a stretch
+// (Profile), and the figures a command writes for make bench to gather
+// (WriteJSON).
 //
 // A figure that is a rate is measured over a window that leaves out
 // start-up (joining a group, catching up with configuration): from the
@@ -49,6 +51,9 @@ type Span struct {
 
 // Rate returns n per second of wall time.
 func (s Span) Rate(n int64) float64 { return float64(n) / s.Wall.Seconds() }
+
+// Add returns the two spans' wall and processor times together.
+func (s Span) Add(t Span) Span { return Span{Wall: s.Wall + t.Wall, CPU: s.CPU + t.CPU} }
 
 // CPUPer1000 returns the processor seconds every 1,000 of n cost.
 func (s Span) CPUPer1000(n int64) float64 { return s.CPU.Seconds() * 1000 / float64(n) }
@@ -111,6 +116,32 @@ func AwaitCommitted(ctx context.Context, adm *kadm.Client, group, topic string, 
 			return w.Stop(), n - from, nil
 		}
 	}
+}
+
+// Consume runs consumer until group has committed every one of total
+// records of topic, then stops it and waits for it to return. It returns
+// the window from a tenth committed to all, the records committed in it,
+// and the time from the consumer's start to all committed; with profile,
+// a CPU profile of the run is written there.
+func Consume(ctx context.Context, adm *kadm.Client, group, topic string, total int64, profile string, consumer func(context.Context) error) (Span, int64, time.Duration, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	start := time.Now()
+	stopped := make(chan error, 1)
+	go func() { stopped <- consumer(ctx) }()
+	stopProfile, err := Profile(profile)
+	if err != nil {
+		return Span{}, 0, 0, err
+	}
+	span, done, err := AwaitCommitted(ctx, adm, group, topic, total, stopped)
+	all := time.Since(start)
+	stopProfile()
+	if err != nil {
+		return Span{}, 0, 0, fmt.Errorf("%s: %w", group, err)
+	}
+	cancel()
+	<-stopped
+	return span, done, all, nil
 }
 
 // WrkOptions say what wrk runs.

@@ -24,17 +24,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
-	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sr"
-	"github.com/twmb/franz-go/pkg/sr/srfake"
 
-	"github.com/heraldhq/herald/pkg/avro"
+	"github.com/heraldhq/herald/pkg/bench"
 	"github.com/heraldhq/herald/pkg/configstore"
 	"github.com/heraldhq/herald/pkg/envconfig"
-	"github.com/heraldhq/herald/pkg/event"
-	"github.com/heraldhq/herald/pkg/kafka"
 	"github.com/heraldhq/herald/pkg/notification"
-	"github.com/heraldhq/herald/pkg/service"
 	eventbridgesender "github.com/heraldhq/herald/services/eventbridge-sender"
 	"github.com/heraldhq/herald/services/eventbridge-sender/internal/eventbridgetest"
 )
@@ -170,80 +164,38 @@ func cmpOr(a, b error) error {
 // notifications per second and the mean entries per call.
 func senderRun(ctx context.Context, o options, standIn *eventbridgetest.Server, log *slog.Logger) (float64, float64, error) {
 	seeds := []string{o.brokers}
-	prefix := "bench."
 	if o.brokers == "" {
-		broker, err := kfake.NewCluster(kfake.NumBrokers(1))
+		cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
 		if err != nil {
 			return 0, 0, err
 		}
-		defer broker.Close()
-		seeds = broker.ListenAddrs()
-	} else {
-		prefix = fmt.Sprintf("bench-%d.", time.Now().UnixNano())
+		defer cluster.Close()
+		seeds = cluster.ListenAddrs()
 	}
-	reg := srfake.New()
-	defer reg.Close()
-	kc := kafka.Config{Brokers: seeds, TopicPrefix: prefix, Partitions: 6, ReplicationFactor: 1, CreateTopics: true}
-	opts, _ := kafka.ClientOptions(kc, "bench", log)
-	cl, err := kgo.NewClient(opts...)
+	b, err := bench.NewBroker(ctx, seeds, 6, log)
 	if err != nil {
 		return 0, 0, err
 	}
-	defer cl.Close()
-	if err := kafka.EnsureTopics(ctx, cl, kc); err != nil {
-		return 0, 0, err
-	}
-	src, _ := sr.NewClient(sr.URLs(reg.URL()))
-	registry := avro.NewRegistry(src, time.Minute)
-	t := kc.Topics()
-	if err := service.RegisterSchemas(ctx, registry, t); err != nil {
-		return 0, 0, err
-	}
-	store, err := configstore.Open(opts, t.Config, log)
-	if err != nil {
-		return 0, 0, err
-	}
-	sctx, stop := context.WithCancel(ctx)
-	defer stop()
-	go func() { _ = store.Run(sctx) }()
-	if err := store.WaitCaughtUp(ctx); err != nil {
-		return 0, 0, err
-	}
-	doc, _ := configstore.NewDocument("bench", configstore.KindDestination, "bus", configstore.Destination{
+	defer b.Close()
+	doc, err := configstore.NewDocument(bench.Tenant, configstore.KindDestination, "bus", configstore.Destination{
 		Type: eventbridgesender.Channel, Name: "bus", Concurrency: 1000,
 		EventBridge: &configstore.EventBridgeDestination{EventBusARN: busARN},
 	})
-	if _, err := store.Put(ctx, doc, 0); err != nil {
-		return 0, 0, err
-	}
-	schema, err := registry.Latest(ctx, t.Notifications+"-herald.Notification")
 	if err != nil {
 		return 0, 0, err
 	}
-	var recs []*kgo.Record
-	for i := range o.n {
-		nt := *notification.Sample()
-		nt.TenantID, nt.OrderingKey, nt.Destinations = "bench", "acct-"+strconv.Itoa(i%o.keys), []string{"bus"}
-		nt.Ordered = !o.unordered
-		nt.ID = notification.ID("bench", strconv.Itoa(i), "rule")
-		v, err := schema.Encode(&nt)
-		if err != nil {
-			return 0, 0, err
-		}
-		recs = append(recs, &kgo.Record{Topic: t.Notifications, Key: event.RecordKey("bench", nt.OrderingKey), Value: v})
-		if len(recs) == 1000 || i == o.n-1 {
-			if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
-				return 0, 0, err
-			}
-			recs = recs[:0]
-		}
+	if err := b.Put(ctx, log, doc); err != nil {
+		return 0, 0, err
+	}
+	if err := b.ProduceNotifications(ctx, o.n, o.keys, "bus", !o.unordered); err != nil {
+		return 0, 0, err
 	}
 
 	var c eventbridgesender.Config
 	if err := envconfig.Defaults(&c); err != nil {
 		return 0, 0, err
 	}
-	c.Kafka, c.Registry.URL, c.Registry.LatestTTL, c.HTTPAddr, c.Logger = kc, reg.URL(), time.Minute, "127.0.0.1:0", log
+	c.Kafka, c.Registry.URL, c.Registry.LatestTTL, c.HTTPAddr, c.Logger = b.Kafka, b.RegistryURL, time.Minute, "127.0.0.1:0", log
 	c.Group, c.Calls = "bench-eventbridge-sender", o.calls
 	c.Delivery.CommitInterval = 200 * time.Millisecond
 	callsBefore, entriesBefore := standIn.Counts()
@@ -265,7 +217,7 @@ func senderRun(ctx context.Context, o options, standIn *eventbridgetest.Server, 
 		time.Sleep(time.Millisecond)
 	}
 	start := time.Now()
-	adm := kadm.NewClient(cl)
+	adm := kadm.NewClient(b.Client)
 	deadline := start.Add(5 * time.Minute)
 	for {
 		if time.Now().After(deadline) {
@@ -273,17 +225,8 @@ func senderRun(ctx context.Context, o options, standIn *eventbridgetest.Server, 
 			return 0, 0, errors.New("not every notification delivered and committed within 5 minutes")
 		}
 		if _, entries := standIn.Counts(); entries-entriesBefore >= int64(o.n) {
-			offs, err := adm.FetchOffsets(ctx, c.Group)
-			if err == nil {
-				var committed int64
-				offs.Each(func(r kadm.OffsetResponse) {
-					if r.Topic == t.Notifications {
-						committed += r.At
-					}
-				})
-				if committed >= int64(o.n) {
-					break
-				}
+			if committed, err := bench.Committed(ctx, adm, c.Group, b.Kafka.Topics().Notifications); err == nil && committed >= int64(o.n) {
+				break
 			}
 		}
 		time.Sleep(5 * time.Millisecond)

@@ -12,8 +12,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -26,7 +24,6 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sr/srfake"
 
 	"github.com/heraldhq/herald/pkg/bench"
 	"github.com/heraldhq/herald/pkg/configstore"
@@ -91,15 +88,16 @@ end
 `
 
 func run(ctx context.Context, o options) error {
-	b := make([]byte, 4)
-	_, _ = rand.Read(b)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	reg := srfake.New()
-	defer reg.Close()
+	b, err := bench.NewBroker(ctx, o.brokers, 6, quiet)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
 	cfg := ingest.Config{
 		Config: service.Config{
-			Kafka:    kafka.Config{Brokers: o.brokers, TopicPrefix: "bench-" + hex.EncodeToString(b) + ".", Partitions: 6, ReplicationFactor: 1, CreateTopics: true},
-			Registry: service.RegistryConfig{URL: reg.URL(), RegisterSchemas: true, LatestTTL: time.Minute},
+			Kafka:    b.Kafka,
+			Registry: service.RegistryConfig{URL: b.RegistryURL, RegisterSchemas: true, LatestTTL: time.Minute},
 			Logger:   quiet,
 		},
 		MaxBatch: 500, ProduceTimeout: 5 * time.Second,
@@ -109,7 +107,11 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	defer stopIngest()
-	if err := seedKey(ctx, cfg, quiet); err != nil {
+	docs, err := keyDocuments()
+	if err != nil {
+		return err
+	}
+	if err := b.Put(ctx, quiet, docs...); err != nil {
 		return err
 	}
 	if err := awaitKey(ctx, ingestURL); err != nil {
@@ -134,13 +136,13 @@ func run(ctx context.Context, o options) error {
 		if err != nil {
 			return err
 		}
-		trivialSpan, trivialN = add(trivialSpan, span), trivialN+n
+		trivialSpan, trivialN = trivialSpan.Add(span), trivialN+n
 		fmt.Printf("  trivial handler (202 to every request):   %8.0f requests/s, %.3f CPU s per 1,000\n", span.Rate(n), span.CPUPer1000(n))
 		span, n, err = load(ctx, produceURL, o, "")
 		if err != nil {
 			return err
 		}
-		produceSpan, produceN = add(produceSpan, span), produceN+n
+		produceSpan, produceN = produceSpan.Add(span), produceN+n
 		fmt.Printf("  produce-only handler (body, broker's ack): %7.0f requests/s, %.3f CPU s per 1,000\n", span.Rate(n), span.CPUPer1000(n))
 		profile := ""
 		if round == 0 {
@@ -150,7 +152,7 @@ func run(ctx context.Context, o options) error {
 		if err != nil {
 			return err
 		}
-		ingestSpan, ingestN = add(ingestSpan, span), ingestN+n
+		ingestSpan, ingestN = ingestSpan.Add(span), ingestN+n
 		fmt.Printf("  ingest (checked, Avro, broker's ack):     %8.0f events/s,   %.3f CPU s per 1,000\n", span.Rate(n), span.CPUPer1000(n))
 	}
 	f := figures{Connections: o.conns, Ingest: ingestSpan.Rate(ingestN), Trivial: trivialSpan.Rate(trivialN), ProduceOnly: produceSpan.Rate(produceN),
@@ -159,8 +161,6 @@ func run(ctx context.Context, o options) error {
 	fmt.Printf("  over %d rounds: ratio ingest / trivial handler %.2f (ingest / produce-only handler %.2f)\n", o.rounds, f.Ratio, f.Ingest/f.ProduceOnly)
 	return bench.WriteJSON(o.jsonOut, f)
 }
-
-func add(a, b bench.Span) bench.Span { return bench.Span{Wall: a.Wall + b.Wall, CPU: a.CPU + b.CPU} }
 
 // load runs wrk against url and returns its window and the requests
 // answered 202 in it.
@@ -255,41 +255,19 @@ func startProduceOnly(cfg ingest.Config, log *slog.Logger) (string, func(), erro
 	return "http://" + ln.Addr().String() + "/v1/events", func() { _ = srv.Close(); cl.Close() }, nil
 }
 
-// seedKey stores the bench tenant and its events:write key.
-func seedKey(ctx context.Context, cfg ingest.Config, log *slog.Logger) error {
-	opts := []kgo.Opt{kgo.SeedBrokers(cfg.Kafka.Brokers...)}
-	cl, err := kgo.NewClient(opts...)
+// keyDocuments are the bench tenant and its events:write key.
+func keyDocuments() ([]configstore.Document, error) {
+	tenant, err := configstore.NewDocument(configstore.OperatorTenant, configstore.KindTenant, bench.Tenant, configstore.Tenant{Name: bench.Tenant})
 	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	if err := kafka.EnsureTopics(ctx, cl, cfg.Kafka); err != nil {
-		return err
-	}
-	store, err := configstore.Open(opts, cfg.Kafka.Topics().Config, log)
-	if err != nil {
-		return err
-	}
-	defer store.Close()
-	sctx, stop := context.WithCancel(ctx)
-	defer stop()
-	go func() { _ = store.Run(sctx) }()
-	tenant, err := configstore.NewDocument(configstore.OperatorTenant, configstore.KindTenant, "bench", configstore.Tenant{Name: "bench"})
-	if err != nil {
-		return err
+		return nil, err
 	}
 	hash := configstore.HashAPIKey(key)
-	apiKey, err := configstore.NewDocument("bench", configstore.KindAPIKey, "key_"+hash[:12],
+	apiKey, err := configstore.NewDocument(bench.Tenant, configstore.KindAPIKey, "key_"+hash[:12],
 		configstore.APIKey{Name: "bench", Hash: hash, Prefix: key[:7], Scopes: []string{httpapi.ScopeEventsWrite}})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	for _, d := range []configstore.Document{tenant, apiKey} {
-		if _, err := store.Put(ctx, d, 0); err != nil {
-			return err
-		}
-	}
-	return nil
+	return []configstore.Document{tenant, apiKey}, nil
 }
 
 // awaitKey posts an event until ingest accepts the key.

@@ -11,8 +11,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"flag"
 	"fmt"
 	"io"
@@ -24,14 +22,10 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sr"
-	"github.com/twmb/franz-go/pkg/sr/srfake"
 
-	havro "github.com/heraldhq/herald/pkg/avro"
 	"github.com/heraldhq/herald/pkg/bench"
 	"github.com/heraldhq/herald/pkg/configstore"
 	"github.com/heraldhq/herald/pkg/event"
-	"github.com/heraldhq/herald/pkg/kafka"
 	"github.com/heraldhq/herald/pkg/service"
 	ruleevaluator "github.com/heraldhq/herald/services/rule-evaluator"
 )
@@ -114,46 +108,32 @@ func run(ctx context.Context, o options) error {
 // of its own, next to the passthrough, after an unmeasured passthrough run
 // when warmup is set.
 func measureRules(ctx context.Context, o options, n int, warmup bool) (figures, error) {
-	b := make([]byte, 4)
-	_, _ = rand.Read(b)
-	cfg := kafka.Config{Brokers: o.brokers, TopicPrefix: "bench-" + hex.EncodeToString(b) + ".", Partitions: o.partitions, ReplicationFactor: 1, CreateTopics: true}
-	topics := cfg.Topics()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-
-	fake := srfake.New()
-	defer fake.Close()
-	src, err := sr.NewClient(sr.URLs(fake.URL()))
+	b, err := bench.NewBroker(ctx, o.brokers, o.partitions, quiet)
 	if err != nil {
 		return figures{}, err
 	}
-	reg := havro.NewRegistry(src, time.Hour)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(o.brokers...), kgo.ProducerLinger(5*time.Millisecond))
-	if err != nil {
-		return figures{}, err
-	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
-	if err := kafka.EnsureTopics(ctx, cl, cfg); err != nil {
-		return figures{}, err
-	}
+	defer b.Close()
+	cfg, topics, adm := b.Kafka, b.Kafka.Topics(), kadm.NewClient(b.Client)
 	out := cfg.TopicPrefix + "passthrough"
 	if _, err := adm.CreateTopic(ctx, o.partitions, 1, nil, out); err != nil {
 		return figures{}, err
 	}
-	if err := service.RegisterSchemas(ctx, reg, topics); err != nil {
+	docs, err := rules(n)
+	if err != nil {
 		return figures{}, err
 	}
-	if err := seedRules(ctx, o.brokers, topics.Config, n, quiet); err != nil {
+	if err := b.Put(ctx, quiet, docs...); err != nil {
 		return figures{}, err
 	}
-	if err := produceEvents(ctx, cl, reg, topics.Events, o.events); err != nil {
+	if err := produceEvents(ctx, b, o.events); err != nil {
 		return figures{}, err
 	}
 	fmt.Printf("%d Balance events on %d partitions, %d rules per tenant, broker %s\n", o.events, o.partitions, n, strings.Join(o.brokers, ","))
 
 	if warmup {
 		group := cfg.TopicPrefix + "warmup"
-		if _, _, _, err := measure(ctx, adm, group, topics.Events, int64(o.events), "", func(ctx context.Context) error {
+		if _, _, _, err := bench.Consume(ctx, adm, group, topics.Events, int64(o.events), "", func(ctx context.Context) error {
 			return passthrough(ctx, o.brokers, group, topics.Events, out)
 		}); err != nil {
 			return figures{}, err
@@ -165,13 +145,13 @@ func measureRules(ctx context.Context, o options, n int, warmup bool) (figures, 
 	var plainAll, evalAll time.Duration
 	for round := range o.rounds {
 		group := fmt.Sprintf("%splain-%d", cfg.TopicPrefix, round)
-		span, done, all, err := measure(ctx, adm, group, topics.Events, int64(o.events), "", func(ctx context.Context) error {
+		span, done, all, err := bench.Consume(ctx, adm, group, topics.Events, int64(o.events), "", func(ctx context.Context) error {
 			return passthrough(ctx, o.brokers, group, topics.Events, out)
 		})
 		if err != nil {
 			return figures{}, err
 		}
-		plain, plainN, plainAll = add(plain, span), plainN+done, plainAll+all
+		plain, plainN, plainAll = plain.Add(span), plainN+done, plainAll+all
 		f.PassthroughRounds = append(f.PassthroughRounds, span.Rate(done))
 		fmt.Printf("  plain passthrough (consume, produce, commit):       %8.0f events/s, %.3f CPU s per 1,000\n", span.Rate(done), span.CPUPer1000(done))
 
@@ -180,10 +160,10 @@ func measureRules(ctx context.Context, o options, n int, warmup bool) (figures, 
 		if round == 0 {
 			profile = o.cpuProfile
 		}
-		span, done, all, err = measure(ctx, adm, group, topics.Events, int64(o.events), profile, func(ctx context.Context) error {
+		span, done, all, err = bench.Consume(ctx, adm, group, topics.Events, int64(o.events), profile, func(ctx context.Context) error {
 			return ruleevaluator.Run(ctx, ruleevaluator.Config{
 				Config: service.Config{
-					Kafka: cfg, Registry: service.RegistryConfig{URL: fake.URL(), LatestTTL: time.Hour},
+					Kafka: cfg, Registry: service.RegistryConfig{URL: b.RegistryURL, LatestTTL: time.Hour},
 					HTTPAddr: "127.0.0.1:0", Logger: quiet,
 				},
 				Group: group, TransactionalID: group, SessionTimeout: 10 * time.Second, MaxBatch: 5000,
@@ -192,7 +172,7 @@ func measureRules(ctx context.Context, o options, n int, warmup bool) (figures, 
 		if err != nil {
 			return figures{}, err
 		}
-		eval, evalN, evalAll = add(eval, span), evalN+done, evalAll+all
+		eval, evalN, evalAll = eval.Add(span), evalN+done, evalAll+all
 		f.EvaluatorRounds = append(f.EvaluatorRounds, span.Rate(done))
 		fmt.Printf("  rule-evaluator (decode, %3d rules, transactions):   %8.0f events/s, %.3f CPU s per 1,000\n", n, span.Rate(done), span.CPUPer1000(done))
 	}
@@ -205,34 +185,6 @@ func measureRules(ctx context.Context, o options, n int, warmup bool) (figures, 
 	fmt.Printf("  over %d rounds: passthrough %.0f events/s, rule-evaluator %.0f events/s; ratio %.2f (%.2f from each consumer's start: %.0f and %.0f events/s)\n",
 		o.rounds, f.Passthrough, f.Evaluator, f.Ratio, f.RatioFromStart, f.PassthroughFromStart, f.EvaluatorFromStart)
 	return f, nil
-}
-
-func add(a, b bench.Span) bench.Span { return bench.Span{Wall: a.Wall + b.Wall, CPU: a.CPU + b.CPU} }
-
-// measure runs consumer until group has committed every one of total
-// records of topic, then stops it and waits for it to return. It returns
-// the window from a tenth committed to all, the records committed in it,
-// and the time from the consumer's start to all committed; with profile,
-// a CPU profile of the run is written there.
-func measure(ctx context.Context, adm *kadm.Client, group, topic string, total int64, profile string, consumer func(context.Context) error) (bench.Span, int64, time.Duration, error) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	start := time.Now()
-	stopped := make(chan error, 1)
-	go func() { stopped <- consumer(ctx) }()
-	stopProfile, err := bench.Profile(profile)
-	if err != nil {
-		return bench.Span{}, 0, 0, err
-	}
-	span, done, err := bench.AwaitCommitted(ctx, adm, group, topic, total, stopped)
-	all := time.Since(start)
-	stopProfile()
-	if err != nil {
-		return bench.Span{}, 0, 0, fmt.Errorf("%s: %w", group, err)
-	}
-	cancel()
-	<-stopped
-	return span, done, all, nil
 }
 
 // passthrough consumes topic as group and produces each record unchanged
@@ -268,18 +220,14 @@ func passthrough(ctx context.Context, brokers []string, group, topic, out string
 	}
 }
 
-func seedRules(ctx context.Context, brokers []string, topic string, n int, log *slog.Logger) error {
-	store, err := configstore.Open([]kgo.Opt{kgo.SeedBrokers(brokers...)}, topic, log)
+// rules are the acme tenant and n rules of it watching Balance updates,
+// each for a drop below its own share of the total.
+func rules(n int) ([]configstore.Document, error) {
+	tenant, err := configstore.NewDocument(configstore.OperatorTenant, configstore.KindTenant, "acme", configstore.Tenant{Name: "Acme"})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer store.Close()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go store.Run(ctx)
-	docs := []configstore.Document{}
-	tenant, _ := configstore.NewDocument(configstore.OperatorTenant, configstore.KindTenant, "acme", configstore.Tenant{Name: "Acme"})
-	docs = append(docs, tenant)
+	docs := []configstore.Document{tenant}
 	for i := range n {
 		pct := float64(i%20+1) * 5 / 100
 		d, err := configstore.NewDocument("acme", configstore.KindRule, fmt.Sprintf("rul_%d", i), configstore.Rule{
@@ -288,41 +236,29 @@ func seedRules(ctx context.Context, brokers []string, topic string, n int, log *
 			Notification: configstore.RuleNotify{Name: "UnitAllowanceThreshold", State: "low"},
 		})
 		if err != nil {
-			return err
+			return nil, err
 		}
 		docs = append(docs, d)
 	}
-	for _, d := range docs {
-		if _, err := store.Put(ctx, d, 0); err != nil {
-			return err
-		}
-	}
-	return nil
+	return docs, nil
 }
 
 // produceEvents writes n Balance updates over 250 accounts, each dropping
 // the remaining allowance by 1% of the total.
-func produceEvents(ctx context.Context, cl *kgo.Client, reg *havro.Registry, topic string, n int) error {
-	recs := make([]*kgo.Record, 0, 10000)
-	for i := range n {
+func produceEvents(ctx context.Context, b *bench.Broker, n int) error {
+	topic := b.Kafka.Topics().Events
+	return b.Produce(ctx, n, func(i int) (*kgo.Record, error) {
 		acct := fmt.Sprintf("acct-%d", i%250)
 		rem := float64(1000 - 10*(i%100))
 		img := func(r float64) map[string]any {
 			return map[string]any{"id": "bal-" + acct, "accountId": acct, "unit": "MB", "total": 1000.0, "used": 1000 - r, "remaining": r}
 		}
-		key, value, err := event.Encode(ctx, reg, topic, "acme", &event.Event{
+		key, value, err := event.Encode(ctx, b.Registry, topic, "acme", &event.Event{
 			EntityType: "Balance", EntityID: "bal-" + acct, Operation: "UPDATE", AccountID: &acct, Old: img(rem), New: img(rem - 10),
 		}, "")
 		if err != nil {
-			return err
+			return nil, err
 		}
-		recs = append(recs, &kgo.Record{Topic: topic, Key: key, Value: value})
-		if len(recs) == cap(recs) || i == n-1 {
-			if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
-				return err
-			}
-			recs = recs[:0]
-		}
-	}
-	return nil
+		return &kgo.Record{Topic: topic, Key: key, Value: value}, nil
+	})
 }

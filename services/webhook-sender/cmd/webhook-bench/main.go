@@ -29,17 +29,11 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
-	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sr"
-	"github.com/twmb/franz-go/pkg/sr/srfake"
 
-	"github.com/heraldhq/herald/pkg/avro"
 	"github.com/heraldhq/herald/pkg/bench"
 	"github.com/heraldhq/herald/pkg/configstore"
 	"github.com/heraldhq/herald/pkg/egress"
 	"github.com/heraldhq/herald/pkg/envconfig"
-	"github.com/heraldhq/herald/pkg/event"
-	"github.com/heraldhq/herald/pkg/kafka"
 	"github.com/heraldhq/herald/pkg/notification"
 	"github.com/heraldhq/herald/pkg/service"
 	"github.com/heraldhq/herald/pkg/webhook"
@@ -241,47 +235,38 @@ func post(ctx context.Context, cl *http.Client, url string, body []byte, id stri
 func sender(ctx context.Context, o options, sinkURL string) (bench.Span, int64, error) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	seeds := []string{o.brokers}
-	prefix := "bench."
 	if o.brokers == "" {
-		broker, err := kfake.NewCluster(kfake.NumBrokers(1))
+		cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
 		if err != nil {
 			return bench.Span{}, 0, err
 		}
-		defer broker.Close()
-		seeds = broker.ListenAddrs()
-	} else {
-		prefix = fmt.Sprintf("bench-%d.", time.Now().UnixNano())
+		defer cluster.Close()
+		seeds = cluster.ListenAddrs()
 	}
-	reg := srfake.New()
-	defer reg.Close()
-	kc := kafka.Config{Brokers: seeds, TopicPrefix: prefix, Partitions: 6, ReplicationFactor: 1, CreateTopics: true}
-	opts, _ := kafka.ClientOptions(kc, "bench", log)
-	cl, err := kgo.NewClient(opts...)
+	b, err := bench.NewBroker(ctx, seeds, 6, log)
 	if err != nil {
 		return bench.Span{}, 0, err
 	}
-	defer cl.Close()
-	if err := kafka.EnsureTopics(ctx, cl, kc); err != nil {
+	defer b.Close()
+	doc, err := configstore.NewDocument(bench.Tenant, configstore.KindDestination, "sink", configstore.Destination{
+		Type: "webhook", Name: "sink", Concurrency: o.conns, Webhook: &configstore.WebhookDestination{URL: sinkURL,
+			Secrets: []configstore.SigningSecret{{Secret: secret}}},
+	})
+	if err != nil {
 		return bench.Span{}, 0, err
 	}
-	src, _ := sr.NewClient(sr.URLs(reg.URL()))
-	registry := avro.NewRegistry(src, time.Minute)
-	t := kc.Topics()
-	if err := service.RegisterSchemas(ctx, registry, t); err != nil {
+	if err := b.Put(ctx, log, doc); err != nil {
 		return bench.Span{}, 0, err
 	}
-	if err := putDestination(ctx, opts, t.Config, log, sinkURL, o.conns); err != nil {
-		return bench.Span{}, 0, err
-	}
-	if err := produce(ctx, cl, registry, t, o.n, o.keys); err != nil {
+	if err := b.ProduceNotifications(ctx, o.n, o.keys, "sink", true); err != nil {
 		return bench.Span{}, 0, err
 	}
 
 	c := webhooksender.Config{
-		Config: service.Config{Kafka: kc, Registry: service.RegistryConfig{URL: reg.URL(), RegisterSchemas: true, LatestTTL: time.Minute},
+		Config: service.Config{Kafka: b.Kafka, Registry: service.RegistryConfig{URL: b.RegistryURL, RegisterSchemas: true, LatestTTL: time.Minute},
 			HTTPAddr: "127.0.0.1:0", Logger: log},
 		Egress: egress.Config{AllowLoopback: true, AllowHTTP: true, Ports: "any"},
-		Group:  prefix + "webhook-sender", Timeout: 10 * time.Second,
+		Group:  b.Kafka.TopicPrefix + "webhook-sender", Timeout: 10 * time.Second,
 	}
 	if err := envconfig.Defaults(&c.Delivery); err != nil {
 		return bench.Span{}, 0, err
@@ -292,72 +277,14 @@ func sender(ctx context.Context, o options, sinkURL string) (bench.Span, int64, 
 		return bench.Span{}, 0, err
 	}
 	defer snd.Close()
-	rctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	stopped := make(chan error, 1)
-	go func() { stopped <- snd.Run(rctx) }()
-	stopProfile, err := bench.Profile(o.cpuProfile)
-	if err != nil {
-		return bench.Span{}, 0, err
-	}
-	defer stopProfile()
 	wait, stop := context.WithTimeout(ctx, 5*time.Minute)
 	defer stop()
-	span, done, err := bench.AwaitCommitted(wait, kadm.NewClient(cl), c.Group, t.Notifications, int64(o.n), stopped)
+	span, done, _, err := bench.Consume(wait, kadm.NewClient(b.Client), c.Group, b.Kafka.Topics().Notifications, int64(o.n), o.cpuProfile, snd.Run)
 	if errors.Is(err, context.DeadlineExceeded) {
 		err = errors.New("not every notification delivered and committed within 5 minutes")
 	}
 	if err != nil {
 		return bench.Span{}, 0, err
 	}
-	cancel()
-	<-stopped
 	return span, done, nil
-}
-
-// putDestination stores the bench tenant's webhook destination to the sink.
-func putDestination(ctx context.Context, opts []kgo.Opt, topic string, log *slog.Logger, sinkURL string, conns int) error {
-	store, err := configstore.Open(opts, topic, log)
-	if err != nil {
-		return err
-	}
-	defer store.Close()
-	sctx, stop := context.WithCancel(ctx)
-	defer stop()
-	go func() { _ = store.Run(sctx) }()
-	if err := store.WaitCaughtUp(ctx); err != nil {
-		return err
-	}
-	doc, _ := configstore.NewDocument("bench", configstore.KindDestination, "sink", configstore.Destination{
-		Type: "webhook", Name: "sink", Concurrency: conns, Webhook: &configstore.WebhookDestination{URL: sinkURL,
-			Secrets: []configstore.SigningSecret{{Secret: secret}}},
-	})
-	_, err = store.Put(ctx, doc, 0)
-	return err
-}
-
-// produce writes n notifications to the sink over keys ordering keys.
-func produce(ctx context.Context, cl *kgo.Client, registry *avro.Registry, t kafka.Topics, n, keys int) error {
-	schema, err := registry.Latest(ctx, t.Notifications+"-herald.Notification")
-	if err != nil {
-		return err
-	}
-	var recs []*kgo.Record
-	for i := range n {
-		nt := *notification.Sample()
-		nt.TenantID, nt.OrderingKey, nt.Destinations = "bench", "acct-"+strconv.Itoa(i%keys), []string{"sink"}
-		nt.ID = notification.ID("bench", strconv.Itoa(i), "rule")
-		v, err := schema.Encode(&nt)
-		if err != nil {
-			return err
-		}
-		recs = append(recs, &kgo.Record{Topic: t.Notifications, Key: event.RecordKey("bench", nt.OrderingKey), Value: v})
-		if len(recs) == 1000 || i == n-1 {
-			if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
-				return err
-			}
-			recs = recs[:0]
-		}
-	}
-	return nil
 }
