@@ -82,24 +82,49 @@ func (p *Position) WaitApplied(ctx context.Context, partition int32, offset int6
 // WaitCaughtUp blocks until every record that was in topic when it was
 // called is applied.
 func (p *Position) WaitCaughtUp(ctx context.Context, cl *kgo.Client, topic string) error {
+	_, err := p.CatchUp(ctx, cl, topic)
+	return err
+}
+
+// CatchUp blocks until every record that was in topic when it was called
+// is applied, and returns the end offsets it waited for.
+func (p *Position) CatchUp(ctx context.Context, cl *kgo.Client, topic string) (Mark, error) {
 	ends, err := p.endOffsets(ctx, cl, topic)
 	if err != nil {
-		return fmt.Errorf("list end offsets of %s: %w", topic, err)
+		return nil, fmt.Errorf("list end offsets of %s: %w", topic, err)
 	}
-	err = p.wait(ctx, func(next map[int32]int64) bool {
-		for partition, end := range ends {
-			if end > 0 && next[partition] < end {
-				return false
-			}
+	if err := p.wait(ctx, func(next map[int32]int64) bool { return Mark(next).Covers(ends) }); err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	p.caughtUp = true
+	p.mu.Unlock()
+	return ends, nil
+}
+
+// Mark is how far a view had applied each partition of its topic at one
+// moment: the next offset of each.
+type Mark map[int32]int64
+
+// Mark returns how far the view has applied its topic now.
+func (p *Position) Mark() Mark {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	m := make(Mark, len(p.next))
+	for partition, next := range p.next {
+		m[partition] = next
+	}
+	return m
+}
+
+// Covers reports whether a view at m had applied every record below ends.
+func (m Mark) Covers(ends Mark) bool {
+	for partition, end := range ends {
+		if end > 0 && m[partition] < end {
+			return false
 		}
-		return true
-	})
-	if err == nil {
-		p.mu.Lock()
-		p.caughtUp = true
-		p.mu.Unlock()
 	}
-	return err
+	return true
 }
 
 // endOffsets returns the end offset of each partition of topic. The first

@@ -95,6 +95,16 @@ func (s *Store) WaitCaughtUp(ctx context.Context) error {
 // CaughtUp reports whether WaitCaughtUp has succeeded once.
 func (s *Store) CaughtUp() bool { return s.pos.CaughtUp() }
 
+// Mark returns how far the view has applied the topic now.
+func (s *Store) Mark() kafka.Mark { return s.pos.Mark() }
+
+// CatchUp is WaitCaughtUp, returning the topic's end offsets it waited
+// for: a Mark taken earlier that covers them means the view held then
+// everything it holds now of what was written before CatchUp was called.
+func (s *Store) CatchUp(ctx context.Context) (kafka.Mark, error) {
+	return s.pos.CatchUp(ctx, s.cl, s.topic)
+}
+
 // Put writes the subscription, replacing the resource's subscription to
 // the same notification name, and returns once the view holds it.
 func (s *Store) Put(ctx context.Context, sub Subscription) (Subscription, error) {

@@ -59,7 +59,14 @@ func (e *Evaluator) consume(ctx context.Context) error {
 			err = e.transact(ctx, sess, fetches, due)
 		}
 		release()
-		if err == nil {
+		// After views that were behind, the next transaction waits for
+		// them before judging, so that a stream of configuration changes
+		// cannot keep aborting it.
+		e.catchUpFirst = errors.Is(err, errViewsBehind)
+		if e.catchUpFirst {
+			e.metrics.aborts.Add(ctx, 1)
+		}
+		if err == nil || e.catchUpFirst {
 			wait = minBackoff
 			continue
 		}
@@ -84,6 +91,64 @@ func (e *Evaluator) consume(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+// errViewsBehind marks a transaction judged with views of the rules or
+// subscriptions that did not yet hold everything written before its
+// events were accepted.
+var errViewsBehind = errors.New("rules or subscriptions changed while the events were judged")
+
+// catchUp is a check that the views of the configuration and of the
+// subscriptions hold every record written before it began.
+type catchUp struct {
+	results chan catchUpResult
+	// stop ends the check, once the transaction no longer needs it.
+	stop context.CancelFunc
+}
+
+type catchUpResult struct {
+	held bool
+	err  error
+}
+
+// catchUp notes how far the views have applied their topics, then asks for
+// the topics' end offsets and waits for the views to reach them, both in
+// the background.
+func (e *Evaluator) catchUp(ctx context.Context) catchUp {
+	ctx, stop := context.WithCancel(ctx)
+	c := catchUp{results: make(chan catchUpResult, 2), stop: stop}
+	for _, view := range []interface {
+		Mark() kafka.Mark
+		CatchUp(context.Context) (kafka.Mark, error)
+	}{e.base.Config, e.subs} {
+		mark := view.Mark()
+		go func() {
+			ends, err := view.CatchUp(ctx)
+			c.results <- catchUpResult{held: err == nil && mark.Covers(ends), err: err}
+		}()
+	}
+	return c
+}
+
+// held waits for the check and reports whether the views already held,
+// when it began, everything it waited for.
+func (c catchUp) held() (bool, error) {
+	held := true
+	var err error
+	for range 2 {
+		r := <-c.results
+		held = held && r.held
+		if err == nil {
+			err = r.err
+		}
+	}
+	return held, err
+}
+
+// wait waits for the views to catch up.
+func (c catchUp) wait() error {
+	_, err := c.held()
+	return err
 }
 
 // errSessionBroken marks a transaction that could not begin: the session's
@@ -133,21 +198,22 @@ func (e *Evaluator) transact(ctx context.Context, sess *kgo.GroupTransactSession
 	if err := sess.Begin(); err != nil {
 		return fmt.Errorf("begin transaction: %w: %w", errSessionBroken, err)
 	}
-	// A subscription written before these events were accepted applies
-	// to them: one ListOffsets per transaction buys that, asked for while
-	// the configuration is waited for.
-	subs := make(chan error, 1)
-	go func() { subs <- e.subs.WaitCaughtUp(ctx) }()
-	// A rule, or the deletion of a tenant, written before these events
-	// were accepted applies to them.
-	err := e.base.Config.WaitCaughtUp(ctx)
+	// A rule, subscription or tenant deletion written before these events
+	// were accepted applies to them. The check of that runs while they
+	// are judged and written, against the views as they stand now; if it
+	// finds the views were behind, the transaction is aborted and judged
+	// again once they have caught up.
+	caughtUp := e.catchUp(ctx)
+	defer caughtUp.stop()
+	var held bool
+	var err error
+	if e.catchUpFirst {
+		held, err = true, caughtUp.wait()
+	}
 	// A rule still waiting to compile aborts the transaction: the session
 	// rewinds, and these events are judged once it has compiled.
 	if err == nil {
 		err = e.loadPending(ctx)
-	}
-	if serr := <-subs; err == nil {
-		err = serr
 	}
 	var w written
 	if err == nil {
@@ -155,6 +221,12 @@ func (e *Evaluator) transact(ctx context.Context, sess *kgo.GroupTransactSession
 	}
 	if err == nil && len(w.records) > 0 {
 		err = sess.Client().ProduceSync(ctx, w.records...).FirstErr()
+	}
+	if err == nil && !held {
+		held, err = caughtUp.held()
+		if err == nil && !held {
+			err = errViewsBehind
+		}
 	}
 	action := kgo.TryCommit
 	if err != nil {

@@ -101,6 +101,9 @@ type Evaluator struct {
 	timers *timers
 	// now is the clock timers come due by.
 	now func() time.Time
+	// catchUpFirst has the next transaction wait for the views of rules
+	// and subscriptions before judging: the last one found them behind.
+	catchUpFirst bool
 
 	mu sync.Mutex
 	// pending holds rules that could not be compiled for a reason that may
@@ -361,7 +364,7 @@ func newEvaluatorMetrics(m metric.Meter, tm *timers) evaluatorMetrics {
 		events:        telemetry.Counter(m, "herald.evaluator.events", "Events judged in committed transactions."),
 		notifications: telemetry.Counter(m, "herald.evaluator.notifications", "Notifications committed."),
 		deadLetters:   telemetry.Counter(m, "herald.evaluator.dead_letters", "Events sent to the dead-letter topic, committed, by class (unreadable, rule_failed)."),
-		aborts:        telemetry.Counter(m, "herald.evaluator.aborts", "Transactions aborted and retried: the world's fault (broker, registry, a rule still compiling)."),
+		aborts:        telemetry.Counter(m, "herald.evaluator.aborts", "Transactions aborted and retried: the world's fault (broker, registry, a rule still compiling), or rules that changed while the events were judged."),
 		ruleFailures:  telemetry.Counter(m, "herald.evaluator.rule_failures", "Rules that failed on an event, by reason (error, cost_limit, encode, too_large); the rule did not fire."),
 		sessions:      telemetry.Counter(m, "herald.evaluator.session_renewals", "Transactional sessions replaced because the broker fenced their producer."),
 		latency:       latency,
