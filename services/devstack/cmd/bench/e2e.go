@@ -63,9 +63,9 @@ type stack struct {
 	made map[string]time.Time
 }
 
-// runE2E measures the pipeline's maximum rate, then its latencies at each
-// share of it, each load for dur.
-func runE2E(ctx context.Context, brokers []string, dur time.Duration, shares []float64) (e2eFigures, error) {
+// runE2E measures the pipeline's maximum rate, unless given one, then its
+// latencies at each share of it, each load for dur.
+func runE2E(ctx context.Context, brokers []string, dur time.Duration, given float64, shares []float64) (e2eFigures, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	s, stopped, err := startStack(ctx, brokers)
@@ -74,14 +74,17 @@ func runE2E(ctx context.Context, brokers []string, dur time.Duration, shares []f
 	}
 	defer func() { cancel(); <-stopped }()
 
-	var f e2eFigures
-	// The maximum is what reaches the receiver while 64 clients post as
-	// fast as ingest answers them, past the first second.
-	f.Max, err = s.max(ctx, dur)
-	if err != nil {
-		return f, err
+	f := e2eFigures{Max: given}
+	if f.Max == 0 {
+		// The maximum is what reaches the receiver while 64 clients post
+		// as fast as ingest answers them, past the first second.
+		if f.Max, err = s.max(ctx, dur); err != nil {
+			return f, err
+		}
+		fmt.Printf("  end to end, most the pipeline delivers: %.0f events/s\n", f.Max)
+	} else {
+		fmt.Printf("  end to end, the maximum taken as given: %.0f events/s\n", f.Max)
 	}
-	fmt.Printf("  end to end, most the pipeline delivers: %.0f events/s\n", f.Max)
 	for _, share := range shares {
 		rate := share * f.Max
 		ids, err := s.paced(ctx, rate, dur, fmt.Sprintf("p%g", share))

@@ -35,6 +35,7 @@ type options struct {
 	load          time.Duration
 	e2e           time.Duration
 	parts         string
+	e2eMax        float64
 }
 
 func main() {
@@ -49,6 +50,7 @@ func main() {
 	flag.DurationVar(&o.load, "load", 8*time.Second, "how long each HTTP load (wrk, the bare client loop) runs")
 	flag.DurationVar(&o.e2e, "e2e", 10*time.Second, "how long each end-to-end load runs")
 	flag.StringVar(&o.parts, "parts", "p1,p2,p3,p4", "the parts to measure, comma-separated")
+	flag.Float64Var(&o.e2eMax, "e2e-max", 0, "take the pipeline's maximum as this many events/s instead of measuring it, so that two builds meet the same loads")
 	flag.Parse()
 	if err := run(context.Background(), o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -108,7 +110,7 @@ func run(ctx context.Context, o options) error {
 	}
 	if slices.Contains(parts, "p4") {
 		fmt.Println("== end to end: POST accepted to the receiver holding the notification (P4)")
-		r.E2E, err = runE2E(ctx, strings.Split(o.brokers, ","), o.e2e, []float64{0.1, 0.5, 0.8})
+		r.E2E, err = runE2E(ctx, strings.Split(o.brokers, ","), o.e2e, o.e2eMax, []float64{0.1, 0.5, 0.8})
 		if err != nil {
 			return fmt.Errorf("end to end: %w", err)
 		}
