@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-json-experiment/json/jsontext"
 )
@@ -110,6 +111,11 @@ func Unmarshal(data []byte, v any) error {
 // half a surrogate pair), which encoding/json would decode with U+FFFD in
 // place of each bad byte. Any other syntax error is left to the decoder.
 func checkUTF8(data []byte) error {
+	// A bad string needs bytes that are not UTF-8 or a \u escape (of half
+	// a surrogate pair); most bodies have neither, and need no walk.
+	if utf8.Valid(data) && !bytes.Contains(data, []byte(`\u`)) {
+		return nil
+	}
 	dec := jsontext.NewDecoder(bytes.NewReader(data), jsontext.AllowInvalidUTF8(true), jsontext.AllowDuplicateNames(true))
 	for {
 		if dec.PeekKind() == '"' {
