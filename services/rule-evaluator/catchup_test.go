@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -23,13 +22,7 @@ import (
 // up; it must not commit a judgement made without the rule, so the event
 // still yields the rule's notification, once.
 func TestRuleWrittenBeforeAnEventAppliesWhileTheViewLags(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	cfg := servicetest.Fakes(t, 1)
-	cfg.Kafka.Brokers = c.ListenAddrs()
+	c, cfg := controlledFakes(t, 1)
 	topics := cfg.Kafka.Topics()
 	// Counts the end offsets of the config topic asked for once armed:
 	// the evaluator asks when it starts on a poll's events.

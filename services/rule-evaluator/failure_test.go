@@ -342,6 +342,20 @@ func collectExactlyOnce(t *testing.T, e *Evaluator, cl *kgo.Client, notes, dead 
 	}
 }
 
+// controlledFakes returns fakes whose Kafka is a kfake cluster of the
+// test's own, for the test to control, with topics of partitions.
+func controlledFakes(t *testing.T, partitions int32) (*kfake.Cluster, service.Config) {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	cfg := servicetest.Fakes(t, partitions)
+	cfg.Kafka.Brokers = c.ListenAddrs()
+	return c, cfg
+}
+
 // TestFencedProducerGetsANewSession has the broker fence the evaluator's
 // producer when it commits, as a broker does on coming back from an outage
 // longer than the transaction timeout: it aborts the open transaction and
@@ -349,13 +363,7 @@ func collectExactlyOnce(t *testing.T, e *Evaluator, cl *kgo.Client, notes, dead 
 // transaction again. The evaluator must carry on with a new session, and
 // every event still yields its notification exactly once.
 func TestFencedProducerGetsANewSession(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	cfg := servicetest.Fakes(t, 2)
-	cfg.Kafka.Brokers = c.ListenAddrs()
+	c, cfg := controlledFakes(t, 2)
 	var fenced atomic.Int32
 	c.ControlKey(int16(kmsg.EndTxn), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
 		req := kreq.(*kmsg.EndTxnRequest)
