@@ -97,7 +97,7 @@ func run(ctx context.Context, o options) error {
 	if slices.Contains(parts, "p2") {
 		fmt.Println("== webhook sender next to a bare net/http client loop (P2)")
 		if err := sub(ctx, o, "webhook-bench", filepath.Join(tmp, "webhook.json"), &r.Webhook,
-			"-n", strconv.Itoa(o.notifications), "-d", o.load.String()); err != nil {
+			"-n", strconv.Itoa(o.notifications), "-d", o.load.String(), "-rounds", strconv.Itoa(o.rounds)); err != nil {
 			return err
 		}
 	}

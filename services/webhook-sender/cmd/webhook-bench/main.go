@@ -3,7 +3,8 @@
 // commits, next to a bare Go net/http client loop posting the same signed
 // bodies to the same sink over as many connections with no Kafka (the
 // limit a Go sender can reach), and prints the ratio, with wrk's requests
-// per second on the same sink beside it for reference. The sink runs in a
+// per second on the same sink beside it for reference. The loop and the
+// sender take turns, -rounds times each. The sink runs in a
 // process of its own, so that the processor seconds per 1,000 deliveries
 // are the sender's (or the loop's) alone. Without -brokers the broker is
 // embedded (kfake); the registry always is (srfake).
@@ -49,6 +50,7 @@ type options struct {
 	brokers        string
 	jsonOut        string
 	cpuProfile     string
+	rounds         int
 }
 
 func main() {
@@ -59,7 +61,8 @@ func main() {
 	flag.DurationVar(&o.dur, "d", 10*time.Second, "how long wrk and the loop run")
 	flag.StringVar(&o.brokers, "brokers", "", "a real broker's address; empty runs an embedded one (kfake)")
 	flag.StringVar(&o.jsonOut, "json", "", "also write the figures to this file as JSON")
-	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the sender's run to this file")
+	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the sender's first run to this file")
+	flag.IntVar(&o.rounds, "rounds", 2, "turns each of the bare loop and the sender takes")
 	serveSink := flag.Bool("serve-sink", false, "serve the sink on a loopback port, print its address, and run until killed")
 	flag.Parse()
 	if *serveSink {
@@ -87,6 +90,9 @@ type figures struct {
 	RatioWrk      float64 `json:"ratio_to_wrk"`
 	SenderCPU     float64 `json:"sender_cpu_s_per_1000_deliveries"`
 	BareClientCPU float64 `json:"bare_client_cpu_s_per_1000_requests"`
+	// Each turn's figures, in order.
+	SenderRounds     []float64 `json:"sender_rounds_deliveries_per_s"`
+	BareClientRounds []float64 `json:"bare_client_rounds_requests_per_s"`
 }
 
 // sink answers every POST with 204, in this process, until it is killed.
@@ -148,21 +154,36 @@ func run(o options) error {
 	}
 	fmt.Printf("wrk (%d connections, %s) against the sink:        %8.0f requests/s\n", o.conns, o.dur, f.Wrk)
 
-	span, done, err := bareClient(ctx, sinkURL, body, o.conns, o.dur)
-	if err != nil {
-		return err
-	}
-	f.BareClient, f.BareClientCPU = span.Rate(done), span.CPUPer1000(done)
-	fmt.Printf("bare net/http loop (%d connections, signed):      %8.0f requests/s, %.3f CPU s per 1,000\n", o.conns, f.BareClient, f.BareClientCPU)
+	// The loop and the sender take turns, so that a change in the
+	// machine's load falls on both.
+	var bare, snd bench.Span
+	var bareN, sndN int64
+	for round := range o.rounds {
+		span, done, err := bareClient(ctx, sinkURL, body, o.conns, o.dur)
+		if err != nil {
+			return err
+		}
+		bare, bareN = bare.Add(span), bareN+done
+		f.BareClientRounds = append(f.BareClientRounds, span.Rate(done))
+		fmt.Printf("bare net/http loop (%d connections, signed):      %8.0f requests/s, %.3f CPU s per 1,000\n", o.conns, span.Rate(done), span.CPUPer1000(done))
 
-	span, done, err = sender(ctx, o, sinkURL)
-	if err != nil {
-		return err
+		profile := ""
+		if round == 0 {
+			profile = o.cpuProfile
+		}
+		span, done, err = sender(ctx, o, sinkURL, profile)
+		if err != nil {
+			return err
+		}
+		snd, sndN = snd.Add(span), sndN+done
+		f.SenderRounds = append(f.SenderRounds, span.Rate(done))
+		fmt.Printf("webhook sender (%d notifications, %d keys):  %8.0f deliveries/s, %.3f CPU s per 1,000 (signed, attempts logged, offsets committed)\n", o.n, o.keys, span.Rate(done), span.CPUPer1000(done))
 	}
-	f.Sender, f.SenderCPU = span.Rate(done), span.CPUPer1000(done)
+	f.BareClient, f.BareClientCPU = bare.Rate(bareN), bare.CPUPer1000(bareN)
+	f.Sender, f.SenderCPU = snd.Rate(sndN), snd.CPUPer1000(sndN)
 	f.Ratio, f.RatioWrk = f.Sender/f.BareClient, f.Sender/f.Wrk
-	fmt.Printf("webhook sender (%d notifications, %d keys):  %8.0f deliveries/s, %.3f CPU s per 1,000 (signed, attempts logged, offsets committed)\n", o.n, o.keys, f.Sender, f.SenderCPU)
-	fmt.Printf("ratio to the bare loop: %.2f (to wrk: %.2f)\n", f.Ratio, f.RatioWrk)
+	fmt.Printf("over %d rounds: bare loop %.0f requests/s, sender %.0f deliveries/s; ratio to the bare loop: %.2f (to wrk: %.2f)\n",
+		o.rounds, f.BareClient, f.Sender, f.Ratio, f.RatioWrk)
 	return bench.WriteJSON(o.jsonOut, f)
 }
 
@@ -232,7 +253,7 @@ func post(ctx context.Context, cl *http.Client, url string, body []byte, id stri
 
 // sender produces n notifications for the sink and runs the webhook sender
 // until it has delivered them all and committed their offsets.
-func sender(ctx context.Context, o options, sinkURL string) (bench.Span, int64, error) {
+func sender(ctx context.Context, o options, sinkURL, cpuProfile string) (bench.Span, int64, error) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	seeds := []string{o.brokers}
 	if o.brokers == "" {
@@ -279,7 +300,7 @@ func sender(ctx context.Context, o options, sinkURL string) (bench.Span, int64, 
 	defer snd.Close()
 	wait, stop := context.WithTimeout(ctx, 5*time.Minute)
 	defer stop()
-	span, done, _, err := bench.Consume(wait, kadm.NewClient(b.Client), c.Group, b.Kafka.Topics().Notifications, int64(o.n), o.cpuProfile, snd.Run)
+	span, done, _, err := bench.Consume(wait, kadm.NewClient(b.Client), c.Group, b.Kafka.Topics().Notifications, int64(o.n), cpuProfile, snd.Run)
 	if errors.Is(err, context.DeadlineExceeded) {
 		err = errors.New("not every notification delivered and committed within 5 minutes")
 	}
