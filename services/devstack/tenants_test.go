@@ -18,6 +18,7 @@ import (
 	havro "github.com/heraldhq/herald/pkg/avro"
 	engine "github.com/heraldhq/herald/pkg/delivery"
 	"github.com/heraldhq/herald/pkg/event"
+	"github.com/heraldhq/herald/pkg/service/servicetest"
 	"github.com/heraldhq/herald/services/devstack"
 )
 
@@ -287,12 +288,7 @@ func TestDeletedTenantStopsEverywhere(t *testing.T) {
 	}
 	// The notifications topic has one partition too: any notification of
 	// acme's event comes before the demo tenant's first.
-	notes, err := kgo.NewClient(kgo.SeedBrokers(s.KafkaAddr), kgo.ConsumeTopics("herald.notifications"),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(notes.Close)
+	notes := servicetest.Reader(t, []string{s.KafkaAddr}, "herald.notifications")
 	wait, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	acmeNotes := 0

@@ -295,13 +295,7 @@ func runWithEvents(t *testing.T, cfg service.Config, good int) (*Evaluator, []*k
 func notificationReader(t *testing.T, cfg service.Config) *kgo.Client {
 	t.Helper()
 	topics := cfg.Kafka.Topics()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(cfg.Kafka.Brokers...), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.ConsumeTopics(topics.Notifications, topics.EventsDLQ), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cl.Close)
-	return cl
+	return servicetest.Reader(t, cfg.Kafka.Brokers, topics.Notifications, topics.EventsDLQ)
 }
 
 // collectExactlyOnce reads cl until it has seen notes notifications and

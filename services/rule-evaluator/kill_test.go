@@ -6,11 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -26,6 +22,7 @@ import (
 	"github.com/heraldhq/herald/pkg/kafka/kafkatest"
 	"github.com/heraldhq/herald/pkg/notification"
 	"github.com/heraldhq/herald/pkg/service"
+	"github.com/heraldhq/herald/pkg/service/servicetest"
 )
 
 // cluster is a prefix's worth of Herald topics on the real broker, with a
@@ -102,38 +99,22 @@ func balanceEvent(i int) *event.Event {
 }
 
 // startEvaluator runs the rule evaluator as its own process.
-func startEvaluator(t *testing.T, bin string, c *cluster, txid string) *exec.Cmd {
+func startEvaluator(t *testing.T, bin string, c *cluster, txid string) *servicetest.Process {
 	t.Helper()
-	cmd := exec.Command(bin)
-	cmd.Env = append(os.Environ(),
-		"HERALD_KAFKA_BROKERS="+strings.Join(c.cfg.Brokers, ","),
-		"HERALD_KAFKA_TOPIC_PREFIX="+c.cfg.TopicPrefix,
+	return servicetest.StartProcess(t, bin, []string{
+		"HERALD_KAFKA_BROKERS=" + strings.Join(c.cfg.Brokers, ","),
+		"HERALD_KAFKA_TOPIC_PREFIX=" + c.cfg.TopicPrefix,
 		"HERALD_KAFKA_CREATE_TOPICS=false",
-		"HERALD_REGISTRY_URL="+c.url,
+		"HERALD_REGISTRY_URL=" + c.url,
 		"HERALD_REGISTRY_REGISTER_SCHEMAS=false",
 		"HERALD_HTTP_ADDR=127.0.0.1:0",
 		"HERALD_LOG_LEVEL=error",
-		"HERALD_EVALUATOR_GROUP="+c.cfg.TopicPrefix+"evaluator",
-		"HERALD_EVALUATOR_TRANSACTIONAL_ID="+txid,
+		"HERALD_EVALUATOR_GROUP=" + c.cfg.TopicPrefix + "evaluator",
+		"HERALD_EVALUATOR_TRANSACTIONAL_ID=" + txid,
 		"HERALD_EVALUATOR_SESSION_TIMEOUT=6s",
 		// Small transactions, so that a kill lands between and inside them.
 		"HERALD_EVALUATOR_MAX_BATCH=200",
-	)
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	return cmd
-}
-
-func buildEvaluator(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "rule-evaluator")
-	out, err := exec.Command("go", "build", "-o", bin, "./cmd/rule-evaluator").CombinedOutput()
-	if err != nil {
-		t.Fatalf("build rule-evaluator: %v\n%s", err, out)
-	}
-	return bin
+	})
 }
 
 // TestExactlyOnceThroughEvaluatorKills has the evaluator, a real process,
@@ -142,7 +123,7 @@ func buildEvaluator(t *testing.T) string {
 // unreadable records must each reach the dead-letter topic once.
 func TestExactlyOnceThroughEvaluatorKills(t *testing.T) {
 	c := newCluster(t)
-	bin := buildEvaluator(t)
+	bin := servicetest.Build(t, "./cmd/rule-evaluator")
 	const (
 		tenant = "acme"
 		ruleID = "rul_low"
@@ -181,13 +162,7 @@ func TestExactlyOnceThroughEvaluatorKills(t *testing.T) {
 	}
 
 	seen, dupes := map[string]int{}, 0
-	consumer, err := kgo.NewClient(kgo.SeedBrokers(c.cfg.Brokers...),
-		kgo.ConsumeTopics(c.cfg.Topics().Notifications), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer consumer.Close()
+	consumer := servicetest.Reader(t, c.cfg.Brokers, c.cfg.Topics().Notifications)
 	var n notification.Notification
 	// collect reads committed notifications until the deadline or a fetch.
 	collect := func(until time.Time) {
@@ -209,7 +184,6 @@ func TestExactlyOnceThroughEvaluatorKills(t *testing.T) {
 	// one, with the same transactional id, takes over.
 	txid := c.cfg.TopicPrefix + "evaluator-0"
 	proc := startEvaluator(t, bin, c, txid)
-	defer func() { _ = proc.Process.Kill(); _, _ = proc.Process.Wait() }()
 	const waves = 4
 	per := len(recs) / waves
 	deadline := time.Now().Add(4 * time.Minute)
@@ -229,12 +203,9 @@ func TestExactlyOnceThroughEvaluatorKills(t *testing.T) {
 			collect(time.Now().Add(200 * time.Millisecond))
 		}
 		if w < waves-1 {
-			if err := proc.Process.Signal(syscall.SIGKILL); err != nil {
-				t.Fatal(err)
-			}
-			_, _ = proc.Process.Wait()
+			proc.Kill()
 			t.Logf("killed the evaluator with %d of %d notifications committed", len(seen), len(want))
-			proc = startEvaluator(t, bin, c, txid)
+			proc.Start()
 		}
 	}
 	for len(seen) < len(want) {
@@ -258,8 +229,7 @@ func TestExactlyOnceThroughEvaluatorKills(t *testing.T) {
 		}
 		collect(time.Now().Add(200 * time.Millisecond))
 	}
-	_ = proc.Process.Signal(syscall.SIGTERM)
-	_, _ = proc.Process.Wait()
+	_ = proc.Stop()
 	// Nothing writes any more: read on until two polls in a row come back
 	// empty.
 	for empty := 0; empty < 2; {
@@ -290,13 +260,7 @@ func TestExactlyOnceThroughEvaluatorKills(t *testing.T) {
 
 func checkDeadLetters(t *testing.T, c *cluster, bad map[string][]byte) {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.cfg.Brokers...),
-		kgo.ConsumeTopics(c.cfg.Topics().EventsDLQ), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	cl := servicetest.Reader(t, c.cfg.Brokers, c.cfg.Topics().EventsDLQ)
 	reasons := map[string]string{}
 	deadline := time.Now().Add(30 * time.Second)
 	for len(reasons) < len(bad) && time.Now().Before(deadline) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"syscall"
 	"testing"
 	"time"
 
@@ -13,6 +12,7 @@ import (
 	"github.com/heraldhq/herald/pkg/configstore"
 	"github.com/heraldhq/herald/pkg/event"
 	"github.com/heraldhq/herald/pkg/notification"
+	"github.com/heraldhq/herald/pkg/service/servicetest"
 )
 
 // TestTimersFireOnceThroughEvaluatorKills sets 10,000 timers due over 20
@@ -22,7 +22,7 @@ import (
 // of the evaluator being back when it was due while it was away.
 func TestTimersFireOnceThroughEvaluatorKills(t *testing.T) {
 	c := newCluster(t)
-	bin := buildEvaluator(t)
+	bin := servicetest.Build(t, "./cmd/rule-evaluator")
 	const (
 		tenant = "acme"
 		ruleID = "rul_expiry"
@@ -40,7 +40,6 @@ func TestTimersFireOnceThroughEvaluatorKills(t *testing.T) {
 	)
 	txid := c.cfg.TopicPrefix + "evaluator-0"
 	proc := startEvaluator(t, bin, c, txid)
-	defer func() { _ = proc.Process.Kill(); _, _ = proc.Process.Wait() }()
 
 	// The timers come due from 15 seconds after they are written, time
 	// enough for the evaluator to join its group, judge the plans and set
@@ -67,13 +66,7 @@ func TestTimersFireOnceThroughEvaluatorKills(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	consumer, err := kgo.NewClient(kgo.SeedBrokers(c.cfg.Brokers...),
-		kgo.ConsumeTopics(c.cfg.Topics().Notifications), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer consumer.Close()
+	consumer := servicetest.Reader(t, c.cfg.Brokers, c.cfg.Topics().Notifications)
 	// fired holds, by plan, when each of its notifications was made.
 	fired := map[string][]time.Time{}
 	count := 0
@@ -100,13 +93,10 @@ func TestTimersFireOnceThroughEvaluatorKills(t *testing.T) {
 		for time.Now().Before(first.Add(at)) {
 			collect(first.Add(at))
 		}
-		if err := proc.Process.Signal(syscall.SIGKILL); err != nil {
-			t.Fatal(err)
-		}
-		_, _ = proc.Process.Wait()
+		proc.Kill()
 		restarts = append(restarts, time.Now())
 		t.Logf("killed the evaluator %v into the timers, %d of %d fired", at, count, timers)
-		proc = startEvaluator(t, bin, c, txid)
+		proc.Start()
 	}
 	deadline := time.Now().Add(2 * time.Minute)
 	for len(fired) < timers && time.Now().Before(deadline) {

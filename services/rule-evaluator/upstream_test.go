@@ -91,13 +91,7 @@ func TestConfluentPythonProducerNaNIsDelivered(t *testing.T) {
 		t.Fatalf("the peer delivered %d events, want 3:\n%s", len(want), out)
 	}
 
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.cfg.Brokers...),
-		kgo.ConsumeTopics(topics.Notifications, topics.EventsDLQ), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	cl := servicetest.Reader(t, c.cfg.Brokers, topics.Notifications, topics.EventsDLQ)
 	got := map[string]notification.Notification{}
 	var dead []*kgo.Record
 	// poll reads committed records for up to a second and says whether

@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
 )
 
@@ -53,6 +54,16 @@ func (p *Process) Start() {
 	if err := p.cmd.Start(); err != nil {
 		p.t.Fatal(err)
 	}
+}
+
+// Stop asks the process to end with SIGTERM, as a rolling update does,
+// and returns how it ended.
+func (p *Process) Stop() error {
+	p.t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		p.t.Fatal(err)
+	}
+	return p.cmd.Wait()
 }
 
 // Kill ends the process with SIGKILL, as a crash or an eviction does, and

@@ -104,6 +104,19 @@ func Put(t testing.TB, store *configstore.Store, tenant, kind, id string, spec a
 	return doc
 }
 
+// Reader reads the committed records of topics from their start, on
+// brokers, until the test ends.
+func Reader(t testing.TB, brokers []string, topics ...string) *kgo.Client {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topics...),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return cl
+}
+
 // Read reads topic from its start with a client of opts until it has read
 // n records or within has passed, and returns the records it read.
 func Read(t testing.TB, opts []kgo.Opt, topic string, n int, within time.Duration) []*kgo.Record {
