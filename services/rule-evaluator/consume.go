@@ -145,12 +145,6 @@ func (c catchUp) held() (bool, error) {
 	return held, err
 }
 
-// wait waits for the views to catch up.
-func (c catchUp) wait() error {
-	_, err := c.held()
-	return err
-}
-
 // errSessionBroken marks a transaction that could not begin: the session's
 // producer is in a state no retry leaves. The broker fenced its epoch,
 // most often by aborting a transaction that outlived the transaction
@@ -208,7 +202,8 @@ func (e *Evaluator) transact(ctx context.Context, sess *kgo.GroupTransactSession
 	var held bool
 	var err error
 	if e.catchUpFirst {
-		held, err = true, caughtUp.wait()
+		_, err = caughtUp.held()
+		held = true
 	}
 	// A rule still waiting to compile aborts the transaction: the session
 	// rewinds, and these events are judged once it has compiled.
