@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -188,12 +189,17 @@ func jsonProblem(err error) *Problem {
 }
 
 // Serve serves h on ln until ctx ends, then stops accepting and waits up to
-// drain for requests in flight.
+// drain for requests in flight. A connection that was opened but never
+// carried a request holds nothing: when only such connections remain at the
+// deadline, they are closed and Serve returns nil. It returns an error only
+// when a request was still being served.
 func Serve(ctx context.Context, ln net.Listener, h http.Handler, drain time.Duration, log *slog.Logger) error {
+	var conns connStates
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ConnState:         conns.track,
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -205,8 +211,50 @@ func Serve(ctx context.Context, ln net.Listener, h http.Handler, drain time.Dura
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), drain)
 	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		return fmt.Errorf("http shutdown: %w", err)
+	err := srv.Shutdown(sctx)
+	if err == nil {
+		return nil
 	}
-	return nil
+	// net/http waits up to 5s for a new connection's first request; one
+	// that never sends any is not a request in flight.
+	active := conns.active()
+	_ = srv.Close()
+	if errors.Is(err, context.DeadlineExceeded) && active == 0 {
+		return nil
+	}
+	return fmt.Errorf("http shutdown with %d requests in flight: %w", active, err)
+}
+
+// connStates follows each connection's state, to tell a request in flight
+// from a connection that never sent one.
+type connStates struct {
+	mu    sync.Mutex
+	state map[net.Conn]http.ConnState
+}
+
+func (c *connStates) track(conn net.Conn, s http.ConnState) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state == nil {
+		c.state = map[net.Conn]http.ConnState{}
+	}
+	switch s {
+	case http.StateClosed, http.StateHijacked:
+		delete(c.state, conn)
+	default:
+		c.state[conn] = s
+	}
+}
+
+// active counts the connections serving a request.
+func (c *connStates) active() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, s := range c.state {
+		if s == http.StateActive {
+			n++
+		}
+	}
+	return n
 }
