@@ -302,7 +302,7 @@ func TestJudgingAnEventAllocatesWithinItsBudget(t *testing.T) {
 	}{
 		{"no rule", nil, 4},
 		{"10 rules, none fires", tenThresholds(), 27},
-		{"one rule fires", []string{"new.remaining < old.remaining"}, 108},
+		{"one rule fires", []string{"new.remaining < old.remaining"}, 68},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,9 +1,12 @@
 package notification
 
 import (
-	"encoding/json"
 	"fmt"
 	"time"
+
+	// The same text as encoding/json writes, at a third of its cost; see
+	// finite for the one type it writes differently.
+	"github.com/segmentio/encoding/json"
 
 	"github.com/heraldhq/herald/pkg/configstore"
 	"github.com/heraldhq/herald/pkg/event"

@@ -6,10 +6,11 @@
 package notification
 
 import (
-	"encoding/json"
 	"time"
 
 	"github.com/google/uuid"
+	// The same text as encoding/json writes, in about half the time.
+	"github.com/segmentio/encoding/json"
 )
 
 // idSpace is the UUID namespace notification ids are derived in.

@@ -12,6 +12,8 @@ import (
 // every rule that watches it. None of the rules fires, so the figure is the
 // cost of judging an event, not of writing a notification. rules=0 is the
 // baseline of the same run: the event decoded and looked up, no rule run.
+// BenchmarkEvaluateFires is the other side: one of 10 rules fires, and its
+// notification is built and encoded.
 func BenchmarkEvaluate(b *testing.B) {
 	for _, n := range []int{0, 1, 10, 100} {
 		b.Run(fmt.Sprintf("rules=%d", n), func(b *testing.B) {
@@ -38,4 +40,23 @@ func benchEvaluator(b *testing.B, n int) (*Evaluator, *kgo.Record) {
 		conditions[i] = fmt.Sprintf("new.remaining < new.total * %g && old.remaining >= old.total * %g", pct, pct)
 	}
 	return testEvaluator(b, conditions...)
+}
+
+func BenchmarkEvaluateFires(b *testing.B) {
+	conditions := make([]string, 10)
+	for i := range conditions {
+		conditions[i] = fmt.Sprintf("new.remaining < new.total * %g", float64(i+1)/100)
+	}
+	// The event leaves half of the total: of thresholds at 1% to 9%, and
+	// one at 60%, only the last fires.
+	conditions[9] = "new.remaining < new.total * 0.6"
+	e, rec := testEvaluator(b, conditions...)
+	ctx := b.Context()
+	b.ReportAllocs()
+	for b.Loop() {
+		out, _, err := e.evaluate(ctx, rec)
+		if err != nil || len(out) != 1 {
+			b.Fatalf("evaluate = %d records, %v", len(out), err)
+		}
+	}
 }
