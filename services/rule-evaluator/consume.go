@@ -38,6 +38,7 @@ func (e *Evaluator) consume(ctx context.Context) error {
 		pctx, cancel := context.WithTimeout(ctx, poll)
 		fetches := sess.PollRecords(pctx, e.maxBatch)
 		cancel()
+		fetches = e.gather(ctx, sess, fetches)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -91,6 +92,22 @@ func (e *Evaluator) consume(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+// gather waits up to gatherWait for more events once a poll has returned
+// some. The client holds one fetch per broker and asks for the next only
+// when a poll takes the one it holds: the first event to reach the broker
+// during a transaction is fetched at once, and those after it only once the
+// next poll has taken it. Waiting that one round trip puts them in the
+// transaction about to begin instead of the one after it.
+func (e *Evaluator) gather(ctx context.Context, sess *kgo.GroupTransactSession, fetches kgo.Fetches) kgo.Fetches {
+	n := fetches.NumRecords()
+	if n == 0 || n >= e.maxBatch || e.gatherWait <= 0 {
+		return fetches
+	}
+	gctx, cancel := context.WithTimeout(ctx, e.gatherWait)
+	defer cancel()
+	return append(fetches, sess.PollRecords(gctx, e.maxBatch-n)...)
 }
 
 // errViewsBehind marks a transaction judged with views of the rules or

@@ -58,6 +58,11 @@ type Config struct {
 	// MaxBatch bounds the events one transaction takes, so that a
 	// transaction stays short and a restart redoes little.
 	MaxBatch int `env:"EVALUATOR_MAX_BATCH" envDefault:"5000"`
+	// GatherWait is how long a poll that found events waits for those that
+	// reached the broker behind them, so that they join the same
+	// transaction; 0 takes only what the first fetch holds. About one
+	// round trip to the broker.
+	GatherWait time.Duration `env:"EVALUATOR_GATHER_WAIT" envDefault:"1ms"`
 	// TimerHorizon bounds how long ago a timer an event sets may have been
 	// due: one due longer ago is not set (a plan loaded years after its
 	// end is not warned of it); one due less long ago fires at once.
@@ -71,6 +76,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxBatch < 1 {
 		return errors.New("HERALD_EVALUATOR_MAX_BATCH: must be at least 1")
+	}
+	if c.GatherWait < 0 {
+		return errors.New("HERALD_EVALUATOR_GATHER_WAIT: must not be negative")
 	}
 	if c.TimerHorizon < 0 {
 		return errors.New("HERALD_EVALUATOR_TIMER_HORIZON: must not be negative")
@@ -93,8 +101,10 @@ type Evaluator struct {
 	subs     *subscription.Store
 	judge    *judge.Judge
 	maxBatch int
-	metrics  evaluatorMetrics
-	stalled  httpapi.Condition
+	// gatherWait: see Config.GatherWait.
+	gatherWait time.Duration
+	metrics    evaluatorMetrics
+	stalled    httpapi.Condition
 	// tracer is nil when tracing is off.
 	tracer trace.Tracer
 	lag    *kafka.Lag
@@ -167,7 +177,7 @@ func New(ctx context.Context, c Config) (*Evaluator, error) {
 		base.Close()
 		return nil, err
 	}
-	e := &Evaluator{base: base, sessOpts: opts, compiler: rules.NewCompiler(rules.DefaultLimits), index: rules.NewIndex(), subs: subs, maxBatch: c.MaxBatch, pending: map[string]configstore.Document{},
+	e := &Evaluator{base: base, sessOpts: opts, compiler: rules.NewCompiler(rules.DefaultLimits), index: rules.NewIndex(), subs: subs, maxBatch: c.MaxBatch, gatherWait: c.GatherWait, pending: map[string]configstore.Document{},
 		tracer: base.Tracer("herald/rule-evaluator"), lag: lag, timers: tm, now: time.Now}
 	e.sess.Store(sess)
 	e.judge = e.newJudge()

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"math"
 	"net/http"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -247,7 +248,17 @@ func TestTransactionsRetryWhileTheRegistryIsDown(t *testing.T) {
 // such events and, in their middle, one record that is not Avro.
 func runWithEvents(t *testing.T, cfg service.Config, good int) (*Evaluator, []*kgo.Record) {
 	t.Helper()
-	e, err := New(t.Context(), Config{Config: cfg, Group: "g", TransactionalID: "tx", SessionTimeout: 6 * time.Second, MaxBatch: 100})
+	e := runWithRule(t, Config{Config: cfg, Group: "g", TransactionalID: "tx", SessionTimeout: 6 * time.Second, MaxBatch: 100})
+	recs := balanceDrops(t, e, good)
+	bad := &kgo.Record{Topic: e.base.Topics.Events, Key: recs[0].Key, Value: []byte("not avro")}
+	return e, slices.Insert(recs, good/2, bad)
+}
+
+// runWithRule runs an evaluator configured by c with tenant acme and a rule
+// that fires on every Balance whose remaining drops.
+func runWithRule(t *testing.T, c Config) *Evaluator {
+	t.Helper()
+	e, err := New(t.Context(), c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,8 +282,15 @@ func runWithEvents(t *testing.T, cfg service.Config, good int) (*Evaluator, []*k
 		Name: "low", On: configstore.RuleOn{EntityTypes: []string{"Balance"}, Operations: []string{"UPDATE"}},
 		When: "new.remaining < old.remaining", Notification: configstore.RuleNotify{Name: "UnitAllowanceThreshold", State: "low"},
 	})
+	return e
+}
+
+// balanceDrops returns n events of one Balance, each a drop of its
+// remaining allowance.
+func balanceDrops(t *testing.T, e *Evaluator, n int) []*kgo.Record {
+	t.Helper()
 	var recs []*kgo.Record
-	for i := range good {
+	for i := range n {
 		acct := "acct-1"
 		key, value, err := event.Encode(t.Context(), e.base.Registry, e.base.Topics.Events, "acme", &event.Event{
 			EntityType: "Balance", EntityID: "bal-1", Operation: "UPDATE", AccountID: &acct,
@@ -282,12 +300,9 @@ func runWithEvents(t *testing.T, cfg service.Config, good int) (*Evaluator, []*k
 		if err != nil {
 			t.Fatal(err)
 		}
-		if i == good/2 {
-			recs = append(recs, &kgo.Record{Topic: e.base.Topics.Events, Key: key, Value: []byte("not avro")})
-		}
 		recs = append(recs, &kgo.Record{Topic: e.base.Topics.Events, Key: key, Value: value})
 	}
-	return e, recs
+	return recs
 }
 
 // notificationReader reads the committed notifications and events dead

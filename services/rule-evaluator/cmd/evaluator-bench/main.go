@@ -166,7 +166,7 @@ func measureRules(ctx context.Context, o options, n int, warmup bool) (figures, 
 					Kafka: cfg, Registry: service.RegistryConfig{URL: b.RegistryURL, LatestTTL: time.Hour},
 					HTTPAddr: "127.0.0.1:0", Logger: quiet,
 				},
-				Group: group, TransactionalID: group, SessionTimeout: 10 * time.Second, MaxBatch: 5000,
+				Group: group, TransactionalID: group, SessionTimeout: 10 * time.Second, MaxBatch: 5000, GatherWait: time.Millisecond,
 			})
 		})
 		if err != nil {
