@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -229,10 +230,19 @@ func (e *Evaluator) transact(ctx context.Context, sess *kgo.GroupTransactSession
 	}
 	var w written
 	if err == nil {
-		w, err = e.judgeAll(ctx, fetches, due)
-	}
-	if err == nil && len(w.records) > 0 {
-		err = sess.Client().ProduceSync(ctx, w.records...).FirstErr()
+		// Written as each partition is judged; the commit waits for all.
+		cl := sess.Client()
+		var produced producedErr
+		w, err = e.judgeAll(ctx, fetches, due, func(recs []*kgo.Record) {
+			for _, r := range recs {
+				cl.Produce(ctx, r, produced.note)
+			}
+		})
+		if err == nil && len(w.records) > 0 {
+			if err = cl.Flush(ctx); err == nil {
+				err = produced.first()
+			}
+		}
 	}
 	if err == nil && !held {
 		held, err = caughtUp.held()
@@ -301,7 +311,9 @@ type written struct {
 // came due before these events were judged), then the events, so that
 // an event that sets a timer again outlives the tombstone of the one
 // fired. The notifications of one partition keep the order of its events.
-func (e *Evaluator) judgeAll(ctx context.Context, fetches kgo.Fetches, due []partitionDue) (written, error) {
+// Each partition's records are handed to produce as soon as it is judged,
+// so that they are written while the other partitions are judged.
+func (e *Evaluator) judgeAll(ctx context.Context, fetches kgo.Fetches, due []partitionDue, produce func([]*kgo.Record)) (written, error) {
 	type part struct {
 		partition int32
 		records   []*kgo.Record
@@ -358,6 +370,7 @@ func (e *Evaluator) judgeAll(ctx context.Context, fetches kgo.Fetches, due []par
 					w.records = append(w.records, t.rec)
 				}
 			}
+			produce(w.records)
 			return nil
 		})
 	}
@@ -458,4 +471,27 @@ func header(r *kgo.Record, key string) string {
 		}
 	}
 	return ""
+}
+
+// producedErr keeps the first error of the records a transaction produced.
+type producedErr struct {
+	mu  sync.Mutex
+	err error
+}
+
+func (p *producedErr) note(_ *kgo.Record, err error) {
+	if err == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.err == nil {
+		p.err = err
+	}
+}
+
+func (p *producedErr) first() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.err
 }
