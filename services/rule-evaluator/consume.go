@@ -22,18 +22,19 @@ import (
 // fails is the world's fault (a record's own fault is dead-lettered inside
 // the transaction): it is aborted, and the same events are judged again
 // after a wait that doubles with each failure in a row, up to maxBackoff.
-func (e *Evaluator) consume(ctx context.Context) error {
+func (s *session) consume(ctx context.Context) error {
+	e := s.e
 	wait := minBackoff
 	// Held while transactions fail in a row: /readyz then says why.
 	release := func() {}
 	defer func() { release() }()
 	for {
-		sess := e.sess.Load()
+		sess := s.sess.Load()
 		// Polls end at least every timerTick, and at the next timer's due
 		// time, so that a timer fires on time while no event comes; while
 		// timers are due, a poll takes only what is there.
 		poll := timerTick
-		if next, ok := e.timers.next(); ok {
+		if next, ok := s.timers.next(); ok {
 			poll = max(min(poll, time.UnixMilli(next).Sub(e.now())), 0)
 		}
 		pctx, cancel := context.WithTimeout(ctx, poll)
@@ -51,24 +52,24 @@ func (e *Evaluator) consume(ctx context.Context) error {
 		})
 		// The timers of partitions just assigned are loaded before their
 		// events are judged or anything fires.
-		err := e.timers.loadAssigned(ctx)
+		err := s.timers.loadAssigned(ctx)
 		var due []partitionDue
 		if err == nil {
-			due = e.timers.due(e.now(), maxFire)
+			due = s.timers.due(e.now(), maxFire)
 			if fetches.NumRecords() == 0 && len(due) == 0 {
 				continue
 			}
-			err = e.transact(ctx, sess, fetches, due)
+			err = s.transact(ctx, sess, fetches, due)
 		}
 		release()
 		// After views that were behind, the next transaction waits for
 		// them before judging, so that a stream of configuration changes
 		// cannot keep aborting it.
-		e.catchUpFirst = errors.Is(err, errViewsBehind)
-		if e.catchUpFirst {
+		s.catchUpFirst = errors.Is(err, errViewsBehind)
+		if s.catchUpFirst {
 			e.metrics.aborts.Add(ctx, 1)
 		}
-		if err == nil || e.catchUpFirst {
+		if err == nil || s.catchUpFirst {
 			wait = minBackoff
 			continue
 		}
@@ -87,8 +88,8 @@ func (e *Evaluator) consume(ctx context.Context) error {
 		}
 		wait = min(2*wait, maxBackoff)
 		if errors.Is(err, errSessionBroken) {
-			e.timers.reset()
-			if err := e.renewSession(); err != nil {
+			s.timers.reset()
+			if err := s.renewSession(); err != nil {
 				return err
 			}
 		}
@@ -170,23 +171,6 @@ func (c catchUp) held() (bool, error) {
 // that is final for the producer.
 var errSessionBroken = errors.New("transactional producer can no longer transact")
 
-// renewSession closes the session and opens a new one with the same
-// transactional id: the new producer epoch fences the old, whatever the
-// old left open is aborted, and the group hands the partitions back from
-// their committed offsets, so nothing is lost or committed twice.
-func (e *Evaluator) renewSession() error {
-	e.base.Log.Error("starting a new transactional session", "err", errSessionBroken)
-	old := e.sess.Load()
-	sess, err := kgo.NewGroupTransactSession(e.sessOpts...)
-	if err != nil {
-		return fmt.Errorf("transactional session: %w", err)
-	}
-	e.sess.Store(sess)
-	old.Close()
-	e.metrics.sessions.Add(context.Background(), 1)
-	return nil
-}
-
 // The bounds of the wait between aborted transactions: short enough at
 // the top that the evaluator is back at work within seconds of the broker
 // or registry coming back.
@@ -206,7 +190,8 @@ const timerTick = 250 * time.Millisecond
 // of its return.
 const maxFire = 5000
 
-func (e *Evaluator) transact(ctx context.Context, sess *kgo.GroupTransactSession, fetches kgo.Fetches, due []partitionDue) error {
+func (s *session) transact(ctx context.Context, sess *kgo.GroupTransactSession, fetches kgo.Fetches, due []partitionDue) error {
+	e := s.e
 	if err := sess.Begin(); err != nil {
 		return fmt.Errorf("begin transaction: %w: %w", errSessionBroken, err)
 	}
@@ -219,7 +204,7 @@ func (e *Evaluator) transact(ctx context.Context, sess *kgo.GroupTransactSession
 	defer caughtUp.stop()
 	var held bool
 	var err error
-	if e.catchUpFirst {
+	if s.catchUpFirst {
 		_, err = caughtUp.held()
 		held = true
 	}
@@ -233,7 +218,7 @@ func (e *Evaluator) transact(ctx context.Context, sess *kgo.GroupTransactSession
 		// Written as each partition is judged; the commit waits for all.
 		cl := sess.Client()
 		var produced producedErr
-		w, err = e.judgeAll(ctx, fetches, due, func(recs []*kgo.Record) {
+		w, err = e.judgeAll(ctx, s.timers, fetches, due, func(recs []*kgo.Record) {
 			for _, r := range recs {
 				cl.Produce(ctx, r, produced.note)
 			}
@@ -277,7 +262,7 @@ func (e *Evaluator) transact(ctx context.Context, sess *kgo.GroupTransactSession
 	case !committed:
 		return errors.New("transaction not committed (group rebalanced)")
 	}
-	e.timers.apply(w.timers)
+	s.timers.apply(w.timers)
 	dead, notes := 0, 0
 	for _, r := range w.records {
 		switch r.Topic {
@@ -313,7 +298,7 @@ type written struct {
 // fired. The notifications of one partition keep the order of its events.
 // Each partition's records are handed to produce as soon as it is judged,
 // so that they are written while the other partitions are judged.
-func (e *Evaluator) judgeAll(ctx context.Context, fetches kgo.Fetches, due []partitionDue, produce func([]*kgo.Record)) (written, error) {
+func (e *Evaluator) judgeAll(ctx context.Context, tm *timers, fetches kgo.Fetches, due []partitionDue, produce func([]*kgo.Record)) (written, error) {
 	type part struct {
 		partition int32
 		records   []*kgo.Record
@@ -346,7 +331,7 @@ func (e *Evaluator) judgeAll(ctx context.Context, fetches kgo.Fetches, due []par
 			w := &outs[i]
 			var fired map[timerID]bool
 			if len(pt.due) > 0 {
-				recs, writes, f, lags, err := e.fireDue(ctx, partitionDue{pt.partition, pt.due})
+				recs, writes, f, lags, err := e.fireDue(ctx, tm, partitionDue{pt.partition, pt.due})
 				if err != nil {
 					return err
 				}
@@ -364,7 +349,7 @@ func (e *Evaluator) judgeAll(ctx context.Context, fetches kgo.Fetches, due []par
 					changes = append(changes, ch)
 				}
 			}
-			w.timers = append(w.timers, e.timerChanges(pt.partition, changes, fired)...)
+			w.timers = append(w.timers, e.timerChanges(tm, pt.partition, changes, fired)...)
 			for _, t := range w.timers {
 				if t.rec != nil {
 					w.records = append(w.records, t.rec)

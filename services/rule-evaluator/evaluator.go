@@ -23,10 +23,8 @@ import (
 	"net/http"
 	"os"
 	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kgo"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
@@ -50,8 +48,13 @@ type Config struct {
 	// TransactionalID must be unique per replica and stable across its
 	// restarts, so that a restarted replica fences its predecessor and
 	// aborts its open transaction at once. Default: the group and the
-	// host name (the pod name on Kubernetes).
+	// host name (the pod name on Kubernetes). Session i > 0 adds "-i".
 	TransactionalID string `env:"EVALUATOR_TRANSACTIONAL_ID"`
+	// Sessions is how many transactional sessions the replica runs, each
+	// a member of the group with its own partitions, so that one judges
+	// while another waits for the broker to commit. A Config built in code
+	// that leaves it 0 runs one.
+	Sessions int `env:"EVALUATOR_SESSIONS" envDefault:"1"`
 	// SessionTimeout is how long the group waits for a replica that stopped
 	// answering before its partitions move to the others.
 	SessionTimeout time.Duration `env:"EVALUATOR_SESSION_TIMEOUT" envDefault:"45s"`
@@ -74,6 +77,9 @@ func (c Config) Validate() error {
 	if c.Group == "" {
 		return errors.New("HERALD_EVALUATOR_GROUP: required")
 	}
+	if c.Sessions < 1 {
+		return errors.New("HERALD_EVALUATOR_SESSIONS: must be at least 1")
+	}
 	if c.MaxBatch < 1 {
 		return errors.New("HERALD_EVALUATOR_MAX_BATCH: must be at least 1")
 	}
@@ -91,11 +97,8 @@ func (c Config) Validate() error {
 
 // Evaluator runs rules over events.
 type Evaluator struct {
-	base *service.Base
-	// sess is the transactional session; renewSession replaces it when its
-	// producer can no longer transact. Only consume swaps it.
-	sess     atomic.Pointer[kgo.GroupTransactSession]
-	sessOpts []kgo.Opt
+	base     *service.Base
+	sessions []*session
 	compiler *rules.Compiler
 	index    *rules.Index
 	subs     *subscription.Store
@@ -108,12 +111,8 @@ type Evaluator struct {
 	// tracer is nil when tracing is off.
 	tracer trace.Tracer
 	lag    *kafka.Lag
-	timers *timers
 	// now is the clock timers come due by.
 	now func() time.Time
-	// catchUpFirst has the next transaction wait for the views of rules
-	// and subscriptions before judging: the last one found them behind.
-	catchUpFirst bool
 
 	mu sync.Mutex
 	// pending holds rules that could not be compiled for a reason that may
@@ -133,58 +132,39 @@ func New(ctx context.Context, c Config) (*Evaluator, error) {
 		txid = c.Group + "-" + host
 	}
 	lag := kafka.NewLag(base.Metrics.Meter("herald/rule-evaluator"), c.Group)
-	tlog, err := newTimerLog(base.KafkaOpts, base.Topics.Timers)
-	if err != nil {
+	e := &Evaluator{base: base, compiler: rules.NewCompiler(rules.DefaultLimits), index: rules.NewIndex(), maxBatch: c.MaxBatch, gatherWait: c.GatherWait, pending: map[string]configstore.Document{},
+		tracer: base.Tracer("herald/rule-evaluator"), lag: lag, now: time.Now}
+	fail := func(err error) (*Evaluator, error) {
+		for _, s := range e.sessions {
+			s.close()
+		}
+		if e.subs != nil {
+			e.subs.Close()
+		}
 		base.Close()
 		return nil, err
 	}
-	tm := newTimers(tlog)
-	events := base.Topics.Events
-	opts := append(append([]kgo.Opt(nil), base.KafkaOpts...),
-		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, m map[string][]int32) { tm.assigned(m[events]) }),
-		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
-			lag.Forget(m)
-			tm.revoked(m[events])
-		}),
-		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
-			lag.Forget(m)
-			tm.revoked(m[events])
-		}),
-		// A timer record goes to the partition number of the event that
-		// set it; every other record is partitioned by key as usual.
-		kgo.RecordPartitioner(timerPartitioner{timers: base.Topics.Timers, other: kgo.UniformBytesPartitioner(64<<10, true, true, nil)}),
-		kgo.TransactionalID(txid),
-		// An evaluator killed mid-transaction leaves it open until its
-		// successor fences it or this timeout ends it; keep the stall short.
-		kgo.TransactionTimeout(15*time.Second),
-		kgo.ConsumerGroup(c.Group),
-		kgo.SessionTimeout(c.SessionTimeout),
-		kgo.ConsumeTopics(base.Topics.Events),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.RequireStableFetchOffsets(),
-	)
-	sess, err := kgo.NewGroupTransactSession(opts...)
-	if err != nil {
-		tlog.Close()
-		base.Close()
-		return nil, fmt.Errorf("transactional session: %w", err)
+	for i := range max(c.Sessions, 1) {
+		id := txid
+		if i > 0 {
+			id = fmt.Sprintf("%s-%d", txid, i)
+		}
+		s, err := newSession(e, c, id)
+		if err != nil {
+			return fail(err)
+		}
+		e.sessions = append(e.sessions, s)
 	}
 	subs, err := subscription.Open(base.KafkaOpts, base.Topics.Subscriptions, base.Log)
 	if err != nil {
-		sess.Close()
-		tlog.Close()
-		base.Close()
-		return nil, err
+		return fail(err)
 	}
-	e := &Evaluator{base: base, sessOpts: opts, compiler: rules.NewCompiler(rules.DefaultLimits), index: rules.NewIndex(), subs: subs, maxBatch: c.MaxBatch, gatherWait: c.GatherWait, pending: map[string]configstore.Document{},
-		tracer: base.Tracer("herald/rule-evaluator"), lag: lag, timers: tm, now: time.Now}
-	e.sess.Store(sess)
+	e.subs = subs
 	e.judge = e.newJudge()
 	e.judge.Horizon = c.TimerHorizon
-	e.metrics = newEvaluatorMetrics(base.Metrics.Meter("herald/rule-evaluator"), tm)
+	e.metrics = newEvaluatorMetrics(base.Metrics.Meter("herald/rule-evaluator"), e.pendingTimers)
 	base.Config.OnApply(e.applyConfig)
-	base.Health.AddCheck("kafka", func() error { return e.sess.Load().Client().Ping(context.Background()) })
+	base.Health.AddCheck("kafka", func() error { return e.sessions[0].sess.Load().Client().Ping(context.Background()) })
 	base.Health.AddCheck("transactions", e.stalled.Check)
 	base.Health.AddCheck("subscriptions", func() error {
 		if !subs.CaughtUp() {
@@ -237,8 +217,9 @@ func (e *Evaluator) Routes(*http.ServeMux) {}
 
 // Close leaves the group and releases the clients.
 func (e *Evaluator) Close() {
-	e.sess.Load().Close()
-	e.timers.log.Close()
+	for _, s := range e.sessions {
+		s.close()
+	}
 	e.subs.Close()
 	e.base.Close()
 }
@@ -261,7 +242,11 @@ func (e *Evaluator) Run(ctx context.Context) error {
 			}
 			return err
 		}
-		return e.consume(ctx)
+		sg, ctx := errgroup.WithContext(ctx)
+		for _, s := range e.sessions {
+			sg.Go(func() error { return s.consume(ctx) })
+		}
+		return sg.Wait()
 	})
 	return g.Wait()
 }
@@ -344,7 +329,7 @@ type evaluatorMetrics struct {
 	latency, timerLag                                                               metric.Float64Histogram
 }
 
-func newEvaluatorMetrics(m metric.Meter, tm *timers) evaluatorMetrics {
+func newEvaluatorMetrics(m metric.Meter, pendingTimers func() int) evaluatorMetrics {
 	// From a simple rule set (microseconds) to the cost limit's worst.
 	latency, err := m.Float64Histogram("herald.evaluator.evaluation.duration",
 		metric.WithDescription("How long judging one event took: decoding it and running its tenant's rules."),
@@ -363,7 +348,7 @@ func newEvaluatorMetrics(m metric.Meter, tm *timers) evaluatorMetrics {
 	if _, err := m.Int64ObservableGauge("herald.timers.pending",
 		metric.WithDescription("Timers this replica holds that have not fired yet."),
 		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
-			o.Observe(int64(tm.pending()))
+			o.Observe(int64(pendingTimers()))
 			return nil
 		})); err != nil {
 		panic("metric herald.timers.pending: " + err.Error())

@@ -183,7 +183,7 @@ func (t *timers) apply(writes []timerWrite) {
 // timerChanges turns what one partition's events do to timers into the
 // records that say it. fired are the timers this transaction fires (and
 // cancels) in the partition: a move cannot revive one.
-func (e *Evaluator) timerChanges(partition int32, changes []eventTimers, fired map[timerID]bool) []timerWrite {
+func (e *Evaluator) timerChanges(tm *timers, partition int32, changes []eventTimers, fired map[timerID]bool) []timerWrite {
 	var out []timerWrite
 	// Timers set by an earlier event of the same poll, or cancelled.
 	set := map[timerID]bool{}
@@ -195,27 +195,27 @@ func (e *Evaluator) timerChanges(partition int32, changes []eventTimers, fired m
 			case op.Move:
 				exists, known := set[id]
 				if !known {
-					exists = !fired[id] && e.timers.has(partition, id)
+					exists = !fired[id] && tm.has(partition, id)
 				}
 				if !exists {
 					continue
 				}
 				out = append(out, timerWrite{partition: partition, id: id, due: op.Due.UnixMilli(), move: true,
-					rec: &kgo.Record{Topic: e.timers.topic, Partition: partition, Key: []byte(moveKeyPrefix + name), Value: moveValue(op.Due)}})
+					rec: &kgo.Record{Topic: tm.topic, Partition: partition, Key: []byte(moveKeyPrefix + name), Value: moveValue(op.Due)}})
 			case op.Due.IsZero():
 				exists, known := set[id]
 				if !known {
-					exists = !fired[id] && e.timers.has(partition, id)
+					exists = !fired[id] && tm.has(partition, id)
 				}
 				set[id] = false
 				if !exists {
 					continue
 				}
-				out = append(out, tombstones(e.timers.topic, partition, name, id)...)
+				out = append(out, tombstones(tm.topic, partition, name, id)...)
 			default:
 				set[id] = true
 				out = append(out, timerWrite{partition: partition, id: id, due: op.Due.UnixMilli(), state: true,
-					rec: &kgo.Record{Topic: e.timers.topic, Partition: partition, Key: []byte(stateKeyPrefix + name), Value: stateValue(op.Due, c.event)}})
+					rec: &kgo.Record{Topic: tm.topic, Partition: partition, Key: []byte(stateKeyPrefix + name), Value: stateValue(op.Due, c.event)}})
 			}
 		}
 	}
@@ -240,12 +240,12 @@ type eventTimers struct {
 // fireDue judges the timers due in one partition and returns the records
 // that fire them: each timer's notification, if its rule still fires, and
 // its tombstones. An error is the world's.
-func (e *Evaluator) fireDue(ctx context.Context, pd partitionDue) (out []*kgo.Record, writes []timerWrite, fired map[timerID]bool, lags []time.Duration, err error) {
+func (e *Evaluator) fireDue(ctx context.Context, tm *timers, pd partitionDue) (out []*kgo.Record, writes []timerWrite, fired map[timerID]bool, lags []time.Duration, err error) {
 	offsets := make([]int64, len(pd.timers))
 	for i, d := range pd.timers {
 		offsets[i] = d.state
 	}
-	states, err := e.timers.log.read(ctx, pd.partition, offsets)
+	states, err := tm.log.read(ctx, pd.partition, offsets)
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}
@@ -287,7 +287,7 @@ func (e *Evaluator) fireDue(ctx context.Context, pd partitionDue) (out []*kgo.Re
 			}
 		}
 		fired[d.id] = true
-		writes = append(writes, tombstones(e.timers.topic, pd.partition, rec.name, d.id)...)
+		writes = append(writes, tombstones(tm.topic, pd.partition, rec.name, d.id)...)
 		lags = append(lags, now.Sub(at))
 	}
 	return out, writes, fired, lags, nil

@@ -246,9 +246,9 @@ func TestTimersFireOnceAtTheirTime(t *testing.T) {
 func waitPending(t *testing.T, e *Evaluator, n int) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
-	for e.timers.pending() != n {
+	for e.pendingTimers() != n {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d timers pending, want %d", e.timers.pending(), n)
+			t.Fatalf("%d timers pending, want %d", e.pendingTimers(), n)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
