@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -291,26 +292,24 @@ type written struct {
 	lags []time.Duration
 }
 
-// judgeAll judges a poll's events and the timers due, partition by
-// partition in parallel, each in order: the timers due fire first (they
-// came due before these events were judged), then the events, so that
-// an event that sets a timer again outlives the tombstone of the one
-// fired. The notifications of one partition keep the order of its events.
-// Each partition's records are handed to produce as soon as it is judged,
-// so that they are written while the other partitions are judged.
+// judgeAll judges a poll's events and the timers due. The work is cut
+// into pieces judged in parallel (the timers due in a partition, and runs
+// of up to judgeRun of its events), so that every core judges even when a
+// poll holds one partition's events; each partition's records are then put
+// in order: the timers due fire first (they came due before these events
+// were judged), then the events, so that an event that sets a timer again
+// outlives the tombstone of the one fired. The notifications of one
+// partition keep the order of its events. Each partition's records are
+// handed to produce as soon as its last piece is judged, so that they are
+// written while the other partitions are judged.
 func (e *Evaluator) judgeAll(ctx context.Context, tm *timers, fetches kgo.Fetches, due []partitionDue, produce func([]*kgo.Record)) (written, error) {
-	type part struct {
-		partition int32
-		records   []*kgo.Record
-		due       []dueTimer
-	}
-	byPartition := map[int32]*part{}
-	var parts []*part
-	get := func(p int32) *part {
+	byPartition := map[int32]*judging{}
+	var parts []*judging
+	get := func(p int32) *judging {
 		if pt, ok := byPartition[p]; ok {
 			return pt
 		}
-		pt := &part{partition: p}
+		pt := &judging{partition: p}
 		byPartition[p] = pt
 		parts = append(parts, pt)
 		return pt
@@ -318,44 +317,54 @@ func (e *Evaluator) judgeAll(ctx context.Context, tm *timers, fetches kgo.Fetche
 	// A poll may hold more than one fetch of a partition, in order.
 	fetches.EachPartition(func(p kgo.FetchTopicPartition) {
 		pt := get(p.Partition)
-		pt.records = append(pt.records, p.Records...)
+		pt.events = append(pt.events, p.Records...)
 	})
 	for _, d := range due {
 		get(d.partition).due = d.timers
 	}
-	outs := make([]written, len(parts))
+	// The pieces: each partition's timers due, and its events in runs.
+	type piece struct {
+		pt         *judging
+		from, to   int
+		fireTimers bool
+	}
+	var pieces []piece
+	for _, pt := range parts {
+		pt.outs = make([]eventOutcome, len(pt.events))
+		if len(pt.due) > 0 {
+			pieces = append(pieces, piece{pt: pt, fireTimers: true})
+			pt.left.Add(1)
+		}
+		for from := 0; from < len(pt.events); from += judgeRun {
+			pieces = append(pieces, piece{pt: pt, from: from, to: min(from+judgeRun, len(pt.events))})
+			pt.left.Add(1)
+		}
+	}
 	g, ctx := errgroup.WithContext(ctx)
 	g.SetLimit(runtime.GOMAXPROCS(0))
-	for i, pt := range parts {
+	for _, pc := range pieces {
 		g.Go(func() error {
-			w := &outs[i]
-			var fired map[timerID]bool
-			if len(pt.due) > 0 {
-				recs, writes, f, lags, err := e.fireDue(ctx, tm, partitionDue{pt.partition, pt.due})
+			pt := pc.pt
+			if pc.fireTimers {
+				recs, writes, fired, lags, err := e.fireDue(ctx, tm, partitionDue{pt.partition, pt.due})
 				if err != nil {
 					return err
 				}
-				w.records = append(w.records, recs...)
-				w.timers, w.lags, fired = writes, lags, f
-			}
-			var changes []eventTimers
-			for _, r := range pt.records {
-				recs, ch, err := e.evaluate(ctx, r)
-				if err != nil {
-					return err
-				}
-				w.records = append(w.records, recs...)
-				if len(ch.ops) > 0 {
-					changes = append(changes, ch)
+				pt.fired = written{records: recs, timers: writes, lags: lags}
+				pt.firedIDs = fired
+			} else {
+				for i := pc.from; i < pc.to; i++ {
+					recs, ch, err := e.evaluate(ctx, pt.events[i])
+					if err != nil {
+						return err
+					}
+					pt.outs[i] = eventOutcome{records: recs, timers: ch}
 				}
 			}
-			w.timers = append(w.timers, e.timerChanges(tm, pt.partition, changes, fired)...)
-			for _, t := range w.timers {
-				if t.rec != nil {
-					w.records = append(w.records, t.rec)
-				}
+			if pt.left.Add(-1) == 0 {
+				pt.assemble(e, tm)
+				produce(pt.w.records)
 			}
-			produce(w.records)
 			return nil
 		})
 	}
@@ -363,12 +372,58 @@ func (e *Evaluator) judgeAll(ctx context.Context, tm *timers, fetches kgo.Fetche
 		return written{}, err
 	}
 	var all written
-	for _, w := range outs {
-		all.records = append(all.records, w.records...)
-		all.timers = append(all.timers, w.timers...)
-		all.lags = append(all.lags, w.lags...)
+	for _, pt := range parts {
+		all.records = append(all.records, pt.w.records...)
+		all.timers = append(all.timers, pt.w.timers...)
+		all.lags = append(all.lags, pt.w.lags...)
 	}
 	return all, nil
+}
+
+// judgeRun is how many of a partition's events one piece of judging takes:
+// enough that handing it out costs little next to judging it.
+const judgeRun = 64
+
+// judging is one partition's share of a transaction.
+type judging struct {
+	partition int32
+	events    []*kgo.Record
+	due       []dueTimer
+	// left counts the pieces not judged yet; the last to finish puts the
+	// partition's records in order.
+	left atomic.Int32
+	// fired is what firing the timers due wrote, firedIDs which they were.
+	fired    written
+	firedIDs map[timerID]bool
+	outs     []eventOutcome
+	// w is the partition's records and timer writes, in order.
+	w written
+}
+
+// eventOutcome is what judging one event yielded.
+type eventOutcome struct {
+	records []*kgo.Record
+	timers  eventTimers
+}
+
+// assemble puts the partition's records in order: the timers fired, then
+// each event's records, then the timer records the events wrote.
+func (pt *judging) assemble(e *Evaluator, tm *timers) {
+	w := pt.fired
+	var changes []eventTimers
+	for _, o := range pt.outs {
+		w.records = append(w.records, o.records...)
+		if len(o.timers.ops) > 0 {
+			changes = append(changes, o.timers)
+		}
+	}
+	w.timers = append(w.timers, e.timerChanges(tm, pt.partition, changes, pt.firedIDs)...)
+	for _, t := range w.timers {
+		if t.rec != nil {
+			w.records = append(w.records, t.rec)
+		}
+	}
+	pt.w = w
 }
 
 // evaluate returns the records one event yields: a notification per rule
