@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	// The same text as encoding/json writes, in about half the time.
+	// The same text as encoding/json writes, faster (BenchmarkRenderNative).
 	"github.com/segmentio/encoding/json"
 )
 
@@ -72,12 +72,15 @@ type payload struct {
 
 // JSON returns the notification in Herald's native JSON payload format.
 func (n *Notification) JSON() ([]byte, error) {
-	p := payload{
+	return json.Marshal(n.payload())
+}
+
+func (n *Notification) payload() payload {
+	return payload{
 		ID: n.ID, Name: n.Name, State: n.State, PrevState: n.PrevState, Threshold: n.Threshold,
 		TenantID: n.TenantID, RuleID: n.RuleID, CreatedAt: n.CreatedAt, Event: n.Event,
 		Old: rawOrNull(n.Old), New: rawOrNull(n.New), Fields: rawFields(n.Fields),
 	}
-	return json.Marshal(p)
 }
 
 func rawOrNull(s *string) json.RawMessage {

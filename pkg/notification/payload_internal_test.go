@@ -23,11 +23,7 @@ func TestNativePayloadIsWhatEncodingJSONWrites(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			want, err := stdjson.Marshal(payload{
-				ID: n.ID, Name: n.Name, State: n.State, PrevState: n.PrevState, Threshold: n.Threshold,
-				TenantID: n.TenantID, RuleID: n.RuleID, CreatedAt: n.CreatedAt, Event: n.Event,
-				Old: rawOrNull(n.Old), New: rawOrNull(n.New), Fields: rawFields(n.Fields),
-			})
+			want, err := stdjson.Marshal(n.payload())
 			if err != nil {
 				t.Fatal(err)
 			}

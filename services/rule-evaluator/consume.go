@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"runtime"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -218,16 +217,14 @@ func (s *session) transact(ctx context.Context, sess *kgo.GroupTransactSession, 
 	if err == nil {
 		// Written as each partition is judged; the commit waits for all.
 		cl := sess.Client()
-		var produced producedErr
-		w, err = e.judgeAll(ctx, s.timers, fetches, due, func(recs []*kgo.Record) {
+		var produced kgo.FirstErrPromise
+		w, err = s.judgeAll(ctx, fetches, due, func(recs []*kgo.Record) {
 			for _, r := range recs {
-				cl.Produce(ctx, r, produced.note)
+				cl.Produce(ctx, r, produced.Promise())
 			}
 		})
-		if err == nil && len(w.records) > 0 {
-			if err = cl.Flush(ctx); err == nil {
-				err = produced.first()
-			}
+		if err == nil {
+			err = produced.Err()
 		}
 	}
 	if err == nil && !held {
@@ -302,7 +299,8 @@ type written struct {
 // partition keep the order of its events. Each partition's records are
 // handed to produce as soon as its last piece is judged, so that they are
 // written while the other partitions are judged.
-func (e *Evaluator) judgeAll(ctx context.Context, tm *timers, fetches kgo.Fetches, due []partitionDue, produce func([]*kgo.Record)) (written, error) {
+func (s *session) judgeAll(ctx context.Context, fetches kgo.Fetches, due []partitionDue, produce func([]*kgo.Record)) (written, error) {
+	e := s.e
 	byPartition := map[int32]*judging{}
 	var parts []*judging
 	get := func(p int32) *judging {
@@ -346,7 +344,7 @@ func (e *Evaluator) judgeAll(ctx context.Context, tm *timers, fetches kgo.Fetche
 		g.Go(func() error {
 			pt := pc.pt
 			if pc.fireTimers {
-				recs, writes, fired, lags, err := e.fireDue(ctx, tm, partitionDue{pt.partition, pt.due})
+				recs, writes, fired, lags, err := s.fireDue(ctx, partitionDue{pt.partition, pt.due})
 				if err != nil {
 					return err
 				}
@@ -362,7 +360,7 @@ func (e *Evaluator) judgeAll(ctx context.Context, tm *timers, fetches kgo.Fetche
 				}
 			}
 			if pt.left.Add(-1) == 0 {
-				pt.assemble(e, tm)
+				pt.assemble(s)
 				produce(pt.w.records)
 			}
 			return nil
@@ -408,7 +406,7 @@ type eventOutcome struct {
 
 // assemble puts the partition's records in order: the timers fired, then
 // each event's records, then the timer records the events wrote.
-func (pt *judging) assemble(e *Evaluator, tm *timers) {
+func (pt *judging) assemble(s *session) {
 	w := pt.fired
 	var changes []eventTimers
 	for _, o := range pt.outs {
@@ -417,7 +415,7 @@ func (pt *judging) assemble(e *Evaluator, tm *timers) {
 			changes = append(changes, o.timers)
 		}
 	}
-	w.timers = append(w.timers, e.timerChanges(tm, pt.partition, changes, pt.firedIDs)...)
+	w.timers = append(w.timers, s.timerChanges(pt.partition, changes, pt.firedIDs)...)
 	for _, t := range w.timers {
 		if t.rec != nil {
 			w.records = append(w.records, t.rec)
@@ -511,27 +509,4 @@ func header(r *kgo.Record, key string) string {
 		}
 	}
 	return ""
-}
-
-// producedErr keeps the first error of the records a transaction produced.
-type producedErr struct {
-	mu  sync.Mutex
-	err error
-}
-
-func (p *producedErr) note(_ *kgo.Record, err error) {
-	if err == nil {
-		return
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.err == nil {
-		p.err = err
-	}
-}
-
-func (p *producedErr) first() error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.err
 }

@@ -3,6 +3,7 @@ package ruleevaluator
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"math"
 	"net/http"
 	"slices"
@@ -286,16 +287,22 @@ func runWithRule(t *testing.T, c Config) *Evaluator {
 }
 
 // balanceDrops returns n events of one Balance, each a drop of its
-// remaining allowance.
+// remaining allowance: event i leaves 500 - i.
 func balanceDrops(t *testing.T, e *Evaluator, n int) []*kgo.Record {
+	return balanceDropsOf(t, e, n, 1)
+}
+
+// balanceDropsOf returns n drops spread over balances: event i is of
+// balance i % balances (of its own account) and leaves 500 - i.
+func balanceDropsOf(t *testing.T, e *Evaluator, n, balances int) []*kgo.Record {
 	t.Helper()
 	var recs []*kgo.Record
 	for i := range n {
-		acct := "acct-1"
+		acct, id := fmt.Sprintf("acct-%d", i%balances+1), fmt.Sprintf("bal-%d", i%balances+1)
 		key, value, err := event.Encode(t.Context(), e.base.Registry, e.base.Topics.Events, "acme", &event.Event{
-			EntityType: "Balance", EntityID: "bal-1", Operation: "UPDATE", AccountID: &acct,
-			Old: map[string]any{"id": "bal-1", "accountId": acct, "unit": "MB", "total": 1000.0, "used": 0.0, "remaining": 600.0},
-			New: map[string]any{"id": "bal-1", "accountId": acct, "unit": "MB", "total": 1000.0, "used": 0.0, "remaining": float64(500 - i)},
+			EntityType: "Balance", EntityID: id, Operation: "UPDATE", AccountID: &acct,
+			Old: map[string]any{"id": id, "accountId": acct, "unit": "MB", "total": 1000.0, "used": 0.0, "remaining": 600.0},
+			New: map[string]any{"id": id, "accountId": acct, "unit": "MB", "total": 1000.0, "used": 0.0, "remaining": float64(500 - i)},
 		}, "")
 		if err != nil {
 			t.Fatal(err)

@@ -1,15 +1,11 @@
 package ruleevaluator
 
 import (
-	"fmt"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
-
-	"github.com/heraldhq/herald/pkg/event"
 )
 
 // TestSessionsShareThePartitionsAndCommitEachEventOnce runs a replica with
@@ -44,19 +40,7 @@ func TestSessionsShareThePartitionsAndCommitEachEventOnce(t *testing.T) {
 	}
 
 	const n = 40
-	var recs []*kgo.Record
-	for i := range n {
-		acct, id := fmt.Sprintf("acct-%d", i), fmt.Sprintf("bal-%d", i)
-		key, value, err := event.Encode(t.Context(), e.base.Registry, e.base.Topics.Events, "acme", &event.Event{
-			EntityType: "Balance", EntityID: id, Operation: "UPDATE", AccountID: &acct,
-			Old: map[string]any{"id": id, "accountId": acct, "unit": "MB", "total": 1000.0, "used": 0.0, "remaining": 600.0},
-			New: map[string]any{"id": id, "accountId": acct, "unit": "MB", "total": 1000.0, "used": 0.0, "remaining": 500.0},
-		}, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		recs = append(recs, &kgo.Record{Topic: e.base.Topics.Events, Key: key, Value: value})
-	}
+	recs := balanceDropsOf(t, e, n, n)
 	admin := notificationReader(t, cfg)
 	if err := admin.ProduceSync(t.Context(), recs...).FirstErr(); err != nil {
 		t.Fatal(err)

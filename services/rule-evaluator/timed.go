@@ -183,7 +183,8 @@ func (t *timers) apply(writes []timerWrite) {
 // timerChanges turns what one partition's events do to timers into the
 // records that say it. fired are the timers this transaction fires (and
 // cancels) in the partition: a move cannot revive one.
-func (e *Evaluator) timerChanges(tm *timers, partition int32, changes []eventTimers, fired map[timerID]bool) []timerWrite {
+func (s *session) timerChanges(partition int32, changes []eventTimers, fired map[timerID]bool) []timerWrite {
+	tm := s.timers
 	var out []timerWrite
 	// Timers set by an earlier event of the same poll, or cancelled.
 	set := map[timerID]bool{}
@@ -240,7 +241,8 @@ type eventTimers struct {
 // fireDue judges the timers due in one partition and returns the records
 // that fire them: each timer's notification, if its rule still fires, and
 // its tombstones. An error is the world's.
-func (e *Evaluator) fireDue(ctx context.Context, tm *timers, pd partitionDue) (out []*kgo.Record, writes []timerWrite, fired map[timerID]bool, lags []time.Duration, err error) {
+func (s *session) fireDue(ctx context.Context, pd partitionDue) (out []*kgo.Record, writes []timerWrite, fired map[timerID]bool, lags []time.Duration, err error) {
+	e, tm := s.e, s.timers
 	offsets := make([]int64, len(pd.timers))
 	for i, d := range pd.timers {
 		offsets[i] = d.state

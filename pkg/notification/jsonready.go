@@ -5,14 +5,14 @@ import (
 	"time"
 )
 
-// finite returns v ready for the JSON encoder: every NaN and ±Infinity
+// jsonReady returns v ready for the JSON encoder: every NaN and ±Infinity
 // replaced by nil, which JSON writes as null (Avro doubles and CEL results
 // may hold them, and JSON has no way to say them), and every time.Duration
 // (an Avro time-millis or time-micros) as its nanoseconds, the number
 // encoding/json writes for it, where the faster encoder would write text.
 // v is copied only where it holds one of them; otherwise v itself is
 // returned.
-func finite(v any) any {
+func jsonReady(v any) any {
 	if !needsRewrite(v) {
 		return v
 	}
@@ -24,13 +24,13 @@ func finite(v any) any {
 	case map[string]any:
 		out := make(map[string]any, len(x))
 		for k, e := range x {
-			out[k] = finite(e)
+			out[k] = jsonReady(e)
 		}
 		return out
 	case []any:
 		out := make([]any, len(x))
 		for i, e := range x {
-			out[i] = finite(e)
+			out[i] = jsonReady(e)
 		}
 		return out
 	}
