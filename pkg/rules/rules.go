@@ -164,7 +164,9 @@ func (r *Rule) programs(entityType string) (*programs, bool) {
 }
 
 type programs struct {
-	when        cel.Program
+	when cel.Program
+	// quickWhen is when's quick form; nil when it has none.
+	quickWhen   quick
 	fields      map[string]cel.Program
 	orderingKey cel.Program
 	prevState   cel.Program
@@ -221,7 +223,7 @@ func (c *Compiler) Compile(tenant, id string, spec configstore.Rule, entities ma
 // of entity type et: its condition, notification and ordering key.
 func (c *Compiler) judged(env *cel.Env, p *programs, et string, spec configstore.Rule) error {
 	var err error
-	if p.when, err = c.program(env, &p.reads, et, "when", spec.When, cel.BoolType); err != nil {
+	if p.when, p.quickWhen, err = c.condition(env, &p.reads, et, spec.When); err != nil {
 		return err
 	}
 	for name, expr := range spec.Notification.Fields {
@@ -275,45 +277,70 @@ func (c *Compiler) checkSpec(spec configstore.Rule) error {
 // when given, are the types the expression may have (a nullable wrapper of
 // one, null, or dyn, also passes).
 func (c *Compiler) program(env *cel.Env, reads *Reads, entity, field, expr string, want ...*cel.Type) (cel.Program, error) {
+	prg, _, err := c.compile(env, reads, entity, field, expr, want...)
+	return prg, err
+}
+
+// condition compiles a rule's `when`: its program, and its quick form when
+// it has one (see quick).
+func (c *Compiler) condition(env *cel.Env, reads *Reads, entity, expr string) (cel.Program, quick, error) {
+	prg, checked, err := c.compile(env, reads, entity, "when", expr, cel.BoolType)
+	if err != nil || checked == nil {
+		return prg, nil, err
+	}
+	p, ok := env.CELTypeProvider().(*provider)
+	if !ok {
+		return prg, nil, nil
+	}
+	return prg, compileQuick(checked.NativeRep(), p), nil
+}
+
+// compile is program, also returning the checked expression, nil when the
+// program tracks its cost and so must be evaluated by cel-go.
+func (c *Compiler) compile(env *cel.Env, reads *Reads, entity, field, expr string, want ...*cel.Type) (cel.Program, *cel.Ast, error) {
 	fail := func(msg string) error { return &CompileError{Field: field, Entity: entity, Message: msg} }
 	if strings.TrimSpace(expr) == "" {
-		return nil, fail("the expression is empty")
+		return nil, nil, fail("the expression is empty")
 	}
 	if len(expr) > c.limits.MaxExpressionLength {
-		return nil, fail(fmt.Sprintf("the expression is %d bytes; at most %d", len(expr), c.limits.MaxExpressionLength))
+		return nil, nil, fail(fmt.Sprintf("the expression is %d bytes; at most %d", len(expr), c.limits.MaxExpressionLength))
 	}
-	ast, iss := env.Compile(Translate(expr))
+	checked, iss := env.Compile(Translate(expr))
 	if iss.Err() != nil {
-		return nil, fail(iss.Err().Error())
+		return nil, nil, fail(iss.Err().Error())
 	}
-	if len(want) > 0 && !typeIn(ast.OutputType(), want) {
+	if len(want) > 0 && !typeIn(checked.OutputType(), want) {
 		names := make([]string, len(want))
 		for i, w := range want {
 			names[i] = w.String()
 		}
-		return nil, fail(fmt.Sprintf("must be a %s, not a %s", strings.Join(names, " or a "), ast.OutputType()))
+		return nil, nil, fail(fmt.Sprintf("must be a %s, not a %s", strings.Join(names, " or a "), checked.OutputType()))
 	}
-	est, err := env.EstimateCost(ast, sizeHint{c.limits.MaxListSize})
+	est, err := env.EstimateCost(checked, sizeHint{c.limits.MaxListSize})
 	if err != nil {
-		return nil, fail(err.Error())
+		return nil, nil, fail(err.Error())
 	}
 	if est.Max > c.limits.MaxEstimatedCost {
-		return nil, fail(fmt.Sprintf("estimated cost up to %d; at most %d", est.Max, c.limits.MaxEstimatedCost))
+		return nil, nil, fail(fmt.Sprintf("estimated cost up to %d; at most %d", est.Max, c.limits.MaxEstimatedCost))
 	}
 	// OptOptimize folds what is constant when the program is made, which
 	// takes a quarter off evaluating a threshold rule.
 	opts := []cel.ProgramOption{cel.CustomDecoratorV2(promote), cel.EvalOptions(cel.OptOptimize)}
 	// Tracking cost costs time on every evaluation; an expression whose
 	// estimated worst case is within the runtime limit can never hit it.
-	if est.Max > c.limits.MaxRuntimeCost {
+	costed := est.Max > c.limits.MaxRuntimeCost
+	if costed {
 		opts = append(opts, cel.CostLimit(c.limits.MaxRuntimeCost))
 	}
-	prg, err := env.Program(ast, opts...)
+	prg, err := env.Program(checked, opts...)
 	if err != nil {
-		return nil, fail(err.Error())
+		return nil, nil, fail(err.Error())
 	}
-	*reads = reads.Union(readsOf(ast.NativeRep().Expr()))
-	return prg, nil
+	*reads = reads.Union(readsOf(checked.NativeRep().Expr()))
+	if costed {
+		return prg, nil, nil
+	}
+	return prg, checked, nil
 }
 
 // typeIn reports whether an expression of type out gives one of the types
@@ -428,11 +455,18 @@ func (r *Rule) Evaluate(entityType string, in *Input) (Result, error) {
 	if !ok || p.when == nil {
 		return Result{}, nil
 	}
-	out, err := in.eval(p.when)
-	if err != nil {
-		return Result{}, evalError(r.ID, "when", err)
+	fired, decided := false, false
+	if p.quickWhen != nil {
+		fired, decided = p.quickWhen.decide(in)
 	}
-	if fired, ok := out.Value().(bool); !ok || !fired {
+	if !decided {
+		out, err := in.eval(p.when)
+		if err != nil {
+			return Result{}, evalError(r.ID, "when", err)
+		}
+		fired, _ = out.Value().(bool)
+	}
+	if !fired {
 		return Result{}, nil
 	}
 	res := Result{Fired: true, Notification: r.Spec.Notification}
