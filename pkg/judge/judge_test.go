@@ -301,8 +301,8 @@ func TestJudgingAnEventAllocatesWithinItsBudget(t *testing.T) {
 		budget float64
 	}{
 		{"no rule", nil, 4},
-		{"10 rules, none fires", tenThresholds(), 16},
-		{"one rule fires", []string{"new.remaining < old.remaining"}, 62},
+		{"10 rules, none fires", tenThresholds(), 17},
+		{"one rule fires", []string{"new.remaining < old.remaining"}, 63},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

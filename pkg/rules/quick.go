@@ -4,6 +4,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -135,6 +136,43 @@ func (f *fieldAt) of(r *Record, name string) any {
 	return r.Values[s.i]
 }
 
+// slots number the image fields quick conditions read, so that an event
+// reads each once however many rules read it.
+var slots = struct {
+	sync.Mutex
+	byName map[string]int
+}{byName: map[string]int{}}
+
+// slotOf returns the number of an image's field, "new.remaining".
+func slotOf(name string) int {
+	slots.Lock()
+	defer slots.Unlock()
+	n, ok := slots.byName[name]
+	if !ok {
+		n = len(slots.byName)
+		slots.byName[name] = n
+	}
+	return n
+}
+
+// fieldRead is a field a quick condition has read of an event.
+type fieldRead struct {
+	v         val
+	ok, known bool
+}
+
+// remember keeps what the field in slot read as, for the event's other
+// rules.
+func (in *Input) remember(slot int, v val, ok bool) {
+	if slot >= len(in.read) {
+		slots.Lock()
+		n := len(slots.byName)
+		slots.Unlock()
+		in.read = append(in.read, make([]fieldRead, n-len(in.read))...)
+	}
+	in.read[slot] = fieldRead{v: v, ok: ok, known: true}
+}
+
 // decide evaluates the condition: whether the rule fires, and whether the
 // quick condition could tell.
 func (q quick) decide(in *Input) (fired, decided bool) {
@@ -234,9 +272,15 @@ func (c quickCompiler) selection(e ast.Expr) quick {
 	if isImage(op.AsIdent()) {
 		var at fieldAt
 		name := s.FieldName()
+		slot := slotOf(op.AsIdent() + "." + name)
 		return func(in *Input) (val, bool) {
 			if r, ok := get(in).(*Record); ok && r != nil {
-				return valueOf(at.of(r, name))
+				if slot < len(in.read) && in.read[slot].known {
+					return in.read[slot].v, in.read[slot].ok
+				}
+				v, ok := valueOf(at.of(r, name))
+				in.remember(slot, v, ok)
+				return v, ok
 			}
 			v, err := ft.GetFrom(image(get(in)))
 			if err != nil {

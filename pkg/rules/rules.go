@@ -381,6 +381,8 @@ type Input struct {
 
 	// frame is the one execution frame the event's rules share.
 	frame *interpreter.ExecutionFrame
+	// read holds the image fields quick conditions have read, by slot.
+	read []fieldRead
 }
 
 // eval runs prg against the input.
