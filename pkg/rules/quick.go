@@ -21,9 +21,9 @@ import (
 // crossedAbove. cel-go's interpreter resolves each field read through its
 // attribute machinery and boxes every intermediate value; a quick condition
 // does the same work on unboxed values, and finds a projected image's
-// fields by position. A threshold rule costs about half what it costs in
-// cel-go (BenchmarkEvaluate in services/rule-evaluator) and allocates
-// nothing.
+// fields by position, each once an event. A threshold rule costs about a
+// third of what it costs in cel-go (BenchmarkEvaluate in
+// services/rule-evaluator) and allocates nothing.
 //
 // It never answers differently from cel-go. It decides an event only when
 // every value it meets is of a kind it knows (null, bool, int, double,
@@ -274,10 +274,10 @@ func (c quickCompiler) selection(e ast.Expr) quick {
 		name := s.FieldName()
 		slot := slotOf(op.AsIdent() + "." + name)
 		return func(in *Input) (val, bool) {
+			if slot < len(in.read) && in.read[slot].known {
+				return in.read[slot].v, in.read[slot].ok
+			}
 			if r, ok := get(in).(*Record); ok && r != nil {
-				if slot < len(in.read) && in.read[slot].known {
-					return in.read[slot].v, in.read[slot].ok
-				}
 				v, ok := valueOf(at.of(r, name))
 				in.remember(slot, v, ok)
 				return v, ok
@@ -319,12 +319,12 @@ func (c quickCompiler) call(e ast.Expr) quick {
 		return unary(fn, qs[0])
 	case 2:
 		if op, ok := orderings[fn]; ok {
-			return ordering(op, qs[0], qs[1])
+			return onDoubles(fn, c.operand(args[0]), c.operand(args[1]), ordering(op, qs[0], qs[1]))
 		}
 		if op, ok := arithmetic[fn]; ok {
 			return c.arithmetic(e.ID(), fn, op, qs[0], qs[1])
 		}
-		return binary(fn, qs[0], qs[1])
+		return onDoubles(fn, c.operand(args[0]), c.operand(args[1]), binary(fn, qs[0], qs[1]))
 	case 3:
 		return ternary(fn, qs[0], qs[1], qs[2])
 	}
@@ -708,4 +708,117 @@ func fromInt(v ref.Val) (val, bool) {
 		return val{k: kInt, i: int64(i)}, true
 	}
 	return val{}, false
+}
+
+// doubles is a subexpression of doubles (double literals and fields, and
+// arithmetic on them) evaluated on float64 alone, which is most of a
+// threshold rule. It gives false where a value is not a double (a null, an
+// int an older schema wrote), and the general closures take over.
+type doubles func(in *Input) (float64, bool)
+
+// doubles returns e's doubles form, nil when e is not of doubles.
+func (c quickCompiler) doubles(e ast.Expr) doubles {
+	switch e.Kind() {
+	case ast.LiteralKind:
+		if d, ok := e.AsLiteral().(types.Double); ok {
+			return func(*Input) (float64, bool) { return float64(d), true }
+		}
+	case ast.SelectKind:
+		t := c.checked.GetType(e.ID())
+		if t == nil || !(t.IsExactType(types.DoubleType) || t.IsExactType(types.NewNullableType(types.DoubleType))) {
+			return nil
+		}
+		read := c.selection(e)
+		if read == nil {
+			return nil
+		}
+		s := e.AsSelect()
+		if !isImage(s.Operand().AsIdent()) {
+			return func(in *Input) (float64, bool) {
+				v, ok := read(in)
+				return v.f, ok && v.k == kDouble
+			}
+		}
+		// What the event's rules have read of the field already, straight
+		// from where selection keeps it.
+		slot := slotOf(s.Operand().AsIdent() + "." + s.FieldName())
+		return func(in *Input) (float64, bool) {
+			if slot < len(in.read) && in.read[slot].known {
+				r := &in.read[slot]
+				return r.v.f, r.ok && r.v.k == kDouble
+			}
+			v, ok := read(in)
+			return v.f, ok && v.k == kDouble
+		}
+	case ast.CallKind:
+		call := e.AsCall()
+		args := call.Args()
+		if call.IsMemberFunction() || len(args) != 2 {
+			return nil
+		}
+		a, b := c.doubles(args[0]), c.doubles(args[1])
+		if a == nil || b == nil {
+			return nil
+		}
+		switch call.FunctionName() {
+		case operators.Add:
+			return func(in *Input) (float64, bool) { x, ok1 := a(in); y, ok2 := b(in); return x + y, ok1 && ok2 }
+		case operators.Subtract:
+			return func(in *Input) (float64, bool) { x, ok1 := a(in); y, ok2 := b(in); return x - y, ok1 && ok2 }
+		case operators.Multiply:
+			return func(in *Input) (float64, bool) { x, ok1 := a(in); y, ok2 := b(in); return x * y, ok1 && ok2 }
+		case operators.Divide:
+			return func(in *Input) (float64, bool) { x, ok1 := a(in); y, ok2 := b(in); return x / y, ok1 && ok2 }
+		}
+	}
+	return nil
+}
+
+// operand is doubles for a comparison's side: cel-go compares an int with
+// a double as the int's float64 (see compareDoubleInt), so an int literal
+// is one.
+func (c quickCompiler) operand(e ast.Expr) doubles {
+	if e.Kind() == ast.LiteralKind {
+		if i, ok := e.AsLiteral().(types.Int); ok {
+			return func(*Input) (float64, bool) { return float64(i), true }
+		}
+	}
+	return c.doubles(e)
+}
+
+// onDoubles answers a comparison from both sides' doubles forms when they
+// give doubles, and from general otherwise. Go's comparisons of float64
+// are cel-go's of doubles: NaN is neither less, greater nor equal.
+func onDoubles(fn string, a, b doubles, general quick) quick {
+	if a == nil || b == nil || general == nil {
+		return general
+	}
+	op := slices.Index([]string{operators.Less, operators.LessEquals, operators.Greater,
+		operators.GreaterEquals, operators.Equals, operators.NotEquals}, fn)
+	if op < 0 {
+		return general
+	}
+	return func(in *Input) (val, bool) {
+		if x, ok := a(in); ok {
+			if y, ok := b(in); ok {
+				var holds bool
+				switch op {
+				case 0:
+					holds = x < y
+				case 1:
+					holds = x <= y
+				case 2:
+					holds = x > y
+				case 3:
+					holds = x >= y
+				case 4:
+					holds = x == y
+				default:
+					holds = x != y
+				}
+				return vBool(holds), true
+			}
+		}
+		return general(in)
+	}
 }
