@@ -138,12 +138,17 @@ func (j *Judge) Timer(ctx context.Context, t Due) (v *Verdict, err error) {
 // of one event through oldJSON and newJSON.
 func (j *Judge) fire(ctx context.Context, v *Verdict, rule *rules.Rule, entityType string, in *rules.Input,
 	d *decoded, oldJSON, newJSON **string) error {
-	res, err := rule.Evaluate(entityType, in)
+	fired, err := rule.Fires(entityType, in)
 	if err != nil {
 		v.Failures = append(v.Failures, ruleFailure(rule.ID, err))
 		return nil
 	}
-	if !res.Fired {
+	if !fired {
+		return nil
+	}
+	res, err := rule.Outcome(entityType, in)
+	if err != nil {
+		v.Failures = append(v.Failures, ruleFailure(rule.ID, err))
 		return nil
 	}
 	// The notification as this event makes it: a previous state or

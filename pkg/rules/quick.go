@@ -173,15 +173,14 @@ func (in *Input) remember(slot int, v val, ok bool) {
 	in.read[slot] = fieldRead{v: v, ok: ok, known: true}
 }
 
-// decide evaluates the condition: whether the rule fires, and whether the
-// quick condition could tell.
-func (q quick) decide(in *Input) (fired, decided bool) {
-	v, ok := q(in)
-	if !ok || v.k != kBool {
-		return false, false
-	}
-	return v.b, true
-}
+// A verdict is a quick condition's top: whether the rule fires, and
+// whether the quick condition could tell. The logic of a condition and its
+// comparisons of doubles answer in this form directly, without building a
+// value for each step.
+type verdict func(in *Input) (fired, decided bool)
+
+// decide evaluates the condition.
+func (v verdict) decide(in *Input) (fired, decided bool) { return v(in) }
 
 // quickCompiler builds a quick condition from a checked expression.
 type quickCompiler struct {
@@ -191,8 +190,89 @@ type quickCompiler struct {
 
 // compileQuick returns the quick form of the checked condition a, or nil
 // when it uses what a quick condition does not handle.
-func compileQuick(a *ast.AST, p *provider) quick {
-	return quickCompiler{checked: a, provider: p}.expr(a.Expr())
+func compileQuick(a *ast.AST, p *provider) verdict {
+	return quickCompiler{checked: a, provider: p}.verdict(a.Expr())
+}
+
+// verdict compiles a boolean expression to a verdict: &&, || and ! of
+// verdicts, a comparison of doubles, or any other expression's value, read
+// as a bool. A verdict is decided only on a bool, so the logic below
+// follows binary's.
+func (c quickCompiler) verdict(e ast.Expr) verdict {
+	if e.Kind() == ast.CallKind && !e.AsCall().IsMemberFunction() {
+		call := e.AsCall()
+		args := call.Args()
+		switch fn := call.FunctionName(); {
+		case fn == operators.LogicalAnd && len(args) == 2:
+			a, b := c.verdict(args[0]), c.verdict(args[1])
+			if a == nil || b == nil {
+				return nil
+			}
+			return func(in *Input) (bool, bool) {
+				l, lok := a(in)
+				if lok && !l {
+					return false, true
+				}
+				r, rok := b(in)
+				if rok && !r {
+					return false, true
+				}
+				return true, lok && rok
+			}
+		case fn == operators.LogicalOr && len(args) == 2:
+			a, b := c.verdict(args[0]), c.verdict(args[1])
+			if a == nil || b == nil {
+				return nil
+			}
+			return func(in *Input) (bool, bool) {
+				l, lok := a(in)
+				if lok && l {
+					return true, true
+				}
+				r, rok := b(in)
+				if rok && r {
+					return true, true
+				}
+				return false, lok && rok
+			}
+		case fn == operators.LogicalNot && len(args) == 1:
+			a := c.verdict(args[0])
+			if a == nil {
+				return nil
+			}
+			return func(in *Input) (bool, bool) {
+				v, ok := a(in)
+				return !v, ok
+			}
+		case len(args) == 2 && slices.Contains(comparisons, fn):
+			da, db := c.operand(args[0]), c.operand(args[1])
+			general := c.verdictOf(c.expr(e))
+			if general == nil || da == nil || db == nil {
+				return general
+			}
+			op := slices.Index(comparisons, fn)
+			return func(in *Input) (bool, bool) {
+				if x, ok := da(in); ok {
+					if y, ok := db(in); ok {
+						return holds(op, x, y), true
+					}
+				}
+				return general(in)
+			}
+		}
+	}
+	return c.verdictOf(c.expr(e))
+}
+
+// verdictOf reads a quick value as a verdict: decided only on a bool.
+func (quickCompiler) verdictOf(q quick) verdict {
+	if q == nil {
+		return nil
+	}
+	return func(in *Input) (bool, bool) {
+		v, ok := q(in)
+		return v.b, ok && v.k == kBool
+	}
 }
 
 func (c quickCompiler) expr(e ast.Expr) quick {
@@ -793,32 +873,37 @@ func onDoubles(fn string, a, b doubles, general quick) quick {
 	if a == nil || b == nil || general == nil {
 		return general
 	}
-	op := slices.Index([]string{operators.Less, operators.LessEquals, operators.Greater,
-		operators.GreaterEquals, operators.Equals, operators.NotEquals}, fn)
+	op := slices.Index(comparisons, fn)
 	if op < 0 {
 		return general
 	}
 	return func(in *Input) (val, bool) {
 		if x, ok := a(in); ok {
 			if y, ok := b(in); ok {
-				var holds bool
-				switch op {
-				case 0:
-					holds = x < y
-				case 1:
-					holds = x <= y
-				case 2:
-					holds = x > y
-				case 3:
-					holds = x >= y
-				case 4:
-					holds = x == y
-				default:
-					holds = x != y
-				}
-				return vBool(holds), true
+				return vBool(holds(op, x, y)), true
 			}
 		}
 		return general(in)
 	}
+}
+
+// comparisons are the operators holds applies, by number.
+var comparisons = []string{operators.Less, operators.LessEquals, operators.Greater,
+	operators.GreaterEquals, operators.Equals, operators.NotEquals}
+
+// holds applies comparison number op to two doubles.
+func holds(op int, x, y float64) bool {
+	switch op {
+	case 0:
+		return x < y
+	case 1:
+		return x <= y
+	case 2:
+		return x > y
+	case 3:
+		return x >= y
+	case 4:
+		return x == y
+	}
+	return x != y
 }

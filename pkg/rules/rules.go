@@ -166,7 +166,7 @@ func (r *Rule) programs(entityType string) (*programs, bool) {
 type programs struct {
 	when cel.Program
 	// quickWhen is when's quick form; nil when it has none.
-	quickWhen   quick
+	quickWhen   verdict
 	fields      map[string]cel.Program
 	orderingKey cel.Program
 	prevState   cel.Program
@@ -283,7 +283,7 @@ func (c *Compiler) program(env *cel.Env, reads *Reads, entity, field, expr strin
 
 // condition compiles a rule's `when`: its program, and its quick form when
 // it has one (see quick).
-func (c *Compiler) condition(env *cel.Env, reads *Reads, entity, expr string) (cel.Program, quick, error) {
+func (c *Compiler) condition(env *cel.Env, reads *Reads, entity, expr string) (cel.Program, verdict, error) {
 	prg, checked, err := c.compile(env, reads, entity, "when", expr, cel.BoolType)
 	if err != nil || checked == nil {
 		return prg, nil, err
@@ -453,24 +453,38 @@ type Result struct {
 // Evaluate runs the rule against an event of entityType. A timed rule is
 // judged only on its Subject: events of its other entity types set timers.
 func (r *Rule) Evaluate(entityType string, in *Input) (Result, error) {
+	fired, err := r.Fires(entityType, in)
+	if err != nil || !fired {
+		return Result{}, err
+	}
+	return r.Outcome(entityType, in)
+}
+
+// Fires reports whether the rule fires on an event of entityType: Evaluate's
+// first half, its condition alone, which is all most rules an event meets
+// need.
+func (r *Rule) Fires(entityType string, in *Input) (bool, error) {
 	p, ok := r.programs(entityType)
 	if !ok || p.when == nil {
-		return Result{}, nil
+		return false, nil
 	}
-	fired, decided := false, false
 	if p.quickWhen != nil {
-		fired, decided = p.quickWhen.decide(in)
-	}
-	if !decided {
-		out, err := in.eval(p.when)
-		if err != nil {
-			return Result{}, evalError(r.ID, "when", err)
+		if fired, decided := p.quickWhen.decide(in); decided {
+			return fired, nil
 		}
-		fired, _ = out.Value().(bool)
 	}
-	if !fired {
-		return Result{}, nil
+	out, err := in.eval(p.when)
+	if err != nil {
+		return false, evalError(r.ID, "when", err)
 	}
+	fired, _ := out.Value().(bool)
+	return fired, nil
+}
+
+// Outcome is Evaluate's second half: what the rule makes of an event of
+// entityType it fires on.
+func (r *Rule) Outcome(entityType string, in *Input) (Result, error) {
+	p, _ := r.programs(entityType)
 	res := Result{Fired: true, Notification: r.Spec.Notification}
 	if err := p.notification(r.ID, in, &res.Notification); err != nil {
 		return Result{}, err
