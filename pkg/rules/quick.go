@@ -837,6 +837,16 @@ func (c quickCompiler) doubles(e ast.Expr) doubles {
 			return nil
 		}
 		a, b := c.doubles(args[0]), c.doubles(args[1])
+		// An int literal beside a double is widened to one (see promote):
+		// `new.total * 2`.
+		if ids := c.checked.GetOverloadIDs(e.ID()); len(ids) == 1 && strings.HasPrefix(ids[0], "herald_") {
+			if a == nil && b != nil {
+				a = c.operand(args[0])
+			}
+			if b == nil && a != nil {
+				b = c.operand(args[1])
+			}
+		}
 		if a == nil || b == nil {
 			return nil
 		}
