@@ -326,3 +326,34 @@ func TestQuickConditionsLeaveFailuresToCEL(t *testing.T) {
 		}
 	}
 }
+
+// TestAQuickConditionAllocatesNothing pins what quick conditions are for:
+// once an event's fields are read, judging another threshold rule on it
+// allocates nothing.
+func TestAQuickConditionAllocatesNothing(t *testing.T) {
+	c := NewCompiler(DefaultLimits)
+	entities := map[string]Entity{"Item": quickEntity(t)}
+	rule, err := c.Compile("acme", "r", configstore.Rule{
+		Name: "r", On: configstore.RuleOn{EntityTypes: []string{"Item"}},
+		When:         "new.d1 < new.d2 * 0.2 && old.d1 >= old.d2 * 0.2 && new.s1 != \"expired\"",
+		Notification: configstore.RuleNotify{Name: "N"},
+	}, entities)
+	if err != nil {
+		t.Fatal(err)
+	}
+	image := func(d1 float64) *Record {
+		return record(map[string]any{"d1": d1, "d2": 1000.0, "s1": "active"})
+	}
+	in := &Input{Old: image(600), New: image(500)}
+	if fired, err := rule.Fires("Item", in); err != nil || fired {
+		t.Fatalf("Fires = %v, %v; want false", fired, err)
+	}
+	allocs := testing.AllocsPerRun(100, func() {
+		if _, err := rule.Fires("Item", in); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("%.0f allocations a rule, want none", allocs)
+	}
+}
