@@ -40,6 +40,7 @@ func main() {
 	flag.StringVar(&o.jsonOut, "json", "", "also write the figures to this file as JSON")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the evaluator's first run to this file")
 	flag.IntVar(&o.sessions, "sessions", 1, "transactional sessions the evaluator runs (HERALD_EVALUATOR_SESSIONS)")
+	flag.IntVar(&o.maxBatch, "max-batch", 10000, "events per transaction at most (HERALD_EVALUATOR_MAX_BATCH; this is its default)")
 	flag.BoolVar(&o.warmup, "warmup", true, "run the passthrough once, unmeasured, before the first turn, so that a freshly started broker has warmed up")
 	flag.Parse()
 	o.brokers, o.partitions = strings.Split(*brokers, ","), int32(*partitions)
@@ -73,6 +74,7 @@ type options struct {
 	jsonOut    string
 	cpuProfile string
 	sessions   int
+	maxBatch   int
 	warmup     bool
 }
 
@@ -131,7 +133,8 @@ func measureRules(ctx context.Context, o options, n int, warmup bool) (figures, 
 	if err := produceEvents(ctx, b, o.events); err != nil {
 		return figures{}, err
 	}
-	fmt.Printf("%d Balance events on %d partitions, %d rules per tenant, %d evaluator sessions, broker %s\n", o.events, o.partitions, n, o.sessions, strings.Join(o.brokers, ","))
+	fmt.Printf("%d Balance events on %d partitions, %d rules per tenant, %d evaluator sessions, transactions of up to %d events, broker %s\n",
+		o.events, o.partitions, n, o.sessions, o.maxBatch, strings.Join(o.brokers, ","))
 
 	if warmup {
 		group := cfg.TopicPrefix + "warmup"
@@ -168,7 +171,7 @@ func measureRules(ctx context.Context, o options, n int, warmup bool) (figures, 
 					Kafka: cfg, Registry: service.RegistryConfig{URL: b.RegistryURL, LatestTTL: time.Hour},
 					HTTPAddr: "127.0.0.1:0", Logger: quiet,
 				},
-				Group: group, TransactionalID: group, SessionTimeout: 10 * time.Second, MaxBatch: 5000, GatherWait: time.Millisecond, Sessions: o.sessions,
+				Group: group, TransactionalID: group, SessionTimeout: 10 * time.Second, MaxBatch: o.maxBatch, GatherWait: time.Millisecond, Sessions: o.sessions,
 			})
 		})
 		if err != nil {
