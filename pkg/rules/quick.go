@@ -109,48 +109,27 @@ func valueOf(v any) (val, bool) {
 	return val{}, false
 }
 
-// fieldAt finds a field in projected images. The images of one projection
-// share their Names, so it remembers where the field sat in the last Names
-// it saw; holding them keeps that array from being reused for others.
-type fieldAt struct{ last atomic.Pointer[fieldSlot] }
-
-type fieldSlot struct {
-	names []string
-	i     int // -1 when the names lack the field
-}
-
-// of returns the field called name of r, nil when r has none, as field
-// does.
-func (f *fieldAt) of(r *Record, name string) any {
-	if len(r.Names) == 0 {
-		return nil
-	}
-	s := f.last.Load()
-	if s == nil || len(s.names) != len(r.Names) || &s.names[0] != &r.Names[0] {
-		s = &fieldSlot{names: r.Names, i: slices.Index(r.Names, name)}
-		f.last.Store(s)
-	}
-	if s.i < 0 {
-		return nil
-	}
-	return r.Values[s.i]
-}
-
-// slots number the image fields quick conditions read, so that an event
-// reads each once however many rules read it.
+// slots number the fields quick conditions read, so that an event reads
+// each once however many rules read it.
 var slots = struct {
 	sync.Mutex
 	byName map[string]int
+	// count is len(byName), for an event's input to size itself without
+	// the lock.
+	count atomic.Int32
 }{byName: map[string]int{}}
 
-// slotOf returns the number of an image's field, "new.remaining".
-func slotOf(name string) int {
+// slotOf returns the number of the field a selection reads, such as
+// new.remaining.
+func slotOf(s ast.SelectExpr) int {
+	name := s.Operand().AsIdent() + "." + s.FieldName()
 	slots.Lock()
 	defer slots.Unlock()
 	n, ok := slots.byName[name]
 	if !ok {
 		n = len(slots.byName)
 		slots.byName[name] = n
+		slots.count.Store(int32(n + 1))
 	}
 	return n
 }
@@ -161,14 +140,19 @@ type fieldRead struct {
 	ok, known bool
 }
 
+// recall returns what the field in slot read as, if a rule has read it.
+func (in *Input) recall(slot int) (*fieldRead, bool) {
+	if slot < len(in.read) && in.read[slot].known {
+		return &in.read[slot], true
+	}
+	return nil, false
+}
+
 // remember keeps what the field in slot read as, for the event's other
 // rules.
 func (in *Input) remember(slot int, v val, ok bool) {
 	if slot >= len(in.read) {
-		slots.Lock()
-		n := len(slots.byName)
-		slots.Unlock()
-		in.read = append(in.read, make([]fieldRead, n-len(in.read))...)
+		in.read = append(in.read, make([]fieldRead, int(slots.count.Load())-len(in.read))...)
 	}
 	in.read[slot] = fieldRead{v: v, ok: ok, known: true}
 }
@@ -178,9 +162,6 @@ func (in *Input) remember(slot int, v val, ok bool) {
 // comparisons of doubles answer in this form directly, without building a
 // value for each step.
 type verdict func(in *Input) (fired, decided bool)
-
-// decide evaluates the condition.
-func (v verdict) decide(in *Input) (fired, decided bool) { return v(in) }
 
 // quickCompiler builds a quick condition from a checked expression.
 type quickCompiler struct {
@@ -293,18 +274,29 @@ func (c quickCompiler) expr(e ast.Expr) quick {
 	return nil
 }
 
+// variable returns what reads the variable called name of an event's
+// input; nil for a name rules do not have.
+func variable(name string) func(in *Input) any {
+	switch name {
+	case "old":
+		return func(in *Input) any { return in.Old }
+	case "new":
+		return func(in *Input) any { return in.New }
+	case "event":
+		return func(in *Input) any { return in.Event }
+	case "tenant":
+		return func(in *Input) any { return in.Tenant }
+	}
+	return nil
+}
+
 // image reads old or new whole, which a condition can only compare with
 // null.
 func (c quickCompiler) image(name string) quick {
-	var get func(in *Input) any
-	switch name {
-	case "old":
-		get = func(in *Input) any { return in.Old }
-	case "new":
-		get = func(in *Input) any { return in.New }
-	default:
+	if !isImage(name) {
 		return nil
 	}
+	get := variable(name)
 	return func(in *Input) (val, bool) {
 		switch image(get(in)).(type) {
 		case types.Null:
@@ -325,17 +317,8 @@ func (c quickCompiler) selection(e ast.Expr) quick {
 	if op.Kind() != ast.IdentKind {
 		return nil
 	}
-	var get func(in *Input) any
-	switch op.AsIdent() {
-	case "old":
-		get = func(in *Input) any { return in.Old }
-	case "new":
-		get = func(in *Input) any { return in.New }
-	case "event":
-		get = func(in *Input) any { return in.Event }
-	case "tenant":
-		get = func(in *Input) any { return in.Tenant }
-	default:
+	get := variable(op.AsIdent())
+	if get == nil {
 		return nil
 	}
 	typ := c.checked.GetType(op.ID())
@@ -349,32 +332,18 @@ func (c quickCompiler) selection(e ast.Expr) quick {
 	if s.IsTestOnly() {
 		return func(in *Input) (val, bool) { return vBool(ft.IsSet(image(get(in)))), true }
 	}
-	if isImage(op.AsIdent()) {
-		var at fieldAt
-		name := s.FieldName()
-		slot := slotOf(op.AsIdent() + "." + name)
-		return func(in *Input) (val, bool) {
-			if slot < len(in.read) && in.read[slot].known {
-				return in.read[slot].v, in.read[slot].ok
-			}
-			if r, ok := get(in).(*Record); ok && r != nil {
-				v, ok := valueOf(at.of(r, name))
-				in.remember(slot, v, ok)
-				return v, ok
-			}
-			v, err := ft.GetFrom(image(get(in)))
-			if err != nil {
-				return val{}, false
-			}
-			return valueOf(v)
-		}
-	}
+	slot := slotOf(s)
 	return func(in *Input) (val, bool) {
-		v, err := ft.GetFrom(image(get(in)))
+		if r, ok := in.recall(slot); ok {
+			return r.v, r.ok
+		}
+		got, err := ft.GetFrom(image(get(in)))
 		if err != nil {
 			return val{}, false
 		}
-		return valueOf(v)
+		v, ok := valueOf(got)
+		in.remember(slot, v, ok)
+		return v, ok
 	}
 }
 
@@ -399,12 +368,12 @@ func (c quickCompiler) call(e ast.Expr) quick {
 		return unary(fn, qs[0])
 	case 2:
 		if op, ok := orderings[fn]; ok {
-			return onDoubles(fn, c.operand(args[0]), c.operand(args[1]), ordering(op, qs[0], qs[1]))
+			return ordering(op, qs[0], qs[1])
 		}
-		if op, ok := arithmetic[fn]; ok {
+		if op, ok := intOps[fn]; ok {
 			return c.arithmetic(e.ID(), fn, op, qs[0], qs[1])
 		}
-		return onDoubles(fn, c.operand(args[0]), c.operand(args[1]), binary(fn, qs[0], qs[1]))
+		return binary(fn, qs[0], qs[1])
 	case 3:
 		return ternary(fn, qs[0], qs[1], qs[2])
 	}
@@ -613,9 +582,9 @@ func equal(a, b val) (eq, ok bool) {
 	case a.k == kDouble && b.k == kDouble:
 		return a.f == b.f, true
 	case a.k == kDouble && b.k == kInt:
-		return compareDoubleInt(a.f, b.i) == 0, true
+		return a.f == float64(b.i), true
 	case a.k == kInt && b.k == kDouble:
-		return compareDoubleInt(b.f, a.i) == 0, true
+		return float64(a.i) == b.f, true
 	case a.k != b.k:
 		return false, true
 	case a.k == kString:
@@ -628,17 +597,9 @@ func equal(a, b val) (eq, ok bool) {
 	return false, false
 }
 
-// compareDoubleInt orders a double against an int as cel-go does.
-func compareDoubleInt(d float64, i int64) int {
-	switch {
-	case d < math.MinInt64:
-		return -1
-	case d > math.MaxInt64:
-		return 1
-	}
-	return compareFloat(d, float64(i))
-}
-
+// compareFloat orders two doubles, and a double and an int as the int's
+// float64: cel-go's compareDoubleInt first checks the double against the
+// int64 range, which orders it as the float64 comparison would anyway.
 func compareFloat(a, b float64) int {
 	switch {
 	case a < b:
@@ -657,9 +618,9 @@ func compare(a, b val) (int, bool) {
 	case a.k == kDouble && b.k == kDouble:
 		return compareFloat(a.f, b.f), true
 	case a.k == kDouble && b.k == kInt:
-		return compareDoubleInt(a.f, b.i), true
+		return compareFloat(a.f, float64(b.i)), true
 	case a.k == kInt && b.k == kDouble:
-		return -compareDoubleInt(b.f, a.i), true
+		return compareFloat(float64(a.i), b.f), true
 	case a.k != b.k:
 		return 0, false
 	case a.k == kString:
@@ -728,9 +689,9 @@ func ordering(holds [3]bool, a, b quick) quick {
 	}
 }
 
-// arithmetic holds, for each arithmetic operator, cel-go's operation on
-// ints, which checks for overflow.
-var arithmetic = map[string]func(a, b types.Int) ref.Val{
+// intOps hold, for each arithmetic operator, cel-go's operation on ints,
+// which checks for overflow.
+var intOps = map[string]func(a, b types.Int) ref.Val{
 	operators.Add:      func(a, b types.Int) ref.Val { return a.Add(b) },
 	operators.Subtract: func(a, b types.Int) ref.Val { return a.Subtract(b) },
 	operators.Multiply: func(a, b types.Int) ref.Val { return a.Multiply(b) },
@@ -744,16 +705,16 @@ var arithmetic = map[string]func(a, b types.Int) ref.Val{
 func (c quickCompiler) arithmetic(id int64, fn string, onInts func(a, b types.Int) ref.Val, a, b quick) quick {
 	ids := c.checked.GetOverloadIDs(id)
 	widens := len(ids) != 1 || ids[0] == fn || strings.HasPrefix(ids[0], "herald_")
-	var onDoubles func(a, b float64) float64
+	var onFloats func(a, b float64) float64
 	switch fn {
 	case operators.Add:
-		onDoubles = func(a, b float64) float64 { return a + b }
+		onFloats = func(a, b float64) float64 { return a + b }
 	case operators.Subtract:
-		onDoubles = func(a, b float64) float64 { return a - b }
+		onFloats = func(a, b float64) float64 { return a - b }
 	case operators.Multiply:
-		onDoubles = func(a, b float64) float64 { return a * b }
+		onFloats = func(a, b float64) float64 { return a * b }
 	case operators.Divide:
-		onDoubles = func(a, b float64) float64 { return a / b }
+		onFloats = func(a, b float64) float64 { return a / b }
 	}
 	return func(in *Input) (val, bool) {
 		l, ok := a(in)
@@ -767,13 +728,13 @@ func (c quickCompiler) arithmetic(id int64, fn string, onInts func(a, b types.In
 		switch {
 		case l.k == kInt && r.k == kInt:
 			return fromInt(onInts(types.Int(l.i), types.Int(r.i)))
-		case onDoubles == nil:
+		case onFloats == nil:
 		case l.k == kDouble && r.k == kDouble:
-			return val{k: kDouble, f: onDoubles(l.f, r.f)}, true
+			return val{k: kDouble, f: onFloats(l.f, r.f)}, true
 		case widens && l.k == kInt && r.k == kDouble:
-			return val{k: kDouble, f: onDoubles(float64(l.i), r.f)}, true
+			return val{k: kDouble, f: onFloats(float64(l.i), r.f)}, true
 		case widens && l.k == kDouble && r.k == kInt:
-			return val{k: kDouble, f: onDoubles(l.f, float64(r.i))}, true
+			return val{k: kDouble, f: onFloats(l.f, float64(r.i))}, true
 		case fn == operators.Add && l.k == kString && r.k == kString:
 			return val{k: kString, s: l.s + r.s}, true
 		}
@@ -812,19 +773,11 @@ func (c quickCompiler) doubles(e ast.Expr) doubles {
 		if read == nil {
 			return nil
 		}
-		s := e.AsSelect()
-		if !isImage(s.Operand().AsIdent()) {
-			return func(in *Input) (float64, bool) {
-				v, ok := read(in)
-				return v.f, ok && v.k == kDouble
-			}
-		}
 		// What the event's rules have read of the field already, straight
 		// from where selection keeps it.
-		slot := slotOf(s.Operand().AsIdent() + "." + s.FieldName())
+		slot := slotOf(e.AsSelect())
 		return func(in *Input) (float64, bool) {
-			if slot < len(in.read) && in.read[slot].known {
-				r := &in.read[slot]
+			if r, ok := in.recall(slot); ok {
 				return r.v.f, r.ok && r.v.k == kDouble
 			}
 			v, ok := read(in)
@@ -865,8 +818,8 @@ func (c quickCompiler) doubles(e ast.Expr) doubles {
 }
 
 // operand is doubles for a comparison's side: cel-go compares an int with
-// a double as the int's float64 (see compareDoubleInt), so an int literal
-// is one.
+// a double as the int's float64 (see compareFloat), so an int literal is
+// one.
 func (c quickCompiler) operand(e ast.Expr) doubles {
 	if e.Kind() == ast.LiteralKind {
 		if i, ok := e.AsLiteral().(types.Int); ok {
@@ -874,27 +827,6 @@ func (c quickCompiler) operand(e ast.Expr) doubles {
 		}
 	}
 	return c.doubles(e)
-}
-
-// onDoubles answers a comparison from both sides' doubles forms when they
-// give doubles, and from general otherwise. Go's comparisons of float64
-// are cel-go's of doubles: NaN is neither less, greater nor equal.
-func onDoubles(fn string, a, b doubles, general quick) quick {
-	if a == nil || b == nil || general == nil {
-		return general
-	}
-	op := slices.Index(comparisons, fn)
-	if op < 0 {
-		return general
-	}
-	return func(in *Input) (val, bool) {
-		if x, ok := a(in); ok {
-			if y, ok := b(in); ok {
-				return vBool(holds(op, x, y)), true
-			}
-		}
-		return general(in)
-	}
 }
 
 // comparisons are the operators holds applies, by number.

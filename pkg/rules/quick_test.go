@@ -135,7 +135,7 @@ func (g exprGen) boolean(d int) string {
 	return fmt.Sprintf("(%s %s %s)", g.num(d-1), cmp, g.num(d-1))
 }
 
-// image returns random field values of quickEntity, null one time in five.
+// fields returns random field values of quickEntity, null one time in five.
 func (g exprGen) fields() map[string]any {
 	base := time.Date(2026, 3, 29, 1, 0, 0, 0, time.UTC)
 	m := map[string]any{}
@@ -242,7 +242,7 @@ func TestQuickConditionsAnswerAsCELDoes(t *testing.T) {
 	for range 25 {
 		in := g.input()
 		for _, p := range conditions {
-			fired, ok := p.quickWhen.decide(in)
+			fired, ok := p.quickWhen(in)
 			evaluated++
 			if !ok {
 				continue

@@ -469,7 +469,7 @@ func (r *Rule) Fires(entityType string, in *Input) (bool, error) {
 		return false, nil
 	}
 	if p.quickWhen != nil {
-		if fired, decided := p.quickWhen.decide(in); decided {
+		if fired, decided := p.quickWhen(in); decided {
 			return fired, nil
 		}
 	}
