@@ -359,15 +359,26 @@ func hostOf(t *testing.T, raw string) string {
 	return u.Host
 }
 
-// freeAddr returns a loopback address with a port nothing listens on.
+// handedOut holds the addresses freeAddr has returned: a port is free once
+// its probe closes, so the kernel may offer it again before the service it
+// was meant for has started.
+var handedOut sync.Map
+
+// freeAddr returns a loopback address with a port nothing listens on and
+// that it has not returned before.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		_ = ln.Close()
+		if _, taken := handedOut.LoadOrStore(addr, true); !taken {
+			return addr
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // process is one Herald command running for the test, its output in a

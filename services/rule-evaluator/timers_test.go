@@ -367,10 +367,17 @@ func TestDormantSimMovesWithUsage(t *testing.T) {
 	waitPending(t, e, 1)
 	clk.set(plus(t0, 40).Add(time.Second))
 	waitPending(t, e, 0)
-	// Every timer has fired: what is committed is all there will be.
+	// Every timer has fired: what is committed is all there will be. The
+	// reader waits as long as it takes for the first notification (it may
+	// still be joining), then a second for any more.
 	var got []notification.Notification
+	first := time.Now().Add(30 * time.Second)
 	for {
-		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		wait := time.Second
+		if len(got) == 0 {
+			wait = time.Until(first)
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), wait)
 		fs := cl.PollFetches(ctx)
 		cancel()
 		if fs.NumRecords() == 0 {
