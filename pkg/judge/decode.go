@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/twmb/avro"
@@ -39,6 +40,7 @@ type images struct {
 // images, read only as far as its rules look and only once.
 type decoded struct {
 	body   havro.Body
+	env    envelope
 	ref    notification.EventRef
 	tenant string
 	// generic is the whole event as generic values, when its envelope or
@@ -58,8 +60,8 @@ func (j *Judge) decode(ctx context.Context, value []byte) (*decoded, error) {
 		return nil, decodeError(err)
 	}
 	d := &decoded{body: body}
-	var env envelope
-	if err := body.Decode(&env); err != nil {
+	env := &d.env
+	if err := body.Decode(env); err != nil {
 		return d, d.readGeneric()
 	}
 	d.tenant = env.TenantID
@@ -120,9 +122,16 @@ func (d *decoded) images() (old, new map[string]any, err error) {
 func (j *Judge) input(d *decoded, r rules.Reads) (*rules.Input, error) {
 	if !r.Whole && !d.whole {
 		p := j.projection(d, r)
-		v := reflect.New(p.typ)
-		if err := d.body.Decode(v.Interface()); err == nil {
-			in := &rules.Input{Old: p.image(v.Elem().Field(0)), New: p.image(v.Elem().Field(1))}
+		target := p.get()
+		err := d.body.Decode(target)
+		v := reflect.ValueOf(target).Elem()
+		var in *rules.Input
+		if err == nil {
+			in = &rules.Input{Old: p.image(v.Field(0)), New: p.image(v.Field(1))}
+		}
+		v.SetZero()
+		p.targets.Put(target)
+		if in != nil {
 			if r.Event {
 				in.Event = d.event()
 			}
@@ -168,6 +177,18 @@ func (d *decoded) event() map[string]any {
 type projection struct {
 	fields []string
 	typ    reflect.Type
+	// targets holds zeroed pointers to typ, reused: a new one each event
+	// would cost reflect's lookup of the pointer type of typ, a type made
+	// at run time, every time.
+	targets sync.Pool
+}
+
+// get returns a zeroed pointer to the projection's type, to decode into.
+func (p *projection) get() any {
+	if t := p.targets.Get(); t != nil {
+		return t
+	}
+	return reflect.New(p.typ).Interface()
 }
 
 // projectionKey names a projection: the writer's schema and the fields.

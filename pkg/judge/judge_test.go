@@ -300,9 +300,9 @@ func TestJudgingAnEventAllocatesWithinItsBudget(t *testing.T) {
 		rules  []string
 		budget float64
 	}{
-		{"no rule", nil, 4},
-		{"10 rules, none fires", tenThresholds(), 17},
-		{"one rule fires", []string{"new.remaining < old.remaining"}, 63},
+		{"no rule", nil, 3},
+		{"10 rules, none fires", tenThresholds(), 15},
+		{"one rule fires", []string{"new.remaining < old.remaining"}, 61},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -332,4 +332,49 @@ func tenThresholds() []string {
 		out[i] = fmt.Sprintf("new.remaining < new.total * %g && old.remaining >= old.total * %g", pct, pct)
 	}
 	return out
+}
+
+// TestEachEventIsReadOnItsOwn judges events that alternate between an
+// update, with both images, and a create, whose old image is null, with
+// rules that read only some fields: each is judged on its own images,
+// never on what the event before it left behind.
+func TestEachEventIsReadOnItsOwn(t *testing.T) {
+	f := newFixture(t)
+	entities, err := f.base.Entities(t.Context(), []string{"Balance"}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id, when := range map[string]string{"no-old": "old == null", "low": "new.remaining < 550.0"} {
+		r, err := f.compiler.Compile("acme", id, configstore.Rule{
+			Name: id, On: configstore.RuleOn{EntityTypes: []string{"Balance"}, Operations: []string{"CREATE", "UPDATE"}},
+			When: when, Notification: configstore.RuleNotify{Name: "UnitAllowanceThreshold", State: "low"},
+		}, entities)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.index.Put(r)
+	}
+	acct := "acct-1"
+	encode := func(op string, old map[string]any, remaining float64) []byte {
+		_, value, err := event.Encode(t.Context(), f.base.Registry, f.base.Topics.Events, "acme", &event.Event{
+			EventID: "ev", EntityType: "Balance", EntityID: "bal-1", Operation: op, AccountID: &acct, Old: old,
+			New: map[string]any{"id": "bal-1", "accountId": acct, "unit": "MB", "total": 1000.0, "used": 1000 - remaining, "remaining": remaining},
+		}, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return value
+	}
+	withOld := encode("UPDATE", map[string]any{"id": "bal-1", "accountId": acct, "unit": "MB", "total": 1000.0, "used": 400.0, "remaining": 600.0}, 500)
+	withoutOld := encode("CREATE", nil, 600)
+	for i := range 6 {
+		got := f.fired(t, withOld)
+		if got["no-old"] || !got["low"] {
+			t.Fatalf("event %d, with an old image and 500 left: fired %v, want low alone", i, got)
+		}
+		got = f.fired(t, withoutOld)
+		if !got["no-old"] || got["low"] {
+			t.Fatalf("event %d, a create with 600 left: fired %v, want no-old alone", i, got)
+		}
+	}
 }
