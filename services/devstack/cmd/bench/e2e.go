@@ -30,6 +30,8 @@ import (
 type e2eFigures struct {
 	Max   float64      `json:"max_events_per_s"`
 	Loads []loadFigure `json:"loads"`
+	// Floor are the same loads through the Kafka-only chain of startFloor.
+	Floor []loadFigure `json:"floor_loads"`
 }
 
 type loadFigure struct {
@@ -85,24 +87,32 @@ func runE2E(ctx context.Context, brokers []string, dur time.Duration, given floa
 	} else {
 		fmt.Printf("  end to end, the maximum taken as given: %.0f events/s\n", f.Max)
 	}
+	// The floor runs beside the stack, each load right after Herald's,
+	// so that both meet the host as it is then.
+	floor, err := startFloor(ctx, brokers)
+	if err != nil {
+		return f, err
+	}
+	if err := floor.warm(ctx); err != nil {
+		return f, fmt.Errorf("floor: %w", err)
+	}
 	for _, share := range shares {
 		rate := share * f.Max
-		ids, err := s.paced(ctx, rate, dur, fmt.Sprintf("p%g", share))
+		l, err := s.measure(ctx, share, rate, dur, fmt.Sprintf("p%g", share))
 		if err != nil {
 			return f, err
 		}
-		lat, err := s.latencies(ctx, ids)
-		if err != nil {
-			return f, err
-		}
-		l := loadFigure{Share: share, Rate: rate, Events: len(ids), P50: quantile(lat, 0.50), P99: quantile(lat, 0.99)}
-		toEvaluator, toReceiver := s.legs(ids)
-		l.ToEvaluatorP50, l.ToEvaluatorP99 = quantile(toEvaluator, 0.50), quantile(toEvaluator, 0.99)
-		l.ToReceiverP50, l.ToReceiverP99 = quantile(toReceiver, 0.50), quantile(toReceiver, 0.99)
 		fmt.Printf("  end to end at %3.0f%% of it (%5.0f events/s, %d events): p50 %.1f ms, p99 %.1f ms\n", 100*share, rate, l.Events, l.P50, l.P99)
 		fmt.Printf("    202 to the notification made: p50 %.1f ms, p99 %.1f ms; made to received: p50 %.1f ms, p99 %.1f ms\n",
 			l.ToEvaluatorP50, l.ToEvaluatorP99, l.ToReceiverP50, l.ToReceiverP99)
 		f.Loads = append(f.Loads, l)
+		l, err = floor.measure(ctx, share, rate, dur, fmt.Sprintf("floor-p%g", share))
+		if err != nil {
+			return f, fmt.Errorf("floor: %w", err)
+		}
+		fmt.Printf("    the Kafka-only floor at the same load: p50 %.1f ms, p99 %.1f ms (202 to copied: p50 %.1f, p99 %.1f; copied to received: p50 %.1f, p99 %.1f)\n",
+			l.P50, l.P99, l.ToEvaluatorP50, l.ToEvaluatorP99, l.ToReceiverP50, l.ToReceiverP99)
+		f.Floor = append(f.Floor, l)
 	}
 	return f, nil
 }
@@ -165,26 +175,50 @@ func startStack(ctx context.Context, brokers []string) (*stack, <-chan error, er
 		"destinations": []string{dest.ID}}, nil); err != nil {
 		return nil, nil, err
 	}
-	// The rule reaches the evaluator through the config topic: wait until
-	// an event yields a notification.
+	// The rule reaches the evaluator through the config topic.
+	if err := s.warm(ctx); err != nil {
+		return nil, nil, err
+	}
+	return s, stopped, nil
+}
+
+// warm posts events until one reaches the receiver, a minute at most.
+func (s *stack) warm(ctx context.Context) error {
 	deadline := time.Now().Add(time.Minute)
 	for i := 0; ; i++ {
 		id := "warm-" + strconv.Itoa(i)
 		if err := s.post(ctx, id, i); err != nil {
-			return nil, nil, err
+			return err
 		}
 		time.Sleep(200 * time.Millisecond)
 		s.mu.Lock()
 		_, ok := s.received[id]
 		s.mu.Unlock()
 		if ok {
-			break
+			return nil
 		}
 		if time.Now().After(deadline) {
-			return nil, nil, fmt.Errorf("no notification reached the receiver within a minute")
+			return fmt.Errorf("no notification reached the receiver within a minute")
 		}
 	}
-	return s, stopped, nil
+}
+
+// measure posts rate events per second for dur and returns their
+// latencies, whole and in two legs.
+func (s *stack) measure(ctx context.Context, share, rate float64, dur time.Duration, prefix string) (loadFigure, error) {
+	ids, err := s.paced(ctx, rate, dur, prefix)
+	if err != nil {
+		return loadFigure{}, err
+	}
+	lat, err := s.latencies(ctx, ids)
+	if err != nil {
+		return loadFigure{}, err
+	}
+	l := loadFigure{Share: share, Rate: rate, Events: len(ids), P50: quantile(lat, 0.50), P99: quantile(lat, 0.99)}
+	toEvaluator, toReceiver := s.legs(ids)
+	l.ToEvaluatorP50, l.ToEvaluatorP99 = quantile(toEvaluator, 0.50), quantile(toEvaluator, 0.99)
+	l.ToReceiverP50, l.ToReceiverP99 = quantile(toReceiver, 0.50), quantile(toReceiver, 0.99)
+	return l, nil
 }
 
 // call POSTs body as JSON to the tenant API and decodes the answer into
