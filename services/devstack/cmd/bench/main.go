@@ -69,9 +69,13 @@ type results struct {
 	P1      float64 `json:"p1_evaluator_vs_passthrough"`
 	P1At100 float64 `json:"p1_at_100_rules"`
 	P2      float64 `json:"p2_webhook_vs_bare_client"`
-	P3      float64 `json:"p3_ingest_vs_trivial_handler"`
-	P4      float64 `json:"p4_e2e_p99_ms_at_half_load"`
-	P4P50   float64 `json:"p4_e2e_p50_ms_at_half_load"`
+	// The Kafka loop over the bare loop, and the sender over the Kafka
+	// loop: what Kafka costs a sender, and what Herald's sender costs.
+	P2KafkaLoop     float64 `json:"p2_kafka_loop_vs_bare_client"`
+	P2SenderVsKafka float64 `json:"p2_webhook_vs_kafka_loop"`
+	P3              float64 `json:"p3_ingest_vs_trivial_handler"`
+	P4              float64 `json:"p4_e2e_p99_ms_at_half_load"`
+	P4P50           float64 `json:"p4_e2e_p50_ms_at_half_load"`
 	// The same of the Kafka-only chain, and Herald's p99 over it.
 	P4Floor      float64            `json:"p4_floor_p99_ms_at_half_load"`
 	P4FloorRatio float64            `json:"p4_e2e_p99_vs_floor_at_half_load"`
@@ -138,7 +142,9 @@ func run(ctx context.Context, o options) error {
 	r.CPU["bare net/http client loop"] = num(r.Webhook, "bare_client_cpu_s_per_1000_requests")
 	r.CPU["ingest"] = num(r.Ingest, "ingest_cpu_s_per_1000_events")
 	r.CPU["trivial handler"] = num(r.Ingest, "trivial_handler_cpu_s_per_1000_requests")
+	r.CPU["Kafka loop"] = num(r.Webhook, "kafka_loop_cpu_s_per_1000_deliveries")
 	r.P2, r.P3 = num(r.Webhook, "ratio"), num(r.Ingest, "ratio")
+	r.P2KafkaLoop, r.P2SenderVsKafka = num(r.Webhook, "kafka_loop_vs_bare_client"), num(r.Webhook, "sender_vs_kafka_loop")
 	for i, l := range r.E2E.Loads {
 		if l.Share == 0.5 {
 			r.P4, r.P4P50 = l.P99, l.P50
@@ -194,8 +200,13 @@ func table(r results) {
 	}
 	fmt.Fprintf(w, "P2 webhook sender\t%.0f deliveries/s\tbare net/http loop %.0f requests/s (wrk %.0f)\t%.2f\t≥ 0.8\n",
 		num(r.Webhook, "sender_deliveries_per_s"), num(r.Webhook, "bare_client_requests_per_s"), num(r.Webhook, "wrk_requests_per_s"), r.P2)
+	fmt.Fprintf(w, "   the same from Kafka, nothing of Herald\t%.0f deliveries/s\tbare net/http loop\t%.2f\t(the sender: %.2f of it)\n",
+		num(r.Webhook, "kafka_loop_deliveries_per_s"), r.P2KafkaLoop, r.P2SenderVsKafka)
 	fmt.Fprintf(w, "P3 ingest\t%.0f events/s\ttrivial 202 handler %.0f requests/s\t%.2f\t≥ 0.6\n",
 		num(r.Ingest, "ingest_events_per_s"), num(r.Ingest, "trivial_handler_requests_per_s"), r.P3)
+	produceOnly := num(r.Ingest, "produce_only_handler_requests_per_s")
+	fmt.Fprintf(w, "   a handler that only produces\t%.0f requests/s\ttrivial 202 handler\t%.2f\t(ingest: %.2f of it)\n",
+		produceOnly, produceOnly/num(r.Ingest, "trivial_handler_requests_per_s"), num(r.Ingest, "ingest_events_per_s")/produceOnly)
 	for i, l := range r.E2E.Loads {
 		aim := ""
 		if l.Share == 0.5 {
@@ -209,7 +220,7 @@ func table(r results) {
 	fmt.Println()
 	w = tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(w, "processor seconds per 1,000 events\t")
-	for _, k := range []string{"rule-evaluator, 10 rules", "rule-evaluator, 100 rules", "plain passthrough", "webhook-sender", "bare net/http client loop", "ingest", "trivial handler"} {
+	for _, k := range []string{"rule-evaluator, 10 rules", "rule-evaluator, 100 rules", "plain passthrough", "webhook-sender", "bare net/http client loop", "Kafka loop", "ingest", "trivial handler"} {
 		fmt.Fprintf(w, "  %s\t%.3f\n", k, r.CPU[k])
 	}
 	w.Flush()

@@ -6,8 +6,10 @@
 // per second on the same sink beside it for reference. The loop and the
 // sender take turns, -rounds times each. The sink runs in a
 // process of its own, so that the processor seconds per 1,000 deliveries
-// are the sender's (or the loop's) alone. Without -brokers the broker is
-// embedded (kfake); the registry always is (srfake).
+// are the sender's (or the loop's) alone. A third turn feeds the sink from
+// Kafka with the sender's guarantees and nothing of Herald (floor.go):
+// what Kafka leaves a sender on this machine. Without -brokers the broker
+// is embedded (kfake); the registry always is (srfake).
 package main
 
 import (
@@ -23,6 +25,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -90,9 +93,17 @@ type figures struct {
 	RatioWrk      float64 `json:"ratio_to_wrk"`
 	SenderCPU     float64 `json:"sender_cpu_s_per_1000_deliveries"`
 	BareClientCPU float64 `json:"bare_client_cpu_s_per_1000_requests"`
+	// The Kafka loop (floor.go): the sink fed from Kafka with the
+	// sender's guarantees and nothing of Herald; over the bare loop, and
+	// the sender over it.
+	KafkaLoop         float64 `json:"kafka_loop_deliveries_per_s"`
+	KafkaLoopCPU      float64 `json:"kafka_loop_cpu_s_per_1000_deliveries"`
+	KafkaLoopVsBare   float64 `json:"kafka_loop_vs_bare_client"`
+	SenderVsKafkaLoop float64 `json:"sender_vs_kafka_loop"`
 	// Each turn's figures, in order.
 	SenderRounds     []float64 `json:"sender_rounds_deliveries_per_s"`
 	BareClientRounds []float64 `json:"bare_client_rounds_requests_per_s"`
+	KafkaLoopRounds  []float64 `json:"kafka_loop_rounds_deliveries_per_s"`
 }
 
 // sink answers every POST with 204, in this process, until it is killed.
@@ -156,8 +167,8 @@ func run(o options) error {
 
 	// The loop and the sender take turns, so that a change in the
 	// machine's load falls on both.
-	var bare, snd bench.Span
-	var bareN, sndN int64
+	var bare, kl, snd bench.Span
+	var bareN, klN, sndN int64
 	for round := range o.rounds {
 		span, done, err := bareClient(ctx, sinkURL, body, o.conns, o.dur)
 		if err != nil {
@@ -166,6 +177,14 @@ func run(o options) error {
 		bare, bareN = bare.Add(span), bareN+done
 		f.BareClientRounds = append(f.BareClientRounds, span.Rate(done))
 		fmt.Printf("bare net/http loop (%d connections, signed):      %8.0f requests/s, %.3f CPU s per 1,000\n", o.conns, span.Rate(done), span.CPUPer1000(done))
+
+		span, done, err = kafkaLoop(ctx, o, sinkURL, body)
+		if err != nil {
+			return err
+		}
+		kl, klN = kl.Add(span), klN+done
+		f.KafkaLoopRounds = append(f.KafkaLoopRounds, span.Rate(done))
+		fmt.Printf("Kafka loop (read, signed POST, attempt, commit): %8.0f deliveries/s, %.3f CPU s per 1,000\n", span.Rate(done), span.CPUPer1000(done))
 
 		profile := ""
 		if round == 0 {
@@ -181,9 +200,12 @@ func run(o options) error {
 	}
 	f.BareClient, f.BareClientCPU = bare.Rate(bareN), bare.CPUPer1000(bareN)
 	f.Sender, f.SenderCPU = snd.Rate(sndN), snd.CPUPer1000(sndN)
+	f.KafkaLoop, f.KafkaLoopCPU = kl.Rate(klN), kl.CPUPer1000(klN)
 	f.Ratio, f.RatioWrk = f.Sender/f.BareClient, f.Sender/f.Wrk
+	f.KafkaLoopVsBare, f.SenderVsKafkaLoop = f.KafkaLoop/f.BareClient, f.Sender/f.KafkaLoop
 	fmt.Printf("over %d rounds: bare loop %.0f requests/s, sender %.0f deliveries/s; ratio to the bare loop: %.2f (to wrk: %.2f)\n",
 		o.rounds, f.BareClient, f.Sender, f.Ratio, f.RatioWrk)
+	fmt.Printf("  Kafka loop %.0f deliveries/s: %.2f of the bare loop; the sender is %.2f of it\n", f.KafkaLoop, f.KafkaLoopVsBare, f.SenderVsKafkaLoop)
 	return bench.WriteJSON(o.jsonOut, f)
 }
 
@@ -251,24 +273,47 @@ func post(ctx context.Context, cl *http.Client, url string, body []byte, id stri
 	return nil
 }
 
-// sender produces n notifications for the sink and runs the webhook sender
-// until it has delivered them all and committed their offsets.
-func sender(ctx context.Context, o options, sinkURL, cpuProfile string) (bench.Span, int64, error) {
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+// notificationsOnBroker writes o.n notifications for the sink to topics of
+// their own on the broker (an embedded one without -brokers), keyed over
+// o.keys keys, and returns the broker and what releases it.
+func notificationsOnBroker(ctx context.Context, o options, log *slog.Logger) (*bench.Broker, func(), error) {
 	seeds := []string{o.brokers}
+	var closers []func()
+	stop := func() {
+		for _, c := range slices.Backward(closers) {
+			c()
+		}
+	}
 	if o.brokers == "" {
 		cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
 		if err != nil {
-			return bench.Span{}, 0, err
+			return nil, nil, err
 		}
-		defer cluster.Close()
+		closers = append(closers, cluster.Close)
 		seeds = cluster.ListenAddrs()
 	}
 	b, err := bench.NewBroker(ctx, seeds, 6, log)
 	if err != nil {
+		stop()
+		return nil, nil, err
+	}
+	closers = append(closers, b.Close)
+	if err := b.ProduceNotifications(ctx, o.n, o.keys, "sink", true); err != nil {
+		stop()
+		return nil, nil, err
+	}
+	return b, stop, nil
+}
+
+// sender produces n notifications for the sink and runs the webhook sender
+// until it has delivered them all and committed their offsets.
+func sender(ctx context.Context, o options, sinkURL, cpuProfile string) (bench.Span, int64, error) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	b, stop, err := notificationsOnBroker(ctx, o, log)
+	if err != nil {
 		return bench.Span{}, 0, err
 	}
-	defer b.Close()
+	defer stop()
 	doc, err := configstore.NewDocument(bench.Tenant, configstore.KindDestination, "sink", configstore.Destination{
 		Type: "webhook", Name: "sink", Concurrency: o.conns, Webhook: &configstore.WebhookDestination{URL: sinkURL,
 			Secrets: []configstore.SigningSecret{{Secret: secret}}},
@@ -277,9 +322,6 @@ func sender(ctx context.Context, o options, sinkURL, cpuProfile string) (bench.S
 		return bench.Span{}, 0, err
 	}
 	if err := b.Put(ctx, log, doc); err != nil {
-		return bench.Span{}, 0, err
-	}
-	if err := b.ProduceNotifications(ctx, o.n, o.keys, "sink", true); err != nil {
 		return bench.Span{}, 0, err
 	}
 
