@@ -16,7 +16,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/heraldhq/herald/pkg/bench"
-	"github.com/heraldhq/herald/pkg/webhook"
 )
 
 // kafkaLoop delivers the same notifications as the sender with nothing of
@@ -106,18 +105,13 @@ func deliverFromKafka(ctx context.Context, b *bench.Broker, group, sinkURL strin
 		workers.Go(func() {
 			for j := range queues[i] {
 				id := string(j.p.r.Key)
-				now := time.Now()
-				sig, err := webhook.Sign([]string{secret}, id, now, body)
-				if err == nil {
-					err = post(ctx, hc, sinkURL, body, id, now, sig)
-				}
-				if err != nil {
+				if err := signedPost(ctx, hc, sinkURL, body, id); err != nil {
 					if ctx.Err() == nil {
 						errs <- err
 					}
 					return
 				}
-				attempt := fmt.Appendf(nil, `{"notificationKey":%q,"attempt":1,"status":204,"at":%q}`, id, now.Format(time.RFC3339Nano))
+				attempt := fmt.Appendf(nil, `{"notificationKey":%q,"attempt":1,"status":204,"at":%q}`, id, time.Now().Format(time.RFC3339Nano))
 				cl.Produce(ctx, &kgo.Record{Topic: topics.Deliveries, Key: j.p.r.Key, Value: attempt}, func(_ *kgo.Record, err error) {
 					if err != nil {
 						return

@@ -228,12 +228,7 @@ func bareClient(ctx context.Context, url string, body []byte, conns int, dur tim
 		wg.Go(func() {
 			for i := 0; ctx.Err() == nil; i++ {
 				id := notification.ID("bench", strconv.Itoa(g), strconv.Itoa(i))
-				now := time.Now()
-				sig, err := webhook.Sign([]string{secret}, id, now, body)
-				if err == nil {
-					err = post(ctx, cl, url, body, id, now, sig)
-				}
-				if err != nil {
+				if err := signedPost(ctx, cl, url, body, id); err != nil {
 					if ctx.Err() == nil {
 						once.Do(func() { firstErr = err })
 					}
@@ -251,7 +246,14 @@ func bareClient(ctx context.Context, url string, body []byte, conns int, dur tim
 	return span, sent.Load(), nil
 }
 
-func post(ctx context.Context, cl *http.Client, url string, body []byte, id string, now time.Time, sig string) error {
+// signedPost posts body to url as message id, signed now as the sender
+// signs.
+func signedPost(ctx context.Context, cl *http.Client, url string, body []byte, id string) error {
+	now := time.Now()
+	sig, err := webhook.Sign([]string{secret}, id, now, body)
+	if err != nil {
+		return err
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return err
