@@ -50,6 +50,13 @@ type decoded struct {
 	// old and new are the whole images, once read.
 	old, new map[string]any
 	whole    bool
+	// plan read the envelope from the wire, text, and at is where the
+	// images start in it; nil when the general decoder read it. The
+	// envelope's strings are parts of text, its optional ones held here.
+	plan     *envelopePlan
+	text     string
+	at       wireImages
+	optional [3]string
 }
 
 // decode reads an event's envelope. Bytes that do not decode are a
@@ -61,8 +68,18 @@ func (j *Judge) decode(ctx context.Context, value []byte) (*decoded, error) {
 	}
 	d := &decoded{body: body}
 	env := &d.env
-	if err := body.Decode(env); err != nil {
-		return d, d.readGeneric()
+	if plan := j.envelopePlan(body); plan != nil {
+		text := string(body.Bytes)
+		if at, ok := plan.read(text, env, &d.optional); ok {
+			d.plan, d.text, d.at = plan, text, at
+		} else {
+			*env = envelope{}
+		}
+	}
+	if d.plan == nil {
+		if err := body.Decode(env); err != nil {
+			return d, d.readGeneric()
+		}
 	}
 	d.tenant = env.TenantID
 	d.ref = notification.EventRef{
@@ -122,16 +139,11 @@ func (d *decoded) images() (old, new map[string]any, err error) {
 func (j *Judge) input(d *decoded, r rules.Reads) (*rules.Input, error) {
 	if !r.Whole && !d.whole {
 		p := j.projection(d, r)
-		target := p.get()
-		err := d.body.Decode(target)
-		v := reflect.ValueOf(target).Elem()
-		var in *rules.Input
-		if err == nil {
-			in = &rules.Input{Old: p.image(v.Field(0)), New: p.image(v.Field(1))}
+		in, ok := p.readWire(d)
+		if !ok {
+			in, ok = p.decode(d)
 		}
-		v.SetZero()
-		p.targets.Put(target)
-		if in != nil {
+		if ok {
 			if r.Event {
 				in.Event = d.event()
 			}
@@ -177,6 +189,9 @@ func (d *decoded) event() map[string]any {
 type projection struct {
 	fields []string
 	typ    reflect.Type
+	// wire reads the old and new images from the wire, when the envelope
+	// was; nil when the reader does not read a field of them.
+	wire *[2]*imagePlan
 	// targets holds zeroed pointers to typ, reused: a new one each event
 	// would cost reflect's lookup of the pointer type of typ, a type made
 	// at run time, every time.
@@ -206,7 +221,59 @@ func (j *Judge) projection(d *decoded, r rules.Reads) *projection {
 	if p, ok := j.projections.Load(key); ok {
 		return p.(*projection)
 	}
-	root := d.body.Schema.Root().ExpandReferences()
+	p := newProjection(d.body.Schema, j.envelopePlan(d.body), r.Fields)
+	actual, _ := j.projections.LoadOrStore(key, p)
+	return actual.(*projection)
+}
+
+// decode reads the images' fields with the general decoder; false when it
+// cannot.
+func (p *projection) decode(d *decoded) (*rules.Input, bool) {
+	target := p.get()
+	err := d.body.Decode(target)
+	v := reflect.ValueOf(target).Elem()
+	var in *rules.Input
+	if err == nil {
+		in = &rules.Input{Old: p.image(v.Field(0)), New: p.image(v.Field(1))}
+	}
+	v.SetZero()
+	p.targets.Put(target)
+	return in, in != nil
+}
+
+// readWire reads the images' fields from the wire, for an event whose
+// envelope was; false when the general decoder must.
+func (p *projection) readWire(d *decoded) (*rules.Input, bool) {
+	if p.wire == nil || d.plan == nil {
+		return nil, false
+	}
+	var images [2]any
+	for i, plan := range p.wire {
+		if d.at[i] < 0 {
+			continue
+		}
+		var ok bool
+		if images[i], ok = plan.read(d.text, d.at[i]); !ok {
+			return nil, false
+		}
+	}
+	return &rules.Input{Old: images[0], New: images[1]}, true
+}
+
+// envelopePlan returns the wire reader's plan of body's writer schema,
+// made once; nil when the reader does not read the schema.
+func (j *Judge) envelopePlan(body havro.Body) *envelopePlan {
+	if p, ok := j.envelopes.Load(body.Schema); ok {
+		return p.(*envelopePlan)
+	}
+	p, _ := j.envelopes.LoadOrStore(body.Schema, newEnvelopePlan(body.Schema.Root().ExpandReferences()))
+	return p.(*envelopePlan)
+}
+
+// newProjection makes the projection of fields for events written with
+// schema, whose wire reader's plan is plan (nil: none).
+func newProjection(schema *avro.Schema, plan *envelopePlan, fields []string) *projection {
+	root := schema.Root().ExpandReferences()
 	image := func(name string) reflect.Type {
 		var record *avro.SchemaNode
 		for i := range root.Fields {
@@ -214,18 +281,20 @@ func (j *Judge) projection(d *decoded, r rules.Reads) *projection {
 				record = recordOf(&f.Type)
 			}
 		}
-		fields := make([]reflect.StructField, len(r.Fields))
-		for i, f := range r.Fields {
-			fields[i] = reflect.StructField{Name: "F" + strconv.Itoa(i), Type: fieldType(record, f), Tag: reflect.StructTag("avro:" + strconv.Quote(f))}
+		sf := make([]reflect.StructField, len(fields))
+		for i, f := range fields {
+			sf[i] = reflect.StructField{Name: "F" + strconv.Itoa(i), Type: fieldType(record, f), Tag: reflect.StructTag("avro:" + strconv.Quote(f))}
 		}
-		return reflect.PointerTo(reflect.StructOf(fields))
+		return reflect.PointerTo(reflect.StructOf(sf))
 	}
-	p := &projection{fields: r.Fields, typ: reflect.StructOf([]reflect.StructField{
+	p := &projection{fields: fields, typ: reflect.StructOf([]reflect.StructField{
 		{Name: "Old", Type: image("old"), Tag: `avro:"old"`},
 		{Name: "New", Type: image("new"), Tag: `avro:"new"`},
 	})}
-	actual, _ := j.projections.LoadOrStore(key, p)
-	return actual.(*projection)
+	if plan != nil {
+		p.wire = plan.imagePlans(fields)
+	}
+	return p
 }
 
 // recordOf returns the record an image field holds, or nil.

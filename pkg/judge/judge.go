@@ -88,8 +88,9 @@ type Judge struct {
 	// once. 0: no bound.
 	Horizon time.Duration
 
-	// projections holds a *projection by rules.Reads key.
-	projections sync.Map
+	// projections holds a *projection by rules.Reads key, and envelopes
+	// the wire reader's *envelopePlan by writer schema.
+	projections, envelopes sync.Map
 }
 
 // Verdict is what one event yields.

@@ -1,0 +1,566 @@
+package judge
+
+import (
+	"math"
+	"time"
+
+	"cel.dev/cel-go/common/types"
+	"github.com/twmb/avro"
+
+	"github.com/heraldhq/herald/pkg/rules"
+)
+
+// The wire reader reads what a judgement needs of an event straight from
+// its Avro body, by a plan made once per writer schema: the envelope's
+// fields, where each image starts, and then, by a plan made once per set
+// of fields the rules read, those fields of each image as rules values.
+// It reads the subset of Avro that Herald's event schemas are made of and
+// leaves anything else to the general decoder (twmb/avro): a plan is made
+// only for a schema it can read whole, and a body it finds anything wrong
+// with (a short read, a union or enum index out of range, bytes left over)
+// is read again by the general decoder, which names the fault. What it
+// returns for a body it reads is what the general decoder returns.
+
+// maxWireDepth bounds how deep the reader follows nested values; a schema
+// nested deeper has no plan.
+const maxWireDepth = 32
+
+// wireKind is the kind of a schema node, as the reader walks it.
+type wireKind uint8
+
+const (
+	wireNull wireKind = iota
+	wireBoolean
+	wireInt
+	wireLong
+	wireFloat
+	wireDouble
+	wireBytes // bytes and string: a length, then the bytes
+	wireEnum
+	wireFixed
+	wireRecord
+	wireArray
+	wireMap
+	wireUnion
+)
+
+// wireNode is a writer schema node, as the reader walks it.
+type wireNode struct {
+	kind wireKind
+	// plain is an int, long or string without a logical type, or an
+	// enum: one the rules read as it is.
+	plain    bool
+	isString bool
+	size     int         // fixed
+	symbols  []string    // enum
+	fields   []*wireNode // record, in the writer's order
+	names    []string    // record field names
+	items    *wireNode   // array items, map values
+	branches []*wireNode // union
+}
+
+// wireNodeOf returns the reader's form of n, or nil when n holds what the
+// reader does not read (a reference left unexpanded, nesting deeper than
+// maxWireDepth).
+func wireNodeOf(n *avro.SchemaNode, depth int) *wireNode {
+	if n == nil || depth > maxWireDepth {
+		return nil
+	}
+	w := &wireNode{plain: n.LogicalType == ""}
+	switch n.Type {
+	case "null":
+		w.kind = wireNull
+	case "boolean":
+		w.kind = wireBoolean
+	case "int":
+		w.kind = wireInt
+	case "long":
+		w.kind = wireLong
+	case "float":
+		w.kind = wireFloat
+	case "double":
+		w.kind = wireDouble
+	case "bytes":
+		w.kind = wireBytes
+	case "string":
+		w.kind, w.isString = wireBytes, true
+	case "enum":
+		w.kind, w.symbols = wireEnum, n.Symbols
+	case "fixed":
+		w.kind, w.size = wireFixed, n.Size
+	case "record":
+		w.kind = wireRecord
+		for i := range n.Fields {
+			f := wireNodeOf(&n.Fields[i].Type, depth+1)
+			if f == nil {
+				return nil
+			}
+			w.fields, w.names = append(w.fields, f), append(w.names, n.Fields[i].Name)
+		}
+	case "array", "map":
+		w.kind = wireArray
+		inner := n.Items
+		if n.Type == "map" {
+			w.kind, inner = wireMap, n.Values
+		}
+		if w.items = wireNodeOf(inner, depth+1); w.items == nil {
+			return nil
+		}
+	case "union":
+		w.kind = wireUnion
+		for i := range n.Branches {
+			b := wireNodeOf(&n.Branches[i], depth+1)
+			if b == nil {
+				return nil
+			}
+			w.branches = append(w.branches, b)
+		}
+	default:
+		return nil
+	}
+	return w
+}
+
+// wireBuf is a body being read, as a string, so that the strings read are
+// parts of it and cost no copy each; a read past its end, or anything else
+// the general decoder would refuse, sets bad and reads zeros from then on.
+type wireBuf struct {
+	b   string
+	bad bool
+}
+
+func (r *wireBuf) fail() { r.bad, r.b = true, "" }
+
+// long reads a zigzag varint of up to 64 bits, as the general decoder does:
+// at most ten bytes, the tenth no more than 1.
+func (r *wireBuf) long() int64 {
+	var u uint64
+	for i := range 10 {
+		if i >= len(r.b) {
+			r.fail()
+			return 0
+		}
+		c := r.b[i]
+		if i == 9 && c > 1 {
+			r.fail()
+			return 0
+		}
+		u |= uint64(c&0x7f) << (7 * i)
+		if c&0x80 == 0 {
+			r.b = r.b[i+1:]
+			return int64(u>>1) ^ -int64(u&1)
+		}
+	}
+	r.fail()
+	return 0
+}
+
+// int reads a zigzag varint of up to 32 bits: at most five bytes, the
+// fifth no more than 0x0f.
+func (r *wireBuf) int() int32 {
+	var u uint32
+	for i := range 5 {
+		if i >= len(r.b) {
+			r.fail()
+			return 0
+		}
+		c := r.b[i]
+		if i == 4 && c > 0x0f {
+			r.fail()
+			return 0
+		}
+		u |= uint32(c&0x7f) << (7 * i)
+		if c&0x80 == 0 {
+			r.b = r.b[i+1:]
+			return int32(u>>1) ^ -int32(u&1)
+		}
+	}
+	r.fail()
+	return 0
+}
+
+// take returns the next n bytes.
+func (r *wireBuf) take(n int) string {
+	if n < 0 || n > len(r.b) {
+		r.fail()
+		return ""
+	}
+	out := r.b[:n]
+	r.b = r.b[n:]
+	return out
+}
+
+// bytes reads a length and that many bytes.
+func (r *wireBuf) bytes() string {
+	n := r.long()
+	if n < 0 || n > int64(len(r.b)) {
+		r.fail()
+		return ""
+	}
+	return r.take(int(n))
+}
+
+// fixed64 reads 8 bytes, little-endian.
+func (r *wireBuf) fixed64() uint64 {
+	b := r.take(8)
+	if len(b) < 8 {
+		return 0
+	}
+	return uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 |
+		uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
+}
+
+// fixed32 reads 4 bytes, little-endian.
+func (r *wireBuf) fixed32() uint32 {
+	b := r.take(4)
+	if len(b) < 4 {
+		return 0
+	}
+	return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
+}
+
+// branch reads a union's branch index and returns the branch.
+func (r *wireBuf) branch(n *wireNode) *wireNode {
+	i := r.int()
+	if i < 0 || int(i) >= len(n.branches) {
+		r.fail()
+		return nil
+	}
+	return n.branches[i]
+}
+
+// symbol reads an enum's symbol.
+func (r *wireBuf) symbol(n *wireNode) string {
+	i := r.int()
+	if i < 0 || int(i) >= len(n.symbols) {
+		r.fail()
+		return ""
+	}
+	return n.symbols[i]
+}
+
+// skip reads past a value of n.
+func (r *wireBuf) skip(n *wireNode) {
+	if r.bad {
+		return
+	}
+	switch n.kind {
+	case wireNull:
+	case wireBoolean:
+		r.take(1)
+	case wireInt, wireEnum:
+		r.int()
+	case wireLong:
+		r.long()
+	case wireFloat:
+		r.take(4)
+	case wireDouble:
+		r.take(8)
+	case wireBytes:
+		r.bytes()
+	case wireFixed:
+		r.take(n.size)
+	case wireRecord:
+		for _, f := range n.fields {
+			r.skip(f)
+		}
+	case wireUnion:
+		if b := r.branch(n); b != nil {
+			r.skip(b)
+		}
+	case wireArray, wireMap:
+		r.blocks(n)
+	}
+}
+
+// blocks reads past an array's or a map's blocks. A block whose count is
+// larger than the bytes left, or that gives its size in bytes, is left to
+// the general decoder, which bounds both its own way.
+func (r *wireBuf) blocks(n *wireNode) {
+	for !r.bad {
+		count := r.long()
+		if count == 0 || r.bad {
+			return
+		}
+		if count < 0 || count > int64(len(r.b)) {
+			r.fail()
+			return
+		}
+		for range count {
+			if n.kind == wireMap {
+				r.bytes()
+			}
+			r.skip(n.items)
+		}
+	}
+}
+
+// value reads a value of n that the rules read as it is: a scalar without a
+// logical type, or null. It returns the value as a field of a projected
+// image reads (see fieldType and rules.ValueOf).
+func (r *wireBuf) value(n *wireNode) any {
+	switch n.kind {
+	case wireNull:
+		return nil
+	case wireBoolean:
+		b := r.take(1)
+		return types.Bool(len(b) == 1 && b[0] == 1)
+	case wireInt:
+		return types.Int(r.int())
+	case wireLong:
+		return types.Int(r.long())
+	case wireFloat:
+		return types.Double(float64(math.Float32frombits(r.fixed32())))
+	case wireDouble:
+		return types.Double(math.Float64frombits(r.fixed64()))
+	case wireBytes:
+		return types.String(r.bytes())
+	case wireEnum:
+		return types.String(r.symbol(n))
+	case wireUnion:
+		if b := r.branch(n); b != nil {
+			return r.value(b)
+		}
+	}
+	return nil
+}
+
+// readable reports whether the rules read a field of n with the reader: a
+// scalar without a logical type, or a union of null and one. Any other
+// field is decoded generically, as the general decoder does (fieldType).
+func readable(n *wireNode) bool {
+	scalar := func(n *wireNode) bool {
+		switch n.kind {
+		case wireBoolean, wireInt, wireLong, wireFloat, wireDouble, wireEnum:
+			return n.plain
+		case wireBytes:
+			return n.isString && n.plain
+		}
+		return false
+	}
+	return scalar(n) || nullOr(n, scalar)
+}
+
+// envelopeRole is what the envelope reader does with a top-level field.
+type envelopeRole uint8
+
+const (
+	roleSkip envelopeRole = iota
+	roleEventID
+	roleTenantID
+	roleEntityType
+	roleEntityID
+	roleOperation
+	roleOccurredAt
+	roleAccountID
+	roleDeviceID
+	roleCorrelationID
+	roleOld
+	roleNew
+)
+
+// envelopePlan reads the events of one writer schema.
+type envelopePlan struct {
+	root  *wireNode
+	roles []envelopeRole
+	// images are the old and new images' unions of null and a record;
+	// nil for an image the schema does not have.
+	images [2]*wireNode
+}
+
+// newEnvelopePlan returns the plan of a writer schema, or nil when the
+// reader does not read it: its envelope fields must have the types
+// Herald's envelope gives them (the general decoder reads any others more
+// leniently), and old and new must each be a union of null and a record.
+func newEnvelopePlan(root *avro.SchemaNode) *envelopePlan {
+	w := wireNodeOf(root, 0)
+	if w == nil || w.kind != wireRecord {
+		return nil
+	}
+	p := &envelopePlan{root: w, roles: make([]envelopeRole, len(w.fields))}
+	strings := map[string]envelopeRole{"eventId": roleEventID, "tenantId": roleTenantID, "entityType": roleEntityType, "entityId": roleEntityID}
+	optional := map[string]envelopeRole{"accountId": roleAccountID, "deviceId": roleDeviceID, "correlationId": roleCorrelationID}
+	for i, f := range w.fields {
+		name := w.names[i]
+		if role, ok := strings[name]; ok {
+			if f.kind != wireBytes || !f.isString || !f.plain {
+				return nil
+			}
+			p.roles[i] = role
+			continue
+		}
+		if role, ok := optional[name]; ok {
+			if !nullOr(f, func(b *wireNode) bool { return b.kind == wireBytes && b.isString && b.plain }) {
+				return nil
+			}
+			p.roles[i] = role
+			continue
+		}
+		switch name {
+		case "operation":
+			if !(f.kind == wireEnum || f.kind == wireBytes && f.isString && f.plain) {
+				return nil
+			}
+			p.roles[i] = roleOperation
+		case "occurredAt":
+			if f.kind != wireLong || root.Fields[i].Type.LogicalType != "timestamp-millis" {
+				return nil
+			}
+			p.roles[i] = roleOccurredAt
+		case "old", "new":
+			if !nullOr(f, func(b *wireNode) bool { return b.kind == wireRecord }) {
+				return nil
+			}
+			image, role := 0, roleOld
+			if name == "new" {
+				image, role = 1, roleNew
+			}
+			p.roles[i], p.images[image] = role, f
+		}
+	}
+	return p
+}
+
+// imagePlans returns the plans that read fields of each image, nil when
+// the reader does not read one of them.
+func (p *envelopePlan) imagePlans(fields []string) *[2]*imagePlan {
+	var plans [2]*imagePlan
+	for i, union := range p.images {
+		if union == nil {
+			continue
+		}
+		if plans[i] = newImagePlan(union, fields); plans[i] == nil {
+			return nil
+		}
+	}
+	return &plans
+}
+
+// nullOr reports whether n is a union of null and one branch that ok
+// takes.
+func nullOr(n *wireNode, ok func(*wireNode) bool) bool {
+	if n.kind != wireUnion || len(n.branches) != 2 {
+		return false
+	}
+	a, b := n.branches[0], n.branches[1]
+	return (a.kind == wireNull && ok(b)) || (b.kind == wireNull && ok(a))
+}
+
+// wireImages is where an event's images start in its body: the offsets of
+// their union indexes, or -1 for a schema without the image.
+type wireImages [2]int
+
+// read reads body's envelope into env and returns where its images start,
+// or false when the body has anything the general decoder must look at.
+// The optional fields point into optional.
+func (p *envelopePlan) read(body string, env *envelope, optional *[3]string) (wireImages, bool) {
+	r := wireBuf{b: body}
+	at := wireImages{-1, -1}
+	for i, f := range p.root.fields {
+		switch p.roles[i] {
+		case roleSkip:
+			r.skip(f)
+		case roleEventID:
+			env.EventID = r.bytes()
+		case roleTenantID:
+			env.TenantID = r.bytes()
+		case roleEntityType:
+			env.EntityType = r.bytes()
+		case roleEntityID:
+			env.EntityID = r.bytes()
+		case roleOperation:
+			if f.kind == wireEnum {
+				env.Operation = r.symbol(f)
+			} else {
+				env.Operation = r.bytes()
+			}
+		case roleOccurredAt:
+			env.OccurredAt = time.UnixMilli(r.long()).UTC()
+		case roleAccountID:
+			env.AccountID = r.optionalString(f, &optional[0])
+		case roleDeviceID:
+			env.DeviceID = r.optionalString(f, &optional[1])
+		case roleCorrelationID:
+			env.CorrelationID = r.optionalString(f, &optional[2])
+		case roleOld, roleNew:
+			at[p.roles[i]-roleOld] = len(body) - len(r.b)
+			r.skip(f)
+		}
+		if r.bad {
+			return at, false
+		}
+	}
+	return at, len(r.b) == 0
+}
+
+// optionalString reads a union of null and a string into *to, and returns
+// to, or nil for null.
+func (r *wireBuf) optionalString(n *wireNode, to *string) *string {
+	b := r.branch(n)
+	if b == nil || b.kind == wireNull {
+		return nil
+	}
+	*to = r.bytes()
+	return to
+}
+
+// imagePlan reads the fields a set of rules reads of one image.
+type imagePlan struct {
+	union *wireNode
+	// fields are the names of the fields read; slot is, for each of the
+	// record's fields in the writer's order, the index of the field among
+	// them, or -1 to skip it.
+	fields []string
+	slot   []int
+}
+
+// newImagePlan returns the plan that reads fields of an image, a union of
+// null and a record; nil when a field read is not one the reader reads as
+// it is.
+func newImagePlan(union *wireNode, fields []string) *imagePlan {
+	var record *wireNode
+	for _, b := range union.branches {
+		if b.kind == wireRecord {
+			record = b
+		}
+	}
+	p := &imagePlan{union: union, fields: fields, slot: make([]int, len(record.fields))}
+	for i, name := range record.names {
+		p.slot[i] = -1
+		for j, f := range fields {
+			if f == name {
+				if !readable(record.fields[i]) {
+					return nil
+				}
+				p.slot[i] = j
+			}
+		}
+	}
+	return p
+}
+
+// read reads the image at body[at:] into a record of the fields read, nil
+// for a null image; false when the body has anything the general decoder
+// must look at.
+func (p *imagePlan) read(body string, at int) (any, bool) {
+	r := wireBuf{b: body[at:]}
+	b := r.branch(p.union)
+	if b == nil {
+		return nil, false
+	}
+	if b.kind == wireNull {
+		return nil, true
+	}
+	rec := &rules.Record{Names: p.fields, Values: make([]any, len(p.fields))}
+	for i, f := range b.fields {
+		if j := p.slot[i]; j >= 0 {
+			rec.Values[j] = r.value(f)
+		} else {
+			r.skip(f)
+		}
+		if r.bad {
+			return nil, false
+		}
+	}
+	return rec, true
+}
