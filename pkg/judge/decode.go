@@ -57,6 +57,8 @@ type decoded struct {
 	text     string
 	at       wireImages
 	optional [3]string
+	// json reports that the images' JSON was written from the wire.
+	json bool
 }
 
 // decode reads an event's envelope. Bytes that do not decode are a
@@ -131,6 +133,29 @@ func (d *decoded) images() (old, new map[string]any, err error) {
 	d.new, _ = im.New.(map[string]any)
 	d.whole = true
 	return d.old, d.new, nil
+}
+
+// imagesJSON writes the images as JSON from the wire into *oldJSON and
+// *newJSON, once an event; false when the general decoder must read them.
+func (d *decoded) imagesJSON(oldJSON, newJSON **string) bool {
+	if d.json {
+		return true
+	}
+	if d.plan == nil || d.plan.json == nil || d.whole || oldJSON == nil || newJSON == nil {
+		return false
+	}
+	var texts [2]*string
+	for i, p := range d.plan.json {
+		if d.at[i] < 0 {
+			continue
+		}
+		var ok bool
+		if texts[i], ok = p.write(d.text, d.at[i]); !ok {
+			return false
+		}
+	}
+	*oldJSON, *newJSON, d.json = texts[0], texts[1], true
+	return true
 }
 
 // input returns what rules that read r of the event are evaluated against:

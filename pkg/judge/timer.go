@@ -156,10 +156,13 @@ func (j *Judge) fire(ctx context.Context, v *Verdict, rule *rules.Rule, entityTy
 	spec := rule.Spec
 	spec.Notification = res.Notification
 	// A notification carries the images whole, which the rules may not
-	// have needed: they are read once, when the first rule fires.
-	old, new, err := d.images()
-	if err != nil {
-		return err
+	// have needed: they are read once, when the first rule fires, as
+	// JSON straight from the wire when the reader can.
+	var old, new map[string]any
+	if !d.imagesJSON(oldJSON, newJSON) {
+		if old, new, err = d.images(); err != nil {
+			return err
+		}
 	}
 	m := notification.Match{
 		Tenant: v.Tenant, Event: v.Event, Old: old, New: new,

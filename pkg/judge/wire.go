@@ -2,9 +2,12 @@ package judge
 
 import (
 	"math"
+	"slices"
+	"strings"
 	"time"
 
 	"cel.dev/cel-go/common/types"
+	"github.com/segmentio/encoding/json"
 	"github.com/twmb/avro"
 
 	"github.com/heraldhq/herald/pkg/rules"
@@ -47,9 +50,10 @@ const (
 // wireNode is a writer schema node, as the reader walks it.
 type wireNode struct {
 	kind wireKind
-	// plain is an int, long or string without a logical type, or an
-	// enum: one the rules read as it is.
+	// plain is a node without a logical type; millis a long of the
+	// logical type timestamp-millis.
 	plain    bool
+	millis   bool
 	isString bool
 	size     int         // fixed
 	symbols  []string    // enum
@@ -66,7 +70,7 @@ func wireNodeOf(n *avro.SchemaNode, depth int) *wireNode {
 	if n == nil || depth > maxWireDepth {
 		return nil
 	}
-	w := &wireNode{plain: n.LogicalType == ""}
+	w := &wireNode{plain: n.LogicalType == "", millis: n.Type == "long" && n.LogicalType == "timestamp-millis"}
 	switch n.Type {
 	case "null":
 		w.kind = wireNull
@@ -273,10 +277,21 @@ func (r *wireBuf) skip(n *wireNode) {
 	}
 }
 
-// blocks reads past an array's or a map's blocks. A block whose count is
-// larger than the bytes left, or that gives its size in bytes, is left to
-// the general decoder, which bounds both its own way.
+// blocks reads past an array's or a map's blocks.
 func (r *wireBuf) blocks(n *wireNode) {
+	r.eachItem(n, func() {
+		if n.kind == wireMap {
+			r.bytes()
+		}
+		r.skip(n.items)
+	})
+}
+
+// eachItem calls item for each item of an array, or entry of a map, that
+// follows, item reading it. A block whose count is larger than the bytes
+// left, or that gives its size in bytes, is left to the general decoder,
+// which bounds both its own way.
+func (r *wireBuf) eachItem(n *wireNode, item func()) {
 	for !r.bad {
 		count := r.long()
 		if count == 0 || r.bad {
@@ -287,10 +302,10 @@ func (r *wireBuf) blocks(n *wireNode) {
 			return
 		}
 		for range count {
-			if n.kind == wireMap {
-				r.bytes()
+			item()
+			if r.bad {
+				return
 			}
-			r.skip(n.items)
 		}
 	}
 }
@@ -364,8 +379,10 @@ type envelopePlan struct {
 	root  *wireNode
 	roles []envelopeRole
 	// images are the old and new images' unions of null and a record;
-	// nil for an image the schema does not have.
+	// nil for an image the schema does not have. json writes them as
+	// JSON; nil when the reader does not.
 	images [2]*wireNode
+	json   *[2]*jsonPlan
 }
 
 // newEnvelopePlan returns the plan of a writer schema, or nil when the
@@ -416,6 +433,16 @@ func newEnvelopePlan(root *avro.SchemaNode) *envelopePlan {
 				image, role = 1, roleNew
 			}
 			p.roles[i], p.images[image] = role, f
+		}
+	}
+	p.json = &[2]*jsonPlan{}
+	for i, union := range p.images {
+		if union == nil {
+			continue
+		}
+		if p.json[i] = newJSONPlan(union); p.json[i] == nil {
+			p.json = nil
+			break
 		}
 	}
 	return p
@@ -563,4 +590,166 @@ func (p *imagePlan) read(body string, at int) (any, bool) {
 		}
 	}
 	return rec, true
+}
+
+// jsonPlan writes an image as the JSON text a notification carries,
+// straight from the wire: the text the general decoder's generic image
+// gives through notification's JSON writer (segmentio/encoding, keys in
+// order, numbers that are not finite as null), each key and value written
+// by that same writer.
+type jsonPlan struct {
+	union *wireNode
+	// order is the record's fields in the order of their names; keys
+	// their names as JSON, followed by a colon, in the writer's order.
+	order []int
+	keys  [][]byte
+}
+
+// jsonFlags are the flags json.Marshal writes with.
+const jsonFlags = json.EscapeHTML | json.SortMapKeys
+
+// newJSONPlan returns the plan of an image, a union of null and a record;
+// nil when a field of the record holds what jsonable does not take.
+func newJSONPlan(union *wireNode) *jsonPlan {
+	var record *wireNode
+	for _, b := range union.branches {
+		if b.kind == wireRecord {
+			record = b
+		}
+	}
+	p := &jsonPlan{union: union}
+	for i, f := range record.fields {
+		if !jsonable(f) {
+			return nil
+		}
+		key, err := json.Append(nil, record.names[i], jsonFlags)
+		if err != nil {
+			return nil
+		}
+		p.keys = append(p.keys, append(key, ':'))
+		p.order = append(p.order, i)
+	}
+	slices.SortFunc(p.order, func(a, b int) int { return strings.Compare(record.names[a], record.names[b]) })
+	return p
+}
+
+// jsonable reports whether native reads a value of n: a scalar without a
+// logical type but bytes, a timestamp in milliseconds, or a record, array
+// or map of those, or a union of null and one.
+func jsonable(n *wireNode) bool {
+	switch n.kind {
+	case wireNull:
+		return true
+	case wireBoolean, wireInt, wireFloat, wireDouble, wireEnum:
+		return n.plain
+	case wireLong:
+		return n.plain || n.millis
+	case wireBytes:
+		return n.isString && n.plain
+	case wireRecord:
+		for _, f := range n.fields {
+			if !jsonable(f) {
+				return false
+			}
+		}
+		return true
+	case wireArray, wireMap:
+		return jsonable(n.items)
+	case wireUnion:
+		return nullOr(n, jsonable)
+	}
+	return false
+}
+
+// write returns the image at body[at:] as JSON text, nil for a null
+// image; false when the general decoder must.
+func (p *jsonPlan) write(body string, at int) (*string, bool) {
+	r := wireBuf{b: body[at:]}
+	b := r.branch(p.union)
+	if b == nil {
+		return nil, false
+	}
+	if b.kind == wireNull {
+		return nil, true
+	}
+	values := make([]any, len(b.fields))
+	for i, f := range b.fields {
+		values[i] = r.native(f)
+		if r.bad {
+			return nil, false
+		}
+	}
+	out := make([]byte, 0, 32*len(values))
+	out = append(out, '{')
+	for n, i := range p.order {
+		if n > 0 {
+			out = append(out, ',')
+		}
+		out = append(out, p.keys[i]...)
+		var err error
+		if out, err = json.Append(out, values[i], jsonFlags); err != nil {
+			return nil, false
+		}
+	}
+	out = append(out, '}')
+	text := string(out)
+	return &text, true
+}
+
+// native reads a value that jsonable takes as the general decoder's
+// generic value, a number that is not finite as nil.
+func (r *wireBuf) native(n *wireNode) any {
+	if r.bad {
+		return nil
+	}
+	switch n.kind {
+	case wireBoolean:
+		b := r.take(1)
+		return len(b) == 1 && b[0] == 1
+	case wireInt:
+		return r.int()
+	case wireLong:
+		if n.millis {
+			return time.UnixMilli(r.long()).UTC()
+		}
+		return r.long()
+	case wireFloat:
+		f := math.Float32frombits(r.fixed32())
+		if math.IsNaN(float64(f)) || math.IsInf(float64(f), 0) {
+			return nil
+		}
+		return f
+	case wireDouble:
+		f := math.Float64frombits(r.fixed64())
+		if math.IsNaN(f) || math.IsInf(f, 0) {
+			return nil
+		}
+		return f
+	case wireBytes:
+		return r.bytes()
+	case wireEnum:
+		return r.symbol(n)
+	case wireRecord:
+		m := make(map[string]any, len(n.fields))
+		for i, f := range n.fields {
+			m[n.names[i]] = r.native(f)
+		}
+		return m
+	case wireArray:
+		out := []any{}
+		r.eachItem(n, func() { out = append(out, r.native(n.items)) })
+		return out
+	case wireMap:
+		out := map[string]any{}
+		r.eachItem(n, func() {
+			k := r.bytes()
+			out[k] = r.native(n.items)
+		})
+		return out
+	case wireUnion:
+		if b := r.branch(n); b != nil {
+			return r.native(b)
+		}
+	}
+	return nil
 }

@@ -8,11 +8,13 @@ import (
 	"reflect"
 	"slices"
 	"testing"
+	"time"
 
 	"cel.dev/cel-go/common/types"
 	"github.com/twmb/avro"
 
 	havro "github.com/heraldhq/herald/pkg/avro"
+	"github.com/heraldhq/herald/pkg/notification"
 	"github.com/heraldhq/herald/pkg/rules"
 	"github.com/heraldhq/herald/schemas"
 )
@@ -57,6 +59,38 @@ const kitchen = `{"type": "record", "name": "Kitchen", "namespace": "herald.even
   {"name": "entityId", "type": "string"}
 ]}`
 
+// plain is an event whose images hold only what the reader writes as
+// JSON itself: every scalar, nulls of them, timestamps, and maps, arrays
+// and records of them, under names whose order is worth checking.
+const plain = `{"type": "record", "name": "Plain", "namespace": "herald.events", "fields": [
+  {"name": "eventId", "type": "string"},
+  {"name": "tenantId", "type": "string"},
+  {"name": "entityType", "type": "string"},
+  {"name": "entityId", "type": "string"},
+  {"name": "operation", "type": "string"},
+  {"name": "occurredAt", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+  {"name": "old", "type": ["null", {"type": "record", "name": "Flat", "namespace": "herald.entities", "fields": [
+    {"name": "remaining", "type": "double"},
+    {"name": "Total", "type": "float"},
+    {"name": "a_b", "type": "long"},
+    {"name": "aB", "type": "int"},
+    {"name": "on", "type": "boolean"},
+    {"name": "note", "type": "string"},
+    {"name": "kind", "type": {"type": "enum", "name": "Kind", "symbols": ["monetary", "allowance", "x_y"]}},
+    {"name": "maybe", "type": ["null", "double"]},
+    {"name": "later", "type": ["float", "null"]},
+    {"name": "label", "type": ["null", "string"]},
+    {"name": "_zeta", "type": ["null", "long"]},
+    {"name": "at", "type": ["null", {"type": "long", "logicalType": "timestamp-millis"}]},
+    {"name": "tiers", "type": {"type": "map", "values": {"type": "record", "name": "Tier", "fields": [
+      {"name": "limit", "type": "double"}, {"name": "closed", "type": ["null", "boolean"]},
+      {"name": "since", "type": {"type": "long", "logicalType": "timestamp-millis"}}]}}},
+    {"name": "steps", "type": {"type": "array", "items": ["null", "float"]}},
+    {"name": "inner", "type": {"type": "record", "name": "Inner", "fields": [{"name": "n", "type": "int"}, {"name": "s", "type": "string"}]}}
+  ]}], "default": null},
+  {"name": "new", "type": ["null", "herald.entities.Flat"], "default": null}
+]}`
+
 // TestTheWireReaderReadsAsTheGeneralDecoder writes random bodies of every
 // event schema Herald ships and of kitchen, and reads each, and mangled
 // copies of each (cut short, a byte changed, a byte added), both ways:
@@ -65,12 +99,13 @@ const kitchen = `{"type": "record", "name": "Kitchen", "namespace": "herald.even
 // also read most of the bodies, so that the test cannot pass by leaving
 // everything to the general decoder.
 func TestTheWireReaderReadsAsTheGeneralDecoder(t *testing.T) {
-	texts := []string{kitchen}
+	texts := []string{kitchen, plain}
 	for _, rec := range schemas.Events() {
 		texts = append(texts, rec.Versions...)
 	}
 	rng := rand.New(rand.NewPCG(30, 11))
 	var bodies, read, images, imagesRead int
+	jsons = 0
 	for id, text := range texts {
 		schema, err := avro.Parse(text)
 		if err != nil {
@@ -121,7 +156,10 @@ func TestTheWireReaderReadsAsTheGeneralDecoder(t *testing.T) {
 			t.Errorf("schema %d: the reader read %d of 150 valid envelopes", id, schemaRead)
 		}
 	}
-	t.Logf("%d bodies; of the valid ones the reader read %d of %d envelopes and %d of %d projections", bodies, read, images, imagesRead, images)
+	t.Logf("%d bodies; of the valid ones the reader read %d of %d envelopes and %d of %d projections; %d images written as JSON", bodies, read, images, imagesRead, images, jsons)
+	if jsons < 500 {
+		t.Errorf("only %d images written as JSON: too few for the comparison to mean much", jsons)
+	}
 	if read < images*9/10 || imagesRead < images/2 {
 		t.Errorf("the reader read %d of %d valid envelopes and %d projections: too few for the comparison to mean much", read, images, imagesRead)
 	}
@@ -146,6 +184,9 @@ func compareWire(t *testing.T, schema *avro.Schema, plan *envelopePlan, body hav
 		t.Fatalf("envelope of % x:\nwire    %+v\ngeneral %+v", body.Bytes, d.env, general)
 	}
 	d.plan, d.text, d.at = plan, text, at
+	if plan.json != nil {
+		compareJSON(t, body, plan, text, at)
+	}
 	p := newProjection(schema, plan, fields)
 	wire, ok := p.readWire(d)
 	if !ok {
@@ -161,6 +202,53 @@ func compareWire(t *testing.T, schema *avro.Schema, plan *envelopePlan, body hav
 		}
 	}
 	return true, true
+}
+
+// jsons counts the images compareJSON compared.
+var jsons int
+
+// compareJSON writes body's images as JSON from the wire and fails t
+// unless the text is the notification's, made from the general decoder's
+// generic images.
+func compareJSON(t *testing.T, body havro.Body, plan *envelopePlan, text string, at wireImages) {
+	t.Helper()
+	var written [2]*string
+	for i := range written {
+		if at[i] < 0 {
+			continue
+		}
+		var ok bool
+		if written[i], ok = plan.json[i].write(text, at[i]); !ok {
+			return
+		}
+	}
+	var g any
+	if err := body.Decode(&g); err != nil {
+		t.Fatalf("the wire reader wrote the images of % x as JSON, which the general decoder refuses: %v", body.Bytes, err)
+	}
+	m := g.(map[string]any)
+	oldImage, _ := m["old"].(map[string]any)
+	newImage, _ := m["new"].(map[string]any)
+	n, err := notification.FromMatch(notification.Match{Tenant: "t", RuleID: "r", Old: oldImage, New: newImage}, time.Time{})
+	if err != nil {
+		t.Fatalf("notification of % x: %v", body.Bytes, err)
+	}
+	for i, want := range []*string{n.Old, n.New} {
+		if at[i] < 0 {
+			continue
+		}
+		jsons++
+		if got := written[i]; (got == nil) != (want == nil) || got != nil && *got != *want {
+			t.Fatalf("image %d of % x as JSON:\nwire    %v\ngeneral %v", i, body.Bytes, deref(got), deref(want))
+		}
+	}
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return "<nil>"
+	}
+	return *s
 }
 
 // sameImage compares two projected images, NaN equal to itself.
@@ -245,7 +333,7 @@ func writeValue(rng *rand.Rand, n *avro.SchemaNode, b []byte) []byte {
 		v := []float64{0, math.Copysign(0, -1), 600, math.NaN(), math.Inf(-1), math.MaxFloat64, 1<<53 + 1, rng.NormFloat64() * 1000}[rng.IntN(8)]
 		return binary.LittleEndian.AppendUint64(b, math.Float64bits(v))
 	case "string", "bytes":
-		s := []string{"", "acme", "Balance", "bal-1", "\xff\xfe", "ü€", fmt.Sprint(rng.IntN(1000))}[rng.IntN(7)]
+		s := []string{"", "acme", "Balance", "bal-1", "\xff\xfe", "ü€", "<a &amp; \"b\">\n\t\x01\u2028", fmt.Sprint(rng.IntN(1000))}[rng.IntN(8)]
 		return append(binary.AppendVarint(b, int64(len(s))), s...)
 	case "enum":
 		return binary.AppendVarint(b, int64(rng.IntN(len(n.Symbols))))
