@@ -135,17 +135,24 @@ type wireBuf struct {
 
 func (r *wireBuf) fail() { r.bad, r.b = true, "" }
 
-// long reads a zigzag varint of up to 64 bits, as the general decoder does:
-// at most ten bytes, the tenth no more than 1.
-func (r *wireBuf) long() int64 {
+// long reads a zigzag varint of up to 64 bits.
+func (r *wireBuf) long() int64 { return r.varint(10, 1) }
+
+// int reads a zigzag varint of up to 32 bits.
+func (r *wireBuf) int() int32 { return int32(r.varint(5, 0x0f)) }
+
+// varint reads a zigzag varint of at most n bytes, the last of them no
+// more than last, as the general decoder does: a long takes ten bytes,
+// the tenth at most 1, an int five, the fifth at most 0x0f.
+func (r *wireBuf) varint(n int, last byte) int64 {
 	var u uint64
-	for i := range 10 {
+	for i := range n {
 		if i >= len(r.b) {
 			r.fail()
 			return 0
 		}
 		c := r.b[i]
-		if i == 9 && c > 1 {
+		if i == n-1 && c > last {
 			r.fail()
 			return 0
 		}
@@ -153,30 +160,6 @@ func (r *wireBuf) long() int64 {
 		if c&0x80 == 0 {
 			r.b = r.b[i+1:]
 			return int64(u>>1) ^ -int64(u&1)
-		}
-	}
-	r.fail()
-	return 0
-}
-
-// int reads a zigzag varint of up to 32 bits: at most five bytes, the
-// fifth no more than 0x0f.
-func (r *wireBuf) int() int32 {
-	var u uint32
-	for i := range 5 {
-		if i >= len(r.b) {
-			r.fail()
-			return 0
-		}
-		c := r.b[i]
-		if i == 4 && c > 0x0f {
-			r.fail()
-			return 0
-		}
-		u |= uint32(c&0x7f) << (7 * i)
-		if c&0x80 == 0 {
-			r.b = r.b[i+1:]
-			return int32(u>>1) ^ -int32(u&1)
 		}
 	}
 	r.fail()
