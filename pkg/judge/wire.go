@@ -63,6 +63,13 @@ type wireNode struct {
 	branches []*wireNode // union
 }
 
+// primitiveKinds are the kinds of Avro's primitive types; a string is
+// read as bytes are.
+var primitiveKinds = map[string]wireKind{
+	"null": wireNull, "boolean": wireBoolean, "int": wireInt, "long": wireLong,
+	"float": wireFloat, "double": wireDouble, "bytes": wireBytes, "string": wireBytes,
+}
+
 // wireNodeOf returns the reader's form of n, or nil when n holds what the
 // reader does not read (a reference left unexpanded, nesting deeper than
 // maxWireDepth).
@@ -71,23 +78,11 @@ func wireNodeOf(n *avro.SchemaNode, depth int) *wireNode {
 		return nil
 	}
 	w := &wireNode{plain: n.LogicalType == "", millis: n.Type == "long" && n.LogicalType == "timestamp-millis"}
+	if kind, ok := primitiveKinds[n.Type]; ok {
+		w.kind, w.isString = kind, n.Type == "string"
+		return w
+	}
 	switch n.Type {
-	case "null":
-		w.kind = wireNull
-	case "boolean":
-		w.kind = wireBoolean
-	case "int":
-		w.kind = wireInt
-	case "long":
-		w.kind = wireLong
-	case "float":
-		w.kind = wireFloat
-	case "double":
-		w.kind = wireDouble
-	case "bytes":
-		w.kind = wireBytes
-	case "string":
-		w.kind, w.isString = wireBytes, true
 	case "enum":
 		w.kind, w.symbols = wireEnum, n.Symbols
 	case "fixed":
