@@ -509,6 +509,28 @@ func (r *wireBuf) optionalString(n *wireNode, to *string) *string {
 	return to
 }
 
+// image reads the branch index of the image at body[at:], a union of null
+// and a record, and returns the reader past it and the record; a nil
+// record and true for a null image, false when the index is wrong.
+func image(body string, at int, union *wireNode) (wireBuf, *wireNode, bool) {
+	r := wireBuf{b: body[at:]}
+	b := r.branch(union)
+	if b == nil || b.kind == wireNull {
+		return r, nil, b != nil
+	}
+	return r, b, true
+}
+
+// record returns the record branch of an image's union.
+func (union *wireNode) record() *wireNode {
+	for _, b := range union.branches {
+		if b.kind == wireRecord {
+			return b
+		}
+	}
+	return nil
+}
+
 // imagePlan reads the fields a set of rules reads of one image.
 type imagePlan struct {
 	union *wireNode
@@ -523,12 +545,7 @@ type imagePlan struct {
 // null and a record; nil when a field read is not one the reader reads as
 // it is.
 func newImagePlan(union *wireNode, fields []string) *imagePlan {
-	var record *wireNode
-	for _, b := range union.branches {
-		if b.kind == wireRecord {
-			record = b
-		}
-	}
+	record := union.record()
 	p := &imagePlan{union: union, fields: fields, slot: make([]int, len(record.fields))}
 	for i, name := range record.names {
 		p.slot[i] = -1
@@ -548,13 +565,9 @@ func newImagePlan(union *wireNode, fields []string) *imagePlan {
 // for a null image; false when the body has anything the general decoder
 // must look at.
 func (p *imagePlan) read(body string, at int) (any, bool) {
-	r := wireBuf{b: body[at:]}
-	b := r.branch(p.union)
+	r, b, ok := image(body, at, p.union)
 	if b == nil {
-		return nil, false
-	}
-	if b.kind == wireNull {
-		return nil, true
+		return nil, ok
 	}
 	rec := &rules.Record{Names: p.fields, Values: make([]any, len(p.fields))}
 	for i, f := range b.fields {
@@ -589,12 +602,7 @@ const jsonFlags = json.EscapeHTML | json.SortMapKeys
 // newJSONPlan returns the plan of an image, a union of null and a record;
 // nil when a field of the record holds what jsonable does not take.
 func newJSONPlan(union *wireNode) *jsonPlan {
-	var record *wireNode
-	for _, b := range union.branches {
-		if b.kind == wireRecord {
-			record = b
-		}
-	}
+	record := union.record()
 	p := &jsonPlan{union: union}
 	for i, f := range record.fields {
 		if !jsonable(f) {
@@ -642,13 +650,9 @@ func jsonable(n *wireNode) bool {
 // write returns the image at body[at:] as JSON text, nil for a null
 // image; false when the general decoder must.
 func (p *jsonPlan) write(body string, at int) (*string, bool) {
-	r := wireBuf{b: body[at:]}
-	b := r.branch(p.union)
+	r, b, ok := image(body, at, p.union)
 	if b == nil {
-		return nil, false
-	}
-	if b.kind == wireNull {
-		return nil, true
+		return nil, ok
 	}
 	values := make([]any, len(b.fields))
 	for i, f := range b.fields {
