@@ -16,8 +16,9 @@ import (
 // The wire reader reads what a judgement needs of an event straight from
 // its Avro body, by a plan made once per writer schema: the envelope's
 // fields, where each image starts, and then, by a plan made once per set
-// of fields the rules read, those fields of each image as rules values.
-// It reads the subset of Avro that Herald's event schemas are made of and
+// of fields the rules read, those fields of each image as rules values;
+// when a rule fires, it writes each image as the JSON text the
+// notification carries. It reads the subset of Avro that Herald's event schemas are made of and
 // leaves anything else to the general decoder (twmb/avro): a plan is made
 // only for a schema it can read whole, and a body it finds anything wrong
 // with (a short read, a union or enum index out of range, bytes left over)
