@@ -289,9 +289,9 @@ func (r *wireBuf) eachItem(n *wireNode, item func()) {
 	}
 }
 
-// value reads a value of n that the rules read as it is: a scalar without a
-// logical type, or null. It returns the value as a field of a projected
-// image reads (see fieldType and rules.ValueOf).
+// value reads a value of n that the rules read as it is (fieldType): a
+// scalar without a logical type, or null. It returns the value as a field
+// of a projected image reads (see rules.ValueOf).
 func (r *wireBuf) value(n *wireNode) any {
 	switch n.kind {
 	case wireNull:
@@ -319,22 +319,6 @@ func (r *wireBuf) value(n *wireNode) any {
 	return nil
 }
 
-// readable reports whether the rules read a field of n with the reader: a
-// scalar without a logical type, or a union of null and one. Any other
-// field is decoded generically, as the general decoder does (fieldType).
-func readable(n *wireNode) bool {
-	scalar := func(n *wireNode) bool {
-		switch n.kind {
-		case wireBoolean, wireInt, wireLong, wireFloat, wireDouble, wireEnum:
-			return n.plain
-		case wireBytes:
-			return n.isString && n.plain
-		}
-		return false
-	}
-	return scalar(n) || nullOr(n, scalar)
-}
-
 // envelopeRole is what the envelope reader does with a top-level field.
 type envelopeRole uint8
 
@@ -357,11 +341,13 @@ const (
 type envelopePlan struct {
 	root  *wireNode
 	roles []envelopeRole
-	// images are the old and new images' unions of null and a record;
-	// nil for an image the schema does not have. json writes them as
-	// JSON; nil when the reader does not.
-	images [2]*wireNode
-	json   *[2]*jsonPlan
+	// images are the old and new images' unions of null and a record,
+	// and records the records as the schema has them; nil for an image
+	// the schema does not have. json writes them as JSON; nil when the
+	// reader does not.
+	images  [2]*wireNode
+	records [2]*avro.SchemaNode
+	json    *[2]*jsonPlan
 }
 
 // newEnvelopePlan returns the plan of a writer schema, or nil when the
@@ -399,7 +385,7 @@ func newEnvelopePlan(root *avro.SchemaNode) *envelopePlan {
 			}
 			p.roles[i] = roleOperation
 		case "occurredAt":
-			if f.kind != wireLong || root.Fields[i].Type.LogicalType != "timestamp-millis" {
+			if !f.millis {
 				return nil
 			}
 			p.roles[i] = roleOccurredAt
@@ -411,7 +397,7 @@ func newEnvelopePlan(root *avro.SchemaNode) *envelopePlan {
 			if name == "new" {
 				image, role = 1, roleNew
 			}
-			p.roles[i], p.images[image] = role, f
+			p.roles[i], p.images[image], p.records[image] = role, f, recordOf(&root.Fields[i].Type)
 		}
 	}
 	p.json = &[2]*jsonPlan{}
@@ -435,7 +421,7 @@ func (p *envelopePlan) imagePlans(fields []string) *[2]*imagePlan {
 		if union == nil {
 			continue
 		}
-		if plans[i] = newImagePlan(union, fields); plans[i] == nil {
+		if plans[i] = newImagePlan(union, p.records[i], fields); plans[i] == nil {
 			return nil
 		}
 	}
@@ -543,16 +529,17 @@ type imagePlan struct {
 }
 
 // newImagePlan returns the plan that reads fields of an image, a union of
-// null and a record; nil when a field read is not one the reader reads as
-// it is.
-func newImagePlan(union *wireNode, fields []string) *imagePlan {
+// null and a record (schema, as the schema has it); nil when a field read
+// is one the general decoder reads generically (fieldType), for the reader
+// reads only those it reads as they are.
+func newImagePlan(union *wireNode, schema *avro.SchemaNode, fields []string) *imagePlan {
 	record := union.record()
 	p := &imagePlan{union: union, fields: fields, slot: make([]int, len(record.fields))}
 	for i, name := range record.names {
 		p.slot[i] = -1
 		for j, f := range fields {
 			if f == name {
-				if !readable(record.fields[i]) {
+				if fieldType(schema, name) == anyType {
 					return nil
 				}
 				p.slot[i] = j
