@@ -123,11 +123,10 @@ func startStack(ctx context.Context, brokers []string) (*stack, <-chan error, er
 		client:   &http.Client{Transport: &http.Transport{MaxConnsPerHost: 64, MaxIdleConnsPerHost: 64}},
 		accepted: map[string]time.Time{}, received: map[string]time.Time{}, made: map[string]time.Time{},
 	}
-	receiver, err := net.Listen("tcp", "127.0.0.1:0")
+	receiver, err := listen(ctx, http.HandlerFunc(s.receive))
 	if err != nil {
 		return nil, nil, err
 	}
-	go func() { _ = http.Serve(receiver, http.HandlerFunc(s.receive)) }()
 	api, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, nil, err
@@ -141,7 +140,6 @@ func startStack(ctx context.Context, brokers []string) (*stack, <-chan error, er
 	ready := make(chan struct{})
 	go func() {
 		defer reg.Close()
-		defer receiver.Close()
 		stopped <- devstack.RunServices(ctx, devstack.Services{
 			Common: service.Config{
 				Kafka: kafka.Config{Brokers: brokers, TopicPrefix: fmt.Sprintf("bench-e2e-%x.", suffix),
@@ -165,7 +163,7 @@ func startStack(ctx context.Context, brokers []string) (*stack, <-chan error, er
 		ID string `json:"id"`
 	}
 	if err := s.call(ctx, "/v1/destinations", map[string]any{"type": "webhook", "name": "receiver", "concurrency": 64,
-		"webhook": map[string]any{"url": "http://" + receiver.Addr().String() + "/hook"}}, &dest); err != nil {
+		"webhook": map[string]any{"url": "http://" + receiver + "/hook"}}, &dest); err != nil {
 		return nil, nil, err
 	}
 	if err := s.call(ctx, "/v1/rules", map[string]any{"name": "every drop",
