@@ -60,11 +60,9 @@ type Judge struct {
 	// record.
 	NotificationSubject string
 	// Rules returns the rules that watch an entity type's operation for a
-	// tenant.
-	Rules func(tenant, entityType, operation string) []*rules.Rule
-	// Reads returns what those rules read of the event together, as
-	// rules.Index's Reads does; nil means rules.ReadsOf the rules.
-	Reads func(tenant, entityType, operation string) rules.Reads
+	// tenant, and what they read of the event together, as rules.Index's
+	// Watching does.
+	Rules func(tenant, entityType, operation string) rules.Watching
 	// TenantActive reports whether a tenant's rules still run; nil means
 	// every tenant's do.
 	TenantActive func(tenant string) bool
@@ -152,7 +150,7 @@ func (j *Judge) Event(ctx context.Context, value []byte) (v *Verdict, err error)
 	}
 	v = &Verdict{Tenant: tenant, Event: ref}
 	matched := j.Rules(tenant, ref.EntityType, ref.Operation)
-	if len(matched) == 0 {
+	if len(matched.Rules) == 0 {
 		return v, nil
 	}
 	// A deleted tenant's rules stop with its tenant document, before the
@@ -160,12 +158,7 @@ func (j *Judge) Event(ctx context.Context, value []byte) (v *Verdict, err error)
 	if j.TenantActive != nil && !j.TenantActive(tenant) {
 		return v, nil
 	}
-	var reads rules.Reads
-	if j.Reads != nil {
-		reads = j.Reads(tenant, ref.EntityType, ref.Operation)
-	} else {
-		reads = rules.ReadsOf(matched, ref.EntityType)
-	}
+	reads := matched.Reads
 	in, err := j.input(d, reads)
 	if err != nil {
 		return nil, err
@@ -175,14 +168,14 @@ func (j *Judge) Event(ctx context.Context, value []byte) (v *Verdict, err error)
 	}
 	// The images as JSON, once a notification has written them.
 	var oldJSON, newJSON *string
-	for _, rule := range matched {
+	for _, rule := range matched.Rules {
 		// A timed rule's reads include the envelope, for its timer's
 		// entity is the event's by default.
 		if rule.Timed() {
-			j.schedule(rule, ref, in, v)
+			j.schedule(rule.Rule, ref, in, v)
 			continue
 		}
-		if err := j.fire(ctx, v, rule, ref.EntityType, in, d, &oldJSON, &newJSON); err != nil {
+		if err := j.fire(ctx, v, rule, in, d, &oldJSON, &newJSON); err != nil {
 			return nil, err
 		}
 	}

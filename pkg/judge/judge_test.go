@@ -44,8 +44,8 @@ func newFixture(tb testing.TB) *fixture {
 	f := &fixture{base: base, compiler: rules.NewCompiler(rules.DefaultLimits), index: rules.NewIndex()}
 	f.judge = &judge.Judge{
 		Registry: base.Registry, NotificationSubject: base.NotificationSubject(),
-		Rules: f.index.Match, Reads: f.index.Reads,
-		Now: func() time.Time { return time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC) },
+		Rules: f.index.Watching,
+		Now:   func() time.Time { return time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC) },
 	}
 	return f
 }

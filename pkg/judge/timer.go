@@ -127,7 +127,11 @@ func (j *Judge) Timer(ctx context.Context, t Due) (v *Verdict, err error) {
 		in.Event["eventId"] = rules.Value(ref.ID)
 	}
 	var newJSON *string
-	if err := j.fire(ctx, v, rule, ref.EntityType, in, d, nil, &newJSON); err != nil {
+	bound, ok := rule.For(ref.EntityType)
+	if !ok {
+		return v, nil
+	}
+	if err := j.fire(ctx, v, bound, in, d, nil, &newJSON); err != nil {
 		return nil, err
 	}
 	return v, nil
@@ -136,9 +140,9 @@ func (j *Judge) Timer(ctx context.Context, t Due) (v *Verdict, err error) {
 // fire evaluates one rule on in and adds its notification, or its
 // failure, to v. The images' JSON is shared between the notifications
 // of one event through oldJSON and newJSON.
-func (j *Judge) fire(ctx context.Context, v *Verdict, rule *rules.Rule, entityType string, in *rules.Input,
+func (j *Judge) fire(ctx context.Context, v *Verdict, rule rules.Bound, in *rules.Input,
 	d *decoded, oldJSON, newJSON **string) error {
-	fired, err := rule.Fires(entityType, in)
+	fired, err := rule.Fires(in)
 	if err != nil {
 		v.Failures = append(v.Failures, ruleFailure(rule.ID, err))
 		return nil
@@ -146,7 +150,7 @@ func (j *Judge) fire(ctx context.Context, v *Verdict, rule *rules.Rule, entityTy
 	if !fired {
 		return nil
 	}
-	res, err := rule.Outcome(entityType, in)
+	res, err := rule.Outcome(in)
 	if err != nil {
 		v.Failures = append(v.Failures, ruleFailure(rule.ID, err))
 		return nil

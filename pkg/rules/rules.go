@@ -464,8 +464,45 @@ func (r *Rule) Evaluate(entityType string, in *Input) (Result, error) {
 // first half, its condition alone, which is all most rules an event meets
 // need.
 func (r *Rule) Fires(entityType string, in *Input) (bool, error) {
+	b, ok := r.For(entityType)
+	if !ok {
+		return false, nil
+	}
+	return b.Fires(in)
+}
+
+// Outcome is Evaluate's second half: what the rule makes of an event of
+// entityType it fires on.
+func (r *Rule) Outcome(entityType string, in *Input) (Result, error) {
+	b, _ := r.For(entityType)
+	return b.Outcome(in)
+}
+
+// Bound is a rule as it judges events of one entity type: with its
+// programs for that type, found once instead of on every event.
+type Bound struct {
+	*Rule
+	p     *programs
+	timed bool
+}
+
+// For returns the rule bound to events of entityType; false when it does
+// not watch them.
+func (r *Rule) For(entityType string) (Bound, bool) {
 	p, ok := r.programs(entityType)
-	if !ok || p.when == nil {
+	if !ok {
+		return Bound{}, false
+	}
+	return Bound{Rule: r, p: p, timed: r.Timed()}, true
+}
+
+// Timed is the rule's Timed, kept beside its programs.
+func (b Bound) Timed() bool { return b.timed }
+
+// Fires reports whether the rule fires on the event.
+func (b Bound) Fires(in *Input) (bool, error) {
+	p := b.p
+	if p.when == nil {
 		return false, nil
 	}
 	if p.quickWhen != nil {
@@ -475,16 +512,15 @@ func (r *Rule) Fires(entityType string, in *Input) (bool, error) {
 	}
 	out, err := in.eval(p.when)
 	if err != nil {
-		return false, evalError(r.ID, "when", err)
+		return false, evalError(b.ID, "when", err)
 	}
 	fired, _ := out.Value().(bool)
 	return fired, nil
 }
 
-// Outcome is Evaluate's second half: what the rule makes of an event of
-// entityType it fires on.
-func (r *Rule) Outcome(entityType string, in *Input) (Result, error) {
-	p, _ := r.programs(entityType)
+// Outcome is what the rule makes of an event it fires on.
+func (b Bound) Outcome(in *Input) (Result, error) {
+	r, p := b.Rule, b.p
 	res := Result{Fired: true, Notification: r.Spec.Notification}
 	if err := p.notification(r.ID, in, &res.Notification); err != nil {
 		return Result{}, err
@@ -669,15 +705,6 @@ func (r *Rule) Reads(entityType string) Reads {
 	return Reads{}
 }
 
-// ReadsOf returns what rules read together of an event of entityType.
-func ReadsOf(rules []*Rule, entityType string) Reads {
-	var u Reads
-	for _, r := range rules {
-		u = u.Union(r.Reads(entityType))
-	}
-	return u
-}
-
 // Index holds compiled rules by tenant, entity type and operation.
 type Index struct {
 	mu    sync.RWMutex
@@ -686,10 +713,31 @@ type Index struct {
 }
 
 // watched is the rules that watch one tenant's events of one entity type
-// and operation, and what they read of them.
+// and operation.
 type watched struct {
 	rules []*Rule
-	reads Reads
+	Watching
+}
+
+// Watching is what judges one tenant's events of one entity type and
+// operation: the rules that watch them, bound to the entity type in the
+// order they were indexed, and what they read of the events together.
+type Watching struct {
+	Rules []Bound
+	Reads Reads
+}
+
+// Watch binds rules to events of entityType; a rule that does not watch
+// the type is left out.
+func Watch(entityType string, rules ...*Rule) Watching {
+	var w Watching
+	for _, r := range rules {
+		if b, ok := r.For(entityType); ok {
+			w.Rules = append(w.Rules, b)
+			w.Reads = w.Reads.Union(b.p.reads)
+		}
+	}
+	return w
 }
 
 // NewIndex returns an empty index.
@@ -720,7 +768,7 @@ func (ix *Index) Put(r *Rule) {
 		for _, op := range ops {
 			k := matchKey{r.Tenant, et, op}
 			rs := append(ix.match[k].rules, r)
-			ix.match[k] = watched{rules: rs, reads: ReadsOf(rs, et)}
+			ix.match[k] = watched{rules: rs, Watching: Watch(et, rs...)}
 		}
 	}
 }
@@ -745,7 +793,7 @@ func (ix *Index) remove(tenant, id string) {
 			if len(rs) == 0 {
 				delete(ix.match, k)
 			} else {
-				ix.match[k] = watched{rules: rs, reads: ReadsOf(rs, et)}
+				ix.match[k] = watched{rules: rs, Watching: Watch(et, rs...)}
 			}
 		}
 	}
@@ -766,11 +814,12 @@ func (ix *Index) Match(tenant, entityType, operation string) []*Rule {
 	return ix.match[matchKey{tenant, entityType, operation}].rules
 }
 
-// Reads returns what the rules Match returns read together of the event.
-func (ix *Index) Reads(tenant, entityType, operation string) Reads {
+// Watching returns the rules Match returns, bound to the entity type, and
+// what they read of the event together. It must not be modified.
+func (ix *Index) Watching(tenant, entityType, operation string) Watching {
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
-	return ix.match[matchKey{tenant, entityType, operation}].reads
+	return ix.match[matchKey{tenant, entityType, operation}].Watching
 }
 
 type matchKey struct{ tenant, entityType, operation string }

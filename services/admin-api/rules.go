@@ -167,14 +167,14 @@ func (a *API) testRule(w http.ResponseWriter, r *http.Request) {
 	j := judge.Judge{
 		Registry:            a.base.Registry,
 		NotificationSubject: a.base.NotificationSubject(),
-		Rules: func(_, entityType, operation string) []*rules.Rule {
+		Rules: func(_, entityType, operation string) rules.Watching {
 			// As rules.Index matches it: a timed rule also meets the
 			// DELETEs that cancel its timers.
 			deletes := compiled.Timed() && operation == "DELETE" && slices.Contains(compiled.Spec.On.EntityTypes, entityType)
 			if compiled.Watches(entityType, operation) || deletes {
-				return []*rules.Rule{compiled}
+				return rules.Watch(entityType, compiled)
 			}
-			return nil
+			return rules.Watching{}
 		},
 		TenantZone: a.tenantZone,
 	}

@@ -185,8 +185,7 @@ func (e *Evaluator) newJudge() *judge.Judge {
 	return &judge.Judge{
 		Registry:            e.base.Registry,
 		NotificationSubject: e.base.NotificationSubject(),
-		Rules:               e.index.Match,
-		Reads:               e.index.Reads,
+		Rules:               e.index.Watching,
 		TenantActive: func(tenant string) bool {
 			_, ok := e.base.Config.Get(configstore.OperatorTenant, configstore.KindTenant, tenant)
 			return ok
