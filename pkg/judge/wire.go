@@ -3,6 +3,7 @@ package judge
 import (
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -636,34 +637,95 @@ func jsonable(n *wireNode) bool {
 }
 
 // write returns the image at body[at:] as JSON text, nil for a null
-// image; false when the general decoder must.
+// image; false when the general decoder must. The fields are found in the
+// body's order and written in the keys'.
 func (p *jsonPlan) write(body string, at int) (*string, bool) {
 	r, b, ok := image(body, at, p.union)
 	if b == nil {
 		return nil, ok
 	}
-	values := make([]any, len(b.fields))
-	for i, f := range b.fields {
-		values[i] = r.native(f)
-		if r.bad {
-			return nil, false
-		}
+	var inline [16]string
+	from := inline[:0]
+	if len(b.fields) > len(inline) {
+		from = make([]string, 0, len(b.fields))
 	}
-	out := make([]byte, 0, 32*len(values))
+	for _, f := range b.fields {
+		from = append(from, r.b)
+		r.skip(f)
+	}
+	if r.bad {
+		return nil, false
+	}
+	out := make([]byte, 0, 32*len(b.fields))
 	out = append(out, '{')
 	for n, i := range p.order {
 		if n > 0 {
 			out = append(out, ',')
 		}
 		out = append(out, p.keys[i]...)
+		field := wireBuf{b: from[i]}
 		var err error
-		if out, err = json.Append(out, values[i], jsonFlags); err != nil {
+		if out, err = field.appendJSON(out, b.fields[i]); err != nil || field.bad {
 			return nil, false
 		}
 	}
 	out = append(out, '}')
 	text := string(out)
 	return &text, true
+}
+
+// appendJSON writes what native reads as the JSON the writer gives it: a
+// scalar straight from the wire, anything else through native.
+func (r *wireBuf) appendJSON(out []byte, n *wireNode) ([]byte, error) {
+	switch n.kind {
+	case wireNull:
+		return append(out, "null"...), nil
+	case wireBoolean:
+		b := r.take(1)
+		return strconv.AppendBool(out, len(b) == 1 && b[0] == 1), nil
+	case wireInt:
+		return strconv.AppendInt(out, int64(r.int()), 10), nil
+	case wireLong:
+		if n.millis {
+			out = append(out, '"')
+			out = time.UnixMilli(r.long()).UTC().AppendFormat(out, time.RFC3339Nano)
+			return append(out, '"'), nil
+		}
+		return strconv.AppendInt(out, r.long(), 10), nil
+	case wireFloat:
+		return appendNumber(out, float64(math.Float32frombits(r.fixed32())), 32), nil
+	case wireDouble:
+		return appendNumber(out, math.Float64frombits(r.fixed64()), 64), nil
+	case wireBytes:
+		return json.AppendEscape(out, r.bytes(), jsonFlags), nil
+	case wireEnum:
+		return json.AppendEscape(out, r.symbol(n), jsonFlags), nil
+	case wireUnion:
+		if b := r.branch(n); b != nil {
+			return r.appendJSON(out, b)
+		}
+		return out, nil
+	}
+	return json.Append(out, r.native(n), jsonFlags)
+}
+
+// appendNumber writes a float of bits bits as the writer does (as
+// encoding/json does: ES6's form, an exponent without leading zeros), and
+// a number that is not finite as null, as native reads it.
+func appendNumber(out []byte, f float64, bits int) []byte {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return append(out, "null"...)
+	}
+	abs, format := math.Abs(f), byte('f')
+	if abs != 0 && (bits == 64 && (abs < 1e-6 || abs >= 1e21) || bits == 32 && (float32(abs) < 1e-6 || float32(abs) >= 1e21)) {
+		format = 'e'
+	}
+	out = strconv.AppendFloat(out, f, format, -1, bits)
+	if n := len(out); format == 'e' && n >= 4 && out[n-4] == 'e' && out[n-3] == '-' && out[n-2] == '0' {
+		out[n-2] = out[n-1]
+		out = out[:n-1]
+	}
+	return out
 }
 
 // native reads a value that jsonable takes as the general decoder's

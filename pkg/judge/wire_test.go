@@ -99,6 +99,10 @@ const plain = `{"type": "record", "name": "Plain", "namespace": "herald.events",
 // also read most of the bodies, so that the test cannot pass by leaving
 // everything to the general decoder.
 func TestTheWireReaderReadsAsTheGeneralDecoder(t *testing.T) {
+	// Timestamps are read as UTC whatever the machine's zone.
+	local := time.Local
+	time.Local = time.FixedZone("UTC+5", 5*60*60)
+	t.Cleanup(func() { time.Local = local })
 	texts := []string{kitchen, plain}
 	for _, rec := range schemas.Events() {
 		texts = append(texts, rec.Versions...)
@@ -315,7 +319,8 @@ func mangle(rng *rand.Rand, b []byte) []byte {
 }
 
 // writeValue appends a random valid Avro encoding of a value of n, with
-// edge values: integer limits, NaN, infinities, negative zero, booleans
+// edge values: integer limits, NaN, infinities, negative zero, numbers
+// either side of where JSON writes them with an exponent, booleans
 // other than 0 and 1 (read as false), strings that are not UTF-8, blocks
 // framed with their byte size.
 func writeValue(rng *rand.Rand, n *avro.SchemaNode, b []byte) []byte {
@@ -331,10 +336,12 @@ func writeValue(rng *rand.Rand, n *avro.SchemaNode, b []byte) []byte {
 		v := []int64{0, 1, -1, math.MaxInt64, math.MinInt64, 1 << 53, rng.Int64() - rng.Int64(), 1_780_000_000_000}[rng.IntN(8)]
 		return binary.AppendVarint(b, v)
 	case "float":
-		v := []float32{0, float32(math.Copysign(0, -1)), 1.5, float32(math.NaN()), float32(math.Inf(1)), rng.Float32()}[rng.IntN(6)]
+		v := []float32{0, float32(math.Copysign(0, -1)), 1.5, float32(math.NaN()), float32(math.Inf(1)), rng.Float32(),
+			1e-6, 1e-7, 1e20, 1e21}[rng.IntN(10)]
 		return binary.LittleEndian.AppendUint32(b, math.Float32bits(v))
 	case "double":
-		v := []float64{0, math.Copysign(0, -1), 600, math.NaN(), math.Inf(-1), math.MaxFloat64, 1<<53 + 1, rng.NormFloat64() * 1000}[rng.IntN(8)]
+		v := []float64{0, math.Copysign(0, -1), 600, math.NaN(), math.Inf(-1), math.MaxFloat64, 1<<53 + 1, rng.NormFloat64() * 1000,
+			1e-6, 9.5e-7, 1.25e-7, 5e-324, 1e20, 1e21, -1.5e21}[rng.IntN(15)]
 		return binary.LittleEndian.AppendUint64(b, math.Float64bits(v))
 	case "string", "bytes":
 		s := []string{"", "acme", "Balance", "bal-1", "\xff\xfe", "ü€", "<a &amp; \"b\">\n\t\x01\u2028", fmt.Sprint(rng.IntN(1000))}[rng.IntN(8)]
