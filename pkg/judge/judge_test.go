@@ -302,7 +302,7 @@ func TestJudgingAnEventAllocatesWithinItsBudget(t *testing.T) {
 	}{
 		{"no rule", nil, 3},
 		{"10 rules, none fires", tenThresholds(), 13},
-		{"one rule fires", []string{"new.remaining < old.remaining"}, 32},
+		{"one rule fires", []string{"new.remaining < old.remaining"}, 28},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

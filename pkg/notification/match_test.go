@@ -3,7 +3,10 @@ package notification_test
 import (
 	"encoding/json"
 	"math"
+	"strings"
 	"testing"
+
+	"github.com/google/uuid"
 
 	"github.com/heraldhq/herald/pkg/configstore"
 	"github.com/heraldhq/herald/pkg/notification"
@@ -66,4 +69,22 @@ func mustJSON(t *testing.T, v any) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestIDIsTheVersion5UUIDOfItsInputs holds ID to uuid.NewSHA1 of the
+// tenant, event and rule joined by NULs, for names that fit the stack
+// buffer and names that do not.
+func TestIDIsTheVersion5UUIDOfItsInputs(t *testing.T) {
+	space := uuid.MustParse("6f1c1f0e-3c1a-4a53-9a57-1f4c0d6c2b10")
+	for _, in := range [][3]string{
+		{"acme", "evt-1", "rul_1"},
+		{"", "", ""},
+		{"acme", strings.Repeat("e", 300), "rul_1"},
+		{"tenant-ü", "01J9Z6\x00", strings.Repeat("r", 237)},
+	} {
+		want := uuid.NewSHA1(space, []byte(in[0]+"\x00"+in[1]+"\x00"+in[2])).String()
+		if got := notification.ID(in[0], in[1], in[2]); got != want {
+			t.Errorf("ID%q = %s, want %s", in, got, want)
+		}
+	}
 }

@@ -6,6 +6,7 @@
 package notification
 
 import (
+	"crypto/sha1"
 	"time"
 
 	"github.com/google/uuid"
@@ -19,8 +20,20 @@ var idSpace = uuid.MustParse("6f1c1f0e-3c1a-4a53-9a57-1f4c0d6c2b10")
 // ID returns the notification id for a rule matching an event. It depends
 // only on its inputs, so a re-evaluated event yields the same id and every
 // delivery attempt carries it.
+//
+// It is the version 5 UUID of tenant, eventID and ruleID joined by NULs in
+// idSpace, as uuid.NewSHA1 makes it, hashed from a buffer on the stack
+// instead of the copies and hash NewSHA1 allocates.
 func ID(tenant, eventID, ruleID string) string {
-	return uuid.NewSHA1(idSpace, []byte(tenant+"\x00"+eventID+"\x00"+ruleID)).String()
+	var buf [256]byte
+	name := append(append(buf[:0], idSpace[:]...), tenant...)
+	name = append(append(append(name, 0), eventID...), 0)
+	sum := sha1.Sum(append(name, ruleID...))
+	var id uuid.UUID
+	copy(id[:], sum[:])
+	id[6] = id[6]&0x0f | 5<<4 // version 5
+	id[8] = id[8]&0x3f | 0x80 // RFC 4122 variant
+	return id.String()
 }
 
 // Notification is one rule's match on one event.
