@@ -27,9 +27,12 @@ type health struct {
 	after time.Duration
 	min   int
 	mu    sync.Mutex
-	m     map[string]*failing
-	busy  map[string]bool // disable under way
+	m     map[destKey]*failing
+	busy  map[destKey]bool // disable under way
 }
+
+// destKey names a tenant's destination in the engine's tables.
+type destKey struct{ tenant, dest string }
 
 type failing struct {
 	since    time.Time
@@ -38,13 +41,13 @@ type failing struct {
 }
 
 func newHealth(after time.Duration, min int, clock Clock) *health {
-	return &health{clock: clock, after: after, min: min, m: map[string]*failing{}, busy: map[string]bool{}}
+	return &health{clock: clock, after: after, min: min, m: map[destKey]*failing{}, busy: map[destKey]bool{}}
 }
 
 // observe notes an attempt's result and reports true once, when the
 // destination has failed for long enough over enough attempts.
 func (h *health) observe(tenant, dest string, ok bool) bool {
-	key := tenant + "/" + dest
+	key := destKey{tenant, dest}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if ok {
@@ -69,7 +72,7 @@ func (h *health) observe(tenant, dest string, ok bool) bool {
 // several replicas disable the same destination, the configuration's
 // version check lets one through.
 func (e *Engine) disable(tenant, dest, reason string) {
-	key := tenant + "/" + dest
+	key := destKey{tenant, dest}
 	e.health.mu.Lock()
 	if e.health.busy[key] {
 		e.health.mu.Unlock()

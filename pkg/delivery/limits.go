@@ -14,7 +14,7 @@ import (
 type limits struct {
 	def int
 	mu  sync.Mutex
-	m   map[string]*limit
+	m   map[destKey]*limit
 }
 
 type limit struct {
@@ -23,12 +23,12 @@ type limit struct {
 	rate    *rate.Limiter
 }
 
-func newLimits(def int) *limits { return &limits{def: def, m: map[string]*limit{}} }
+func newLimits(def int) *limits { return &limits{def: def, m: map[destKey]*limit{}} }
 
 // get returns the destination's limit, rebuilt when its configuration
 // changed.
 func (l *limits) get(tenant, dest string, version int64, d configstore.Destination) *limit {
-	key := tenant + "/" + dest
+	key := destKey{tenant, dest}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if lim, ok := l.m[key]; ok && lim.version == version {

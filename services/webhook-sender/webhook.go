@@ -90,11 +90,17 @@ func (w *Webhook) Deliver(ctx context.Context, d *delivery.Delivery) (delivery.R
 		return delivery.Response{}, classifyError(err)
 	}
 	defer resp.Body.Close()
-	excerpt, _ := io.ReadAll(io.LimitReader(resp.Body, delivery.MaxExcerpt))
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, drainLimit))
-	out := delivery.Response{StatusCode: resp.StatusCode, Excerpt: excerpt}
+	out := delivery.Response{StatusCode: resp.StatusCode}
+	if resp.ContentLength != 0 { // most answers to a webhook have no body
+		out.Excerpt, _ = io.ReadAll(io.LimitReader(resp.Body, delivery.MaxExcerpt))
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, drainLimit))
+	}
 	return out, classifyStatus(resp)
 }
+
+// ownHeaders are the headers request sets, in canonical form.
+var ownHeaders = [...]string{"Content-Type", "User-Agent",
+	http.CanonicalHeaderKey(webhook.HeaderID), http.CanonicalHeaderKey(webhook.HeaderTimestamp), http.CanonicalHeaderKey(webhook.HeaderSignature)}
 
 // request builds the signed request for d's notification.
 func (w *Webhook) request(ctx context.Context, d *delivery.Delivery, wh *configstore.WebhookDestination, now time.Time) (*http.Request, error) {
@@ -126,11 +132,12 @@ func (w *Webhook) request(ctx context.Context, d *delivery.Delivery, wh *configs
 	for k, v := range wh.Headers {
 		req.Header.Set(k, v)
 	}
-	req.Header.Set("Content-Type", contentType)
-	req.Header.Set("User-Agent", "Herald-Webhooks/1")
-	req.Header.Set(webhook.HeaderID, n.ID)
-	req.Header.Set(webhook.HeaderTimestamp, strconv.FormatInt(now.Unix(), 10))
-	req.Header.Set(webhook.HeaderSignature, sig)
+	// Herald's own headers, under their canonical names, their values in
+	// one array.
+	values := [...]string{contentType, "Herald-Webhooks/1", n.ID, strconv.FormatInt(now.Unix(), 10), sig}
+	for i, name := range ownHeaders {
+		req.Header[name] = values[i : i+1 : i+1]
+	}
 	// The attempt's trace, for a receiver that traces too; nothing when
 	// tracing is off.
 	telemetry.Propagator().Inject(ctx, propagation.HeaderCarrier(req.Header))

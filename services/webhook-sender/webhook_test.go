@@ -53,7 +53,7 @@ func receiver(t *testing.T, status int) (*httptest.Server, func() []captured) {
 	}
 }
 
-func devWebhook(t *testing.T) *Webhook {
+func devWebhook(t testing.TB) *Webhook {
 	t.Helper()
 	p, err := egress.New(egress.Config{AllowLoopback: true, AllowHTTP: true, Ports: "any"})
 	if err != nil {
