@@ -47,15 +47,17 @@ type Webhook struct {
 func NewWebhook(policy *egress.Policy, conns int, timeout time.Duration, rootCAs *x509.CertPool) *Webhook {
 	dialer := policy.Dialer(net.Dialer{Timeout: min(timeout, 5*time.Second), KeepAlive: 30 * time.Second})
 	transport := &http.Transport{
-		DialContext:           dialer.DialContext,
-		Proxy:                 nil, // a proxy would make the connection check meaningless
-		TLSClientConfig:       &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: rootCAs},
-		TLSHandshakeTimeout:   min(timeout, 5*time.Second),
-		ResponseHeaderTimeout: timeout,
-		MaxIdleConns:          conns,
-		MaxIdleConnsPerHost:   conns,
-		IdleConnTimeout:       90 * time.Second,
-		ForceAttemptHTTP2:     true,
+		DialContext:         dialer.DialContext,
+		Proxy:               nil, // a proxy would make the connection check meaningless
+		TLSClientConfig:     &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: rootCAs},
+		TLSHandshakeTimeout: min(timeout, 5*time.Second),
+		// No ResponseHeaderTimeout: the client's Timeout, the same
+		// value, bounds the whole attempt, headers included, without a
+		// second timer a request.
+		MaxIdleConns:        conns,
+		MaxIdleConnsPerHost: conns,
+		IdleConnTimeout:     90 * time.Second,
+		ForceAttemptHTTP2:   true,
 	}
 	return &Webhook{
 		policy: policy,
