@@ -65,6 +65,19 @@ func (g exprGen) num(d int) string {
 	return fmt.Sprintf("(%s %s %s)", g.num(d-1), g.pick("+", "-", "*", "/", "%"), g.num(d-1))
 }
 
+// term is a side of a threshold's comparison: a field or a literal, or
+// the two under an arithmetic operator, either way round.
+func (g exprGen) term() string {
+	if g.r.IntN(3) == 0 {
+		return g.num(0)
+	}
+	f, lit := g.image()+"."+g.pick("d1", "d2", "n1", "n2"), g.num(0)
+	if g.r.IntN(2) == 0 {
+		f, lit = lit, f
+	}
+	return fmt.Sprintf("(%s %s %s)", f, g.pick("+", "-", "*", "/"), lit)
+}
+
 func (g exprGen) str(d int) string {
 	if d <= 0 || g.r.IntN(2) == 0 {
 		switch g.r.IntN(4) {
@@ -109,7 +122,7 @@ func (g exprGen) boolean(d int) string {
 		return g.pick("true", "false", "old.b1", "new.b1", "has(new.s1)", "has(old.d1)", "old == null", "new != null")
 	}
 	cmp := g.pick("<", "<=", ">", ">=", "==", "!=")
-	switch g.r.IntN(12) {
+	switch g.r.IntN(13) {
 	case 0, 1:
 		return fmt.Sprintf("(%s %s %s)", g.boolean(d-1), g.pick("&&", "||"), g.boolean(d-1))
 	case 2:
@@ -131,6 +144,8 @@ func (g exprGen) boolean(d int) string {
 	case 10:
 		// Beyond a quick condition: cel-go decides.
 		return fmt.Sprintf("(size(%s) %s 1)", g.str(d-1), cmp)
+	case 11:
+		return fmt.Sprintf("(%s %s %s)", g.term(), cmp, g.term())
 	}
 	return fmt.Sprintf("(%s %s %s)", g.num(d-1), cmp, g.num(d-1))
 }
@@ -238,10 +253,16 @@ func TestQuickConditionsAnswerAsCELDoes(t *testing.T) {
 	}
 	withQuick = len(conditions)
 	// Each event meets every condition, as an event meets every rule of
-	// its tenant: what one condition read of it, the next may reuse.
-	for range 25 {
-		in := g.input()
+	// its tenant: what one condition read of it, the next may reuse. Every
+	// other event meets each condition afresh instead, so that each reads
+	// its fields itself.
+	for e := range 50 {
+		shared := g.input()
 		for _, p := range conditions {
+			in := shared
+			if e%2 == 1 {
+				in = &Input{Old: shared.Old, New: shared.New, Event: shared.Event, Tenant: shared.Tenant}
+			}
 			fired, ok := p.quickWhen(in)
 			evaluated++
 			if !ok {
