@@ -158,12 +158,11 @@ func (j *Judge) Event(ctx context.Context, value []byte) (v *Verdict, err error)
 	if j.TenantActive != nil && !j.TenantActive(tenant) {
 		return v, nil
 	}
-	reads := matched.Reads
-	in, err := j.input(d, reads)
+	in, err := j.input(d, matched.Reads)
 	if err != nil {
 		return nil, err
 	}
-	if reads.Tenant {
+	if matched.Reads.Tenant {
 		in.Tenant = j.tenant(tenant)
 	}
 	// The images as JSON, once a notification has written them.

@@ -575,8 +575,8 @@ func (p *imagePlan) read(body string, at int) (any, bool) {
 // jsonPlan writes an image as the JSON text a notification carries,
 // straight from the wire: the text the general decoder's generic image
 // gives through notification's JSON writer (segmentio/encoding, keys in
-// order, numbers that are not finite as null), each key and value written
-// by that same writer.
+// order, numbers that are not finite as null). Keys and strings are
+// written by that writer, other scalars by its rules (appendJSON).
 type jsonPlan struct {
 	union *wireNode
 	// order is the record's fields in the order of their names; keys

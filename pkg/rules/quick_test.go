@@ -366,11 +366,12 @@ func TestAQuickConditionAllocatesNothing(t *testing.T) {
 		return record(map[string]any{"d1": d1, "d2": 1000.0, "s1": "active"})
 	}
 	in := &Input{Old: image(600), New: image(500)}
-	if fired, err := rule.Fires("Item", in); err != nil || fired {
+	bound, _ := rule.For("Item")
+	if fired, err := bound.Fires(in); err != nil || fired {
 		t.Fatalf("Fires = %v, %v; want false", fired, err)
 	}
 	allocs := testing.AllocsPerRun(100, func() {
-		if _, err := rule.Fires("Item", in); err != nil {
+		if _, err := bound.Fires(in); err != nil {
 			t.Fatal(err)
 		}
 	})

@@ -453,28 +453,14 @@ type Result struct {
 // Evaluate runs the rule against an event of entityType. A timed rule is
 // judged only on its Subject: events of its other entity types set timers.
 func (r *Rule) Evaluate(entityType string, in *Input) (Result, error) {
-	fired, err := r.Fires(entityType, in)
+	b, ok := r.For(entityType)
+	if !ok {
+		return Result{}, nil
+	}
+	fired, err := b.Fires(in)
 	if err != nil || !fired {
 		return Result{}, err
 	}
-	return r.Outcome(entityType, in)
-}
-
-// Fires reports whether the rule fires on an event of entityType: Evaluate's
-// first half, its condition alone, which is all most rules an event meets
-// need.
-func (r *Rule) Fires(entityType string, in *Input) (bool, error) {
-	b, ok := r.For(entityType)
-	if !ok {
-		return false, nil
-	}
-	return b.Fires(in)
-}
-
-// Outcome is Evaluate's second half: what the rule makes of an event of
-// entityType it fires on.
-func (r *Rule) Outcome(entityType string, in *Input) (Result, error) {
-	b, _ := r.For(entityType)
 	return b.Outcome(in)
 }
 
@@ -482,8 +468,7 @@ func (r *Rule) Outcome(entityType string, in *Input) (Result, error) {
 // programs for that type, found once instead of on every event.
 type Bound struct {
 	*Rule
-	p     *programs
-	timed bool
+	p *programs
 }
 
 // For returns the rule bound to events of entityType; false when it does
@@ -493,13 +478,11 @@ func (r *Rule) For(entityType string) (Bound, bool) {
 	if !ok {
 		return Bound{}, false
 	}
-	return Bound{Rule: r, p: p, timed: r.Timed()}, true
+	return Bound{Rule: r, p: p}, true
 }
 
-// Timed is the rule's Timed, kept beside its programs.
-func (b Bound) Timed() bool { return b.timed }
-
-// Fires reports whether the rule fires on the event.
+// Fires reports whether the rule fires on the event: Evaluate's first
+// half, its condition alone, which is all most rules an event meets need.
 func (b Bound) Fires(in *Input) (bool, error) {
 	p := b.p
 	if p.when == nil {
@@ -518,7 +501,8 @@ func (b Bound) Fires(in *Input) (bool, error) {
 	return fired, nil
 }
 
-// Outcome is what the rule makes of an event it fires on.
+// Outcome is Evaluate's second half: what the rule makes of an event it
+// fires on.
 func (b Bound) Outcome(in *Input) (Result, error) {
 	r, p := b.Rule, b.p
 	res := Result{Fired: true, Notification: r.Spec.Notification}
@@ -708,15 +692,8 @@ func (r *Rule) Reads(entityType string) Reads {
 // Index holds compiled rules by tenant, entity type and operation.
 type Index struct {
 	mu    sync.RWMutex
-	byID  map[string]*Rule     // tenant/id
-	match map[matchKey]watched // tenant, entityType, operation
-}
-
-// watched is the rules that watch one tenant's events of one entity type
-// and operation.
-type watched struct {
-	rules []*Rule
-	Watching
+	byID  map[string]*Rule      // tenant/id
+	match map[matchKey]Watching // tenant, entityType, operation
 }
 
 // Watching is what judges one tenant's events of one entity type and
@@ -740,9 +717,18 @@ func Watch(entityType string, rules ...*Rule) Watching {
 	return w
 }
 
+// rules returns the rules of w, unbound.
+func (w Watching) rules() []*Rule {
+	out := make([]*Rule, len(w.Rules))
+	for i, b := range w.Rules {
+		out[i] = b.Rule
+	}
+	return out
+}
+
 // NewIndex returns an empty index.
 func NewIndex() *Index {
-	return &Index{byID: map[string]*Rule{}, match: map[matchKey]watched{}}
+	return &Index{byID: map[string]*Rule{}, match: map[matchKey]Watching{}}
 }
 
 // Put adds r, replacing the rule with the same tenant and id. A disabled
@@ -767,8 +753,7 @@ func (ix *Index) Put(r *Rule) {
 	for _, et := range r.Spec.On.EntityTypes {
 		for _, op := range ops {
 			k := matchKey{r.Tenant, et, op}
-			rs := append(ix.match[k].rules, r)
-			ix.match[k] = watched{rules: rs, Watching: Watch(et, rs...)}
+			ix.match[k] = Watch(et, append(ix.match[k].rules(), r)...)
 		}
 	}
 }
@@ -789,11 +774,11 @@ func (ix *Index) remove(tenant, id string) {
 	for _, et := range old.Spec.On.EntityTypes {
 		for _, op := range event.Operations {
 			k := matchKey{tenant, et, op}
-			rs := slices.DeleteFunc(slices.Clone(ix.match[k].rules), func(r *Rule) bool { return r == old })
+			rs := slices.DeleteFunc(ix.match[k].rules(), func(r *Rule) bool { return r == old })
 			if len(rs) == 0 {
 				delete(ix.match, k)
 			} else {
-				ix.match[k] = watched{rules: rs, Watching: Watch(et, rs...)}
+				ix.match[k] = Watch(et, rs...)
 			}
 		}
 	}
@@ -806,20 +791,13 @@ func (ix *Index) Rule(tenant, id string) *Rule {
 	return ix.byID[tenant+"/"+id]
 }
 
-// Match returns the rules that watch this tenant's events of this entity type
-// and operation. The slice must not be modified.
-func (ix *Index) Match(tenant, entityType, operation string) []*Rule {
-	ix.mu.RLock()
-	defer ix.mu.RUnlock()
-	return ix.match[matchKey{tenant, entityType, operation}].rules
-}
-
-// Watching returns the rules Match returns, bound to the entity type, and
-// what they read of the event together. It must not be modified.
+// Watching returns the rules that watch this tenant's events of this
+// entity type and operation, bound to the entity type, and what they read
+// of the event together. It must not be modified.
 func (ix *Index) Watching(tenant, entityType, operation string) Watching {
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
-	return ix.match[matchKey{tenant, entityType, operation}].Watching
+	return ix.match[matchKey{tenant, entityType, operation}]
 }
 
 type matchKey struct{ tenant, entityType, operation string }

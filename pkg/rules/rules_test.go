@@ -379,9 +379,9 @@ func TestIndexMatchesByTenantEntityTypeAndOperation(t *testing.T) {
 			tt.setup(ix)
 			for q, want := range tt.want {
 				var got []string
-				for _, r := range ix.Match(q.tenant, q.entityType, q.operation) {
+				for _, r := range ix.Watching(q.tenant, q.entityType, q.operation).Rules {
 					if r.Tenant != q.tenant {
-						t.Errorf("Match%v returned tenant %s's rule %s", q, r.Tenant, r.ID)
+						t.Errorf("Watching%v returned tenant %s's rule %s", q, r.Tenant, r.ID)
 					}
 					got = append(got, r.ID)
 				}

@@ -305,19 +305,19 @@ func TestTimedRuleIsMatchedOnDelete(t *testing.T) {
 	}
 	ix.Put(timedRule)
 	ix.Put(changeRule)
-	if got := ix.Match("acme", "Plan", "DELETE"); len(got) != 1 || got[0].ID != "timed" {
-		t.Errorf("Match(DELETE) = %v, want the timed rule only", ids(got))
+	if got := ix.Watching("acme", "Plan", "DELETE").Rules; len(got) != 1 || got[0].ID != "timed" {
+		t.Errorf("Watching(DELETE) = %v, want the timed rule only", ids(got))
 	}
 	if timedRule.Watches("Plan", "DELETE") {
 		t.Error("the timed rule's condition is judged on a DELETE it does not watch")
 	}
 	ix.Remove("acme", "timed")
-	if got := ix.Match("acme", "Plan", "DELETE"); len(got) != 0 {
-		t.Errorf("after Remove, Match(DELETE) = %v, want none", ids(got))
+	if got := ix.Watching("acme", "Plan", "DELETE").Rules; len(got) != 0 {
+		t.Errorf("after Remove, Watching(DELETE) = %v, want none", ids(got))
 	}
 }
 
-func ids(rs []*rules.Rule) []string {
+func ids(rs []rules.Bound) []string {
 	out := make([]string, len(rs))
 	for i, r := range rs {
 		out[i] = r.ID
