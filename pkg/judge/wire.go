@@ -11,6 +11,7 @@ import (
 	"github.com/segmentio/encoding/json"
 	"github.com/twmb/avro"
 
+	"github.com/heraldhq/herald/pkg/notification"
 	"github.com/heraldhq/herald/pkg/rules"
 )
 
@@ -693,9 +694,9 @@ func (r *wireBuf) appendJSON(out []byte, n *wireNode) ([]byte, error) {
 		}
 		return strconv.AppendInt(out, r.long(), 10), nil
 	case wireFloat:
-		return appendNumber(out, float64(math.Float32frombits(r.fixed32())), 32), nil
+		return notification.AppendNumber(out, float64(math.Float32frombits(r.fixed32())), 32), nil
 	case wireDouble:
-		return appendNumber(out, math.Float64frombits(r.fixed64()), 64), nil
+		return notification.AppendNumber(out, math.Float64frombits(r.fixed64()), 64), nil
 	case wireBytes:
 		return json.AppendEscape(out, r.bytes(), jsonFlags), nil
 	case wireEnum:
@@ -707,25 +708,6 @@ func (r *wireBuf) appendJSON(out []byte, n *wireNode) ([]byte, error) {
 		return out, nil
 	}
 	return json.Append(out, r.native(n), jsonFlags)
-}
-
-// appendNumber writes a float of bits bits as the writer does (as
-// encoding/json does: ES6's form, an exponent without leading zeros), and
-// a number that is not finite as null, as native reads it.
-func appendNumber(out []byte, f float64, bits int) []byte {
-	if math.IsNaN(f) || math.IsInf(f, 0) {
-		return append(out, "null"...)
-	}
-	abs, format := math.Abs(f), byte('f')
-	if abs != 0 && (bits == 64 && (abs < 1e-6 || abs >= 1e21) || bits == 32 && (float32(abs) < 1e-6 || float32(abs) >= 1e21)) {
-		format = 'e'
-	}
-	out = strconv.AppendFloat(out, f, format, -1, bits)
-	if n := len(out); format == 'e' && n >= 4 && out[n-4] == 'e' && out[n-3] == '-' && out[n-2] == '0' {
-		out[n-2] = out[n-1]
-		out = out[:n-1]
-	}
-	return out
 }
 
 // native reads a value that jsonable takes as the general decoder's
