@@ -36,8 +36,39 @@ type Webhook struct {
 	policy *egress.Policy
 	client *http.Client
 
-	mu      sync.Mutex
-	formats map[string]*notification.Format // by format and template
+	// What the channel makes of a destination's settings, kept: they
+	// change rarely, and each delivery would otherwise make it again.
+	formats memo[formatResult] // by format and template
+	checked memo[error]        // the egress check, by URL
+}
+
+type formatResult struct {
+	f   *notification.Format
+	err error
+}
+
+// memo keeps the results of a function of its key, up to 10,000 keys.
+type memo[V any] struct {
+	mu sync.Mutex
+	m  map[string]V
+}
+
+// get returns the result kept for key, or f's, which it keeps.
+func (c *memo[V]) get(key string, f func() V) V {
+	c.mu.Lock()
+	v, ok := c.m[key]
+	c.mu.Unlock()
+	if ok {
+		return v
+	}
+	v = f()
+	c.mu.Lock()
+	if c.m == nil || len(c.m) >= 10000 {
+		c.m = map[string]V{} // keep it bounded
+	}
+	c.m[key] = v
+	c.mu.Unlock()
+	return v
 }
 
 // NewWebhook returns the channel. Connections go through the egress policy
@@ -67,7 +98,6 @@ func NewWebhook(policy *egress.Policy, conns int, timeout time.Duration, rootCAs
 			// Redirects are not followed: a 3xx is a failed attempt.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
-		formats: map[string]*notification.Format{},
 	}
 }
 
@@ -80,7 +110,10 @@ func (w *Webhook) Deliver(ctx context.Context, d *delivery.Delivery) (delivery.R
 	if wh == nil {
 		return delivery.Response{}, delivery.PermanentError("config", errors.New("not a webhook destination"))
 	}
-	if err := w.policy.CheckURL(ctx, nil, wh.URL); err != nil {
+	// Without a resolver the check depends on the URL alone; the dialer
+	// checks each address the name resolves to.
+	err := w.checked.get(wh.URL, func() error { return w.policy.CheckURL(ctx, nil, wh.URL) })
+	if err != nil {
 		return delivery.Response{}, delivery.PermanentError("forbidden-address", err)
 	}
 	req, err := w.request(ctx, d, wh, time.Now())
@@ -151,21 +184,11 @@ func (w *Webhook) format(wh *configstore.WebhookDestination) (*notification.Form
 	if wh.Template != nil {
 		body, ct = wh.Template.Body, wh.Template.ContentType
 	}
-	key := wh.Format + "\x00" + ct + "\x00" + body
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if f, ok := w.formats[key]; ok {
-		return f, nil
-	}
-	f, err := notification.NewFormat(wh.Format, body, ct)
-	if err != nil {
-		return nil, err
-	}
-	if len(w.formats) > 10000 {
-		clear(w.formats) // tenants' templates change rarely; keep the cache bounded
-	}
-	w.formats[key] = f
-	return f, nil
+	r := w.formats.get(wh.Format+"\x00"+ct+"\x00"+body, func() formatResult {
+		f, err := notification.NewFormat(wh.Format, body, ct)
+		return formatResult{f, err}
+	})
+	return r.f, r.err
 }
 
 // withParameters adds the destination's parameters to the URL's query;
