@@ -252,20 +252,23 @@ func (e *Engine) handOff(p *partition, j *job, parked bool) {
 	})
 }
 
-// attempt makes one attempt under the process-wide and the destination's
-// bounds, and reports ok false when the partition stopped before it began.
+// attempt makes one attempt under the destination's bounds and then the
+// process-wide one, and reports ok false when the partition stopped before
+// it began. In that order, a delivery waiting for its destination holds
+// none of the process's slots: a slow destination keeps at most its own
+// bound of them from the others.
 func (e *Engine) attempt(p *partition, j *job, dest configstore.Destination, version int64) (*Attempt, error, bool) {
 	lim := e.limits.get(j.n.TenantID, j.dest, version, dest)
+	if !lim.acquire(p.ctx) {
+		return nil, nil, false
+	}
+	defer lim.release()
 	select {
 	case e.sem <- struct{}{}:
 	case <-p.ctx.Done():
 		return nil, nil, false
 	}
 	defer func() { <-e.sem }()
-	if !lim.acquire(p.ctx) {
-		return nil, nil, false
-	}
-	defer lim.release()
 	j.attempts++
 	ctx, span := e.startAttempt(j)
 	start, began := e.clock.Now(), time.Now()

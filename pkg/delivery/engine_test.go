@@ -244,6 +244,48 @@ func TestUnorderedRetryBlocksNothing(t *testing.T) {
 	}
 }
 
+// TestSlowDestinationLeavesOthersTheProcessSlots: a destination whose
+// attempts hang holds at most its own bound of the process's attempt
+// slots, however many of its deliveries wait; another destination's
+// notification, read after them all, is delivered meanwhile.
+func TestSlowDestinationLeavesOthersTheProcessSlots(t *testing.T) {
+	const waiting = 12
+	s := newStack(t, 1)
+	s.destination("slow", func(d *configstore.Destination) { d.Concurrency = 2 })
+	s.destination("fast", nil)
+	hung := newGate()
+	defer hung.release(nil)
+	s.ch.answer(func(c call) reply {
+		if c.dest == "slow" {
+			return holdOn(hung)
+		}
+		return reply{}
+	})
+	c := s.config("0s")
+	c.Concurrency = 4
+	s.start("a", "", c)
+	var notes []note
+	for k := range waiting {
+		notes = append(notes, unordered(fmt.Sprintf("acct-%02d", k), 0, 1, "slow")...)
+	}
+	s.produce(notes...)
+	hanging := func() int {
+		n := 0
+		for _, c := range s.ch.snapshot() {
+			if c.dest == "slow" {
+				n++
+			}
+		}
+		return n
+	}
+	eventually(t, "the hung destination's bound of attempts under way", func() bool { return hanging() == 2 })
+	s.produce(unordered("acct-fast", 0, 1, "fast")...)
+	eventually(t, "the fast destination's notification delivered", func() bool { return s.ch.delivered("fast", "acct-fast", 0) })
+	if n := hanging(); n != 2 {
+		t.Errorf("%d attempts to the hung destination, want its bound of 2", n)
+	}
+}
+
 // TestOtherKeysKeepFlowingWhileOneKeyRetries: while one key's delivery
 // waits for its retry, every notification of the other keys of the same
 // partition and destination is delivered, and none of the waiting key's
