@@ -688,9 +688,7 @@ func (r *wireBuf) appendJSON(out []byte, n *wireNode) ([]byte, error) {
 		return strconv.AppendInt(out, int64(r.int()), 10), nil
 	case wireLong:
 		if n.millis {
-			out = append(out, '"')
-			out = time.UnixMilli(r.long()).UTC().AppendFormat(out, time.RFC3339Nano)
-			return append(out, '"'), nil
+			return notification.AppendTime(out, time.UnixMilli(r.long()).UTC()), nil
 		}
 		return strconv.AppendInt(out, r.long(), 10), nil
 	case wireFloat:

@@ -112,7 +112,7 @@ func (n *Notification) AppendJSON(b []byte) ([]byte, error) {
 	}
 	b = appendString(append(b, `,"tenantId":`...), n.TenantID)
 	b = appendString(append(b, `,"ruleId":`...), n.RuleID)
-	b = appendTime(append(b, `,"createdAt":`...), n.CreatedAt)
+	b = AppendTime(append(b, `,"createdAt":`...), n.CreatedAt)
 	b = n.Event.appendJSON(append(b, `,"event":`...))
 	var err error
 	if b, err = appendRawOrNull(append(b, `,"old":`...), n.Old); err != nil {
@@ -150,7 +150,7 @@ func (e *EventRef) appendJSON(b []byte) []byte {
 	b = appendString(append(b, `,"entityType":`...), e.EntityType)
 	b = appendString(append(b, `,"entityId":`...), e.EntityID)
 	b = appendString(append(b, `,"operation":`...), e.Operation)
-	b = appendTime(append(b, `,"occurredAt":`...), e.OccurredAt)
+	b = AppendTime(append(b, `,"occurredAt":`...), e.OccurredAt)
 	for _, f := range [...]struct {
 		key string
 		v   *string
@@ -167,9 +167,9 @@ const jsonFlags = json.EscapeHTML
 
 func appendString(b []byte, s string) []byte { return json.AppendEscape(b, s, jsonFlags) }
 
-// appendTime writes t as time.Time's MarshalJSON does for the years it
+// AppendTime writes t as time.Time's MarshalJSON does for the years it
 // takes.
-func appendTime(b []byte, t time.Time) []byte {
+func AppendTime(b []byte, t time.Time) []byte {
 	return append(t.AppendFormat(append(b, '"'), time.RFC3339Nano), '"')
 }
 

@@ -681,14 +681,6 @@ func plain(v *structpb.Value) any {
 	return nil
 }
 
-// Reads returns what the rule reads of an event of entityType.
-func (r *Rule) Reads(entityType string) Reads {
-	if p, ok := r.programs(entityType); ok {
-		return p.reads
-	}
-	return Reads{}
-}
-
 // Index holds compiled rules by tenant, entity type and operation.
 type Index struct {
 	mu    sync.RWMutex

@@ -154,10 +154,10 @@ func TestActivityAtOnSimAndBalance(t *testing.T) {
 			}
 		})
 	}
-	if reads := r.Reads("Sim"); reads.Whole || !slices.Contains(reads.Fields, "lastActivityAt") || !reads.Event {
+	if reads := rules.Watch("Sim", r).Reads; reads.Whole || !slices.Contains(reads.Fields, "lastActivityAt") || !reads.Event {
 		t.Errorf("Sim reads %+v, want lastActivityAt and the envelope, not the whole image", reads)
 	}
-	if reads := r.Reads("Balance"); reads.Whole || len(reads.Fields) != 0 || !reads.Event {
+	if reads := rules.Watch("Balance", r).Reads; reads.Whole || len(reads.Fields) != 0 || !reads.Event {
 		t.Errorf("Balance reads %+v, want only the envelope", reads)
 	}
 
@@ -284,7 +284,7 @@ func TestCompileChecksAtAndTimerFor(t *testing.T) {
 
 func TestTimedRuleReadsWhatAtAndTimerForRead(t *testing.T) {
 	r := compile(t, newEnv(t), timed(`new.expiresAt - duration("72h")`, `new.upgradedTo`, "Plan"))
-	reads := r.Reads("Plan")
+	reads := rules.Watch("Plan", r).Reads
 	if !slices.Contains(reads.Fields, "expiresAt") || !slices.Contains(reads.Fields, "upgradedTo") || !reads.Event {
 		t.Errorf("Reads = %+v, want expiresAt, upgradedTo and the envelope", reads)
 	}
@@ -338,7 +338,7 @@ func TestTimedRuleIsJudgedOnItsSubjectOnly(t *testing.T) {
 	if err != nil || res.Fired {
 		t.Errorf("Evaluate(Balance) = %+v, %v; want not fired", res, err)
 	}
-	if reads := r.Reads("Balance"); slices.Contains(reads.Fields, "status") {
+	if reads := rules.Watch("Balance", r).Reads; slices.Contains(reads.Fields, "status") {
 		t.Errorf("Balance reads %+v, want none of the condition's fields", reads)
 	}
 }
