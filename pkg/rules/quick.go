@@ -138,6 +138,8 @@ func slotOf(s ast.SelectExpr) int {
 type fieldRead struct {
 	v         val
 	ok, known bool
+	// double is whether it read as a double.
+	double bool
 }
 
 // recall returns what the field in slot read as, if a rule has read it.
@@ -154,7 +156,7 @@ func (in *Input) remember(slot int, v val, ok bool) {
 	if slot >= len(in.read) {
 		in.read = append(in.read, make([]fieldRead, int(slots.count.Load())-len(in.read))...)
 	}
-	in.read[slot] = fieldRead{v: v, ok: ok, known: true}
+	in.read[slot] = fieldRead{v: v, ok: ok, known: true, double: ok && v.k == kDouble}
 }
 
 // A verdict is a quick condition's top: whether the rule fires, and
@@ -185,6 +187,22 @@ func (c quickCompiler) verdict(e ast.Expr) verdict {
 		args := call.Args()
 		switch fn := call.FunctionName(); {
 		case fn == operators.LogicalAnd && len(args) == 2:
+			// Two comparisons of doubles, as a threshold rule's condition
+			// mostly is, are called directly.
+			if x, y := c.comparison(args[0]), c.comparison(args[1]); x != nil && y != nil {
+				x, y := x.verdict(), y.verdict()
+				return func(in *Input) (bool, bool) {
+					l, lok := x(in)
+					if lok && !l {
+						return false, true
+					}
+					r, rok := y(in)
+					if rok && !r {
+						return false, true
+					}
+					return true, lok && rok
+				}
+			}
 			a, b := c.verdict(args[0]), c.verdict(args[1])
 			if a == nil || b == nil {
 				return nil
@@ -226,19 +244,8 @@ func (c quickCompiler) verdict(e ast.Expr) verdict {
 				return !v, ok
 			}
 		case len(args) == 2 && slices.Contains(comparisons, fn):
-			da, db := c.operand(args[0]), c.operand(args[1])
-			general := c.verdictOf(c.expr(e))
-			if general == nil || da == nil || db == nil {
-				return general
-			}
-			op := slices.Index(comparisons, fn)
-			return func(in *Input) (bool, bool) {
-				if x, ok := da(in); ok {
-					if y, ok := db(in); ok {
-						return holds(op, x, y), true
-					}
-				}
-				return general(in)
+			if cmp := c.comparison(e); cmp != nil {
+				return cmp.verdict()
 			}
 		}
 	}
@@ -821,12 +828,197 @@ func (c quickCompiler) doubles(e ast.Expr) doubles {
 // a double as the int's float64 (see compareFloat), so an int literal is
 // one.
 func (c quickCompiler) operand(e ast.Expr) doubles {
-	if e.Kind() == ast.LiteralKind {
-		if i, ok := e.AsLiteral().(types.Int); ok {
-			return func(*Input) (float64, bool) { return float64(i), true }
-		}
+	if k, ok := intLiteral(e); ok {
+		return func(*Input) (float64, bool) { return k, true }
 	}
 	return c.doubles(e)
+}
+
+// intLiteral is e's value as a float64 when e is an int literal.
+func intLiteral(e ast.Expr) (float64, bool) {
+	if e.Kind() == ast.LiteralKind {
+		if i, ok := e.AsLiteral().(types.Int); ok {
+			return float64(i), true
+		}
+	}
+	return 0, false
+}
+
+// A comparison is a comparison of two doubles operands: a threshold
+// rule's `new.remaining < new.total * 0.2`. Where either side is not a
+// double on an event, other answers.
+type comparison struct {
+	op    int
+	a, b  term
+	other verdict
+}
+
+// comparison returns e's comparison form, nil when e is not a comparison
+// of doubles.
+func (c quickCompiler) comparison(e ast.Expr) *comparison {
+	if e.Kind() != ast.CallKind || e.AsCall().IsMemberFunction() {
+		return nil
+	}
+	call := e.AsCall()
+	args := call.Args()
+	op := slices.Index(comparisons, call.FunctionName())
+	if op < 0 || len(args) != 2 {
+		return nil
+	}
+	a, b := c.term(args[0]), c.term(args[1])
+	other := c.verdictOf(c.expr(e))
+	if a == nil || b == nil || other == nil {
+		return nil
+	}
+	return &comparison{op: op, a: *a, b: *b, other: other}
+}
+
+// verdict compiles the comparison, with the reads of a field beside a
+// field or a literal written in place.
+func (cmp *comparison) verdict() verdict {
+	a, b, op, other := &cmp.a, &cmp.b, cmp.op, cmp.other
+	switch {
+	case a.slot >= 0 && b.slot >= 0:
+		return func(in *Input) (bool, bool) {
+			x, xok, known := a.recalled(in)
+			if !known {
+				x, xok = a.value(in)
+			}
+			y, yok, known := b.recalled(in)
+			if !known {
+				y, yok = b.value(in)
+			}
+			if xok && yok {
+				return holds(op, x, y), true
+			}
+			return other(in)
+		}
+	case a.slot >= 0 && b.slot == -1:
+		y := b.a
+		return func(in *Input) (bool, bool) {
+			x, xok, known := a.recalled(in)
+			if !known {
+				x, xok = a.value(in)
+			}
+			if xok {
+				return holds(op, x, y), true
+			}
+			return other(in)
+		}
+	}
+	return func(in *Input) (bool, bool) {
+		if x, ok := a.value(in); ok {
+			if y, ok := b.value(in); ok {
+				return holds(op, x, y), true
+			}
+		}
+		return other(in)
+	}
+}
+
+// A term is a comparison's operand. Its commonest shapes, a literal, a
+// field, or a field and a literal joined by an operator (new.total * 0.2),
+// it evaluates itself as x*m + a, or x/d*m + a, where x is the field: one
+// form, with no call or branch for each shape. Each shape's form gives
+// exactly the IEEE result of its operation (x - k is x + -k, k - x is
+// -x + k), but for the sign of a zero, which no comparison sees. Any other
+// doubles subexpression is evaluated by fn.
+type term struct {
+	// slot is the field's, -1 for a literal alone; read reads the field
+	// when no rule of the event has yet.
+	slot    int
+	read    doubles
+	div     bool
+	d, m, a float64
+	fn      doubles
+	// joined is a field joined with a literal, no longer a field alone.
+	joined bool
+}
+
+// term returns e's term form, nil when e is not of doubles.
+func (c quickCompiler) term(e ast.Expr) *term {
+	if k, ok := intLiteral(e); ok {
+		return &term{slot: -1, a: k}
+	}
+	fn := c.doubles(e)
+	if fn == nil {
+		return nil
+	}
+	switch e.Kind() {
+	case ast.LiteralKind:
+		k, _ := e.AsLiteral().(types.Double)
+		return &term{slot: -1, a: float64(k)}
+	case ast.SelectKind:
+		return &term{slot: slotOf(e.AsSelect()), read: fn, m: 1}
+	case ast.CallKind:
+		// doubles has accepted the call and its operands' kinds; what is
+		// left is to see a field beside a literal.
+		args := e.AsCall().Args()
+		l, r := c.term(args[0]), c.term(args[1])
+		if l == nil || r == nil || l.fn != nil || r.fn != nil || l.joined || r.joined || (l.slot < 0) == (r.slot < 0) {
+			return &term{slot: -2, fn: fn}
+		}
+		t := &term{slot: l.slot, read: l.read, m: 1, joined: true}
+		k, fieldFirst := r.a, true
+		if l.slot < 0 {
+			t.slot, t.read, k, fieldFirst = r.slot, r.read, l.a, false
+		}
+		switch op := e.AsCall().FunctionName(); {
+		case op == operators.Add:
+			t.a = k
+		case op == operators.Multiply:
+			t.m = k
+		case op == operators.Subtract && fieldFirst:
+			t.a = -k
+		case op == operators.Subtract:
+			t.m, t.a = -1, k
+		case op == operators.Divide && fieldFirst:
+			t.div, t.d = true, k
+		default:
+			return &term{slot: -2, fn: fn}
+		}
+		return t
+	}
+	return &term{slot: -2, fn: fn}
+}
+
+// value evaluates the term on the event: false when its field is not a
+// double there.
+func (t *term) value(in *Input) (float64, bool) {
+	if t.slot < 0 {
+		if t.fn != nil {
+			return t.fn(in)
+		}
+		return t.a, true
+	}
+	if t.slot >= len(in.read) || !in.read[t.slot].known {
+		return t.first(in)
+	}
+	r := &in.read[t.slot]
+	x := r.v.f
+	if t.div {
+		x /= t.d
+	}
+	return x*t.m + t.a, r.double
+}
+
+// recalled is value where the event's rules have read the term's field
+// already; known is false where they have not, or the term divides.
+func (t *term) recalled(in *Input) (x float64, ok, known bool) {
+	if uint(t.slot) < uint(len(in.read)) {
+		r := &in.read[t.slot]
+		return r.v.f*t.m + t.a, r.double, r.known && !t.div
+	}
+	return 0, false, false
+}
+
+// first is value where the event's rules have not read the field yet.
+func (t *term) first(in *Input) (float64, bool) {
+	x, ok := t.read(in)
+	if t.div {
+		x /= t.d
+	}
+	return x*t.m + t.a, ok
 }
 
 // comparisons are the operators holds applies, by number.

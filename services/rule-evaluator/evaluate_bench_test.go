@@ -27,6 +27,18 @@ func BenchmarkEvaluate(b *testing.B) {
 	}
 }
 
+// BenchmarkEvaluateBothHalves judges the event against rules whose first
+// half holds, so that each reads both: thresholds from 61% to 80% of the
+// total, which the event (60% → 50%) is below already.
+func BenchmarkEvaluateBothHalves(b *testing.B) {
+	conditions := make([]string, 100)
+	for i := range conditions {
+		pct := float64(i%20+61) / 100
+		conditions[i] = fmt.Sprintf("new.remaining < new.total * %g && old.remaining >= old.total * %g", pct, pct)
+	}
+	benchJudging(b, conditions, 0)
+}
+
 func BenchmarkEvaluateFires(b *testing.B) {
 	conditions := make([]string, 10)
 	for i := range conditions {
