@@ -48,10 +48,27 @@ type Schema struct {
 
 // Encode returns v encoded with s in the Confluent wire format.
 func (s Schema) Encode(v any) ([]byte, error) {
+	bp := encodeBuffers.Get().(*[]byte)
 	var h sr.ConfluentHeader
-	b, _ := h.AppendEncode(make([]byte, 0, 128), s.ID, nil)
-	return s.Schema.AppendEncode(b, v)
+	b, _ := h.AppendEncode((*bp)[:0], s.ID, nil)
+	b, err := s.Schema.AppendEncode(b, v)
+	var out []byte
+	if err == nil {
+		out = append(make([]byte, 0, len(b)), b...)
+	}
+	if cap(b) <= maxKeptBuffer {
+		*bp = b[:0]
+		encodeBuffers.Put(bp)
+	}
+	return out, err
 }
+
+// encodeBuffers are what Encode writes into before it copies the value out
+// at its size: each value is then allocated once, at its size, instead of
+// grown from a guess. A buffer over maxKeptBuffer is left to the collector.
+var encodeBuffers = sync.Pool{New: func() any { return new([]byte) }}
+
+const maxKeptBuffer = 64 << 10
 
 // Registry reads and registers schemas, with caches in front of the client.
 type Registry struct {

@@ -57,8 +57,10 @@ type decoded struct {
 	text     string
 	at       wireImages
 	optional [3]string
-	// json reports that the images' JSON was written from the wire.
-	json bool
+	// json reports that the images' JSON was written from the wire, into
+	// jsonText.
+	json     bool
+	jsonText [2]string
 }
 
 // decode reads an event's envelope. Bytes that do not decode are a
@@ -150,7 +152,7 @@ func (d *decoded) imagesJSON(oldJSON, newJSON **string) bool {
 			continue
 		}
 		var ok bool
-		if texts[i], ok = p.write(d.text, d.at[i]); !ok {
+		if texts[i], ok = p.write(d.text, d.at[i], &d.jsonText[i]); !ok {
 			return false
 		}
 	}
@@ -272,17 +274,29 @@ func (p *projection) readWire(d *decoded) (*rules.Input, bool) {
 	if p.wire == nil || d.plan == nil {
 		return nil, false
 	}
+	// The input, its records and their values in two allocations.
+	w := &wireInput{}
+	values := make([]any, 2*len(p.fields))
 	var images [2]any
 	for i, plan := range p.wire {
 		if d.at[i] < 0 {
 			continue
 		}
 		var ok bool
-		if images[i], ok = plan.read(d.text, d.at[i]); !ok {
+		w.records[i].Values = values[i*len(p.fields) : (i+1)*len(p.fields) : (i+1)*len(p.fields)]
+		if images[i], ok = plan.read(d.text, d.at[i], &w.records[i]); !ok {
 			return nil, false
 		}
 	}
-	return &rules.Input{Old: images[0], New: images[1]}, true
+	w.in.Old, w.in.New = images[0], images[1]
+	return &w.in, true
+}
+
+// wireInput is an input the wire reader read: the input and the records
+// its images point to.
+type wireInput struct {
+	in      rules.Input
+	records [2]rules.Record
 }
 
 // envelopePlan returns the wire reader's plan of body's writer schema,

@@ -301,8 +301,8 @@ func TestJudgingAnEventAllocatesWithinItsBudget(t *testing.T) {
 		budget float64
 	}{
 		{"no rule", nil, 3},
-		{"10 rules, none fires", tenThresholds(), 13},
-		{"one rule fires", []string{"new.remaining < old.remaining"}, 28},
+		{"10 rules, none fires", tenThresholds(), 10},
+		{"one rule fires", []string{"new.remaining < old.remaining"}, 16},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

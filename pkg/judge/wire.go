@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
 	"cel.dev/cel-go/common/types"
 	"github.com/segmentio/encoding/json"
@@ -551,15 +552,15 @@ func newImagePlan(union *wireNode, schema *avro.SchemaNode, fields []string) *im
 	return p
 }
 
-// read reads the image at body[at:] into a record of the fields read, nil
-// for a null image; false when the body has anything the general decoder
-// must look at.
-func (p *imagePlan) read(body string, at int) (any, bool) {
+// read reads the image at body[at:] into rec, a record of the fields read
+// with room for their values, and returns it; nil for a null image. It is
+// false when the body has anything the general decoder must look at.
+func (p *imagePlan) read(body string, at int, rec *rules.Record) (any, bool) {
 	r, b, ok := image(body, at, p.union)
 	if b == nil {
 		return nil, ok
 	}
-	rec := &rules.Record{Names: p.fields, Values: make([]any, len(p.fields))}
+	rec.Names = p.fields
 	for i, f := range b.fields {
 		if j := p.slot[i]; j >= 0 {
 			rec.Values[j] = r.value(f)
@@ -640,7 +641,7 @@ func jsonable(n *wireNode) bool {
 // write returns the image at body[at:] as JSON text, nil for a null
 // image; false when the general decoder must. The fields are found in the
 // body's order and written in the keys'.
-func (p *jsonPlan) write(body string, at int) (*string, bool) {
+func (p *jsonPlan) write(body string, at int, dst *string) (*string, bool) {
 	r, b, ok := image(body, at, p.union)
 	if b == nil {
 		return nil, ok
@@ -671,8 +672,9 @@ func (p *jsonPlan) write(body string, at int) (*string, bool) {
 		}
 	}
 	out = append(out, '}')
-	text := string(out)
-	return &text, true
+	// out is not written again: the text is its bytes.
+	*dst = unsafe.String(unsafe.SliceData(out), len(out))
+	return dst, true
 }
 
 // appendJSON writes what native reads as the JSON the writer gives it: a
@@ -704,6 +706,15 @@ func (r *wireBuf) appendJSON(out []byte, n *wireNode) ([]byte, error) {
 			return r.appendJSON(out, b)
 		}
 		return out, nil
+	case wireMap, wireArray:
+		// No items: a first block of none.
+		if len(r.b) > 0 && r.b[0] == 0 {
+			r.b = r.b[1:]
+			if n.kind == wireMap {
+				return append(out, "{}"...), nil
+			}
+			return append(out, "[]"...), nil
+		}
 	}
 	return json.Append(out, r.native(n), jsonFlags)
 }

@@ -221,12 +221,13 @@ var jsons int
 func compareJSON(t *testing.T, body havro.Body, plan *envelopePlan, text string, at wireImages) {
 	t.Helper()
 	var written [2]*string
+	var texts [2]string
 	for i := range written {
 		if at[i] < 0 {
 			continue
 		}
 		var ok bool
-		if written[i], ok = plan.json[i].write(text, at[i]); !ok {
+		if written[i], ok = plan.json[i].write(text, at[i], &texts[i]); !ok {
 			return
 		}
 	}

@@ -70,13 +70,15 @@ func FromMatch(m Match, now time.Time) (*Notification, error) {
 		Destinations: m.Rule.Destinations,
 		CreatedAt:    now.UTC(),
 		Event:        m.Event,
-		Fields:       make(map[string]string, len(m.Fields)),
+	}
+	if len(m.Fields) > 0 {
+		n.Fields = make(map[string]string, len(m.Fields))
 	}
 	if n.Destinations == nil {
 		n.Destinations = []string{}
 	}
-	if spec.PrevState != "" {
-		n.PrevState = &spec.PrevState
+	if prev := spec.PrevState; prev != "" {
+		n.PrevState = &prev
 	}
 	var err error
 	if n.Old = m.OldJSON; n.Old == nil {

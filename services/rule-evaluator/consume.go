@@ -433,15 +433,18 @@ func (e *Evaluator) evaluate(ctx context.Context, r *kgo.Record) ([]*kgo.Record,
 	v, err := e.judge.Event(ctx, r.Value)
 	e.metrics.latency.Record(ctx, time.Since(began).Seconds())
 	tctx := e.traced(r, began, v, err)
-	var re *judge.RecordError
-	if errors.As(err, &re) {
-		e.base.Log.Warn("event dead-lettered", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "reason", re.Error())
-		return []*kgo.Record{e.deadLetter(r, classUnreadable, re.Error())}, eventTimers{}, nil
-	}
 	if err != nil {
+		var re *judge.RecordError
+		if errors.As(err, &re) {
+			e.base.Log.Warn("event dead-lettered", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "reason", re.Error())
+			return []*kgo.Record{e.deadLetter(r, classUnreadable, re.Error())}, eventTimers{}, nil
+		}
 		return nil, eventTimers{}, fmt.Errorf("judge event at %s/%d/%d: %w", r.Topic, r.Partition, r.Offset, err)
 	}
 	timers := eventTimers{tenant: v.Tenant, event: r.Value, ops: v.Timers}
+	if len(v.Notifications) == 0 && len(v.Failures) == 0 {
+		return nil, timers, nil
+	}
 	out := make([]*kgo.Record, 0, len(v.Notifications)+1)
 	// Traced, each notification's write carries its own traceparent;
 	// otherwise the event's trace headers, if any, are passed on as they
