@@ -34,7 +34,13 @@ const drainLimit = 64 << 10
 // Webhook is the webhook channel: one signed HTTPS POST per delivery.
 type Webhook struct {
 	policy *egress.Policy
-	client *http.Client
+	// transport posts the requests itself: an http.Client would only add
+	// what a webhook does not use (following redirects, which a webhook
+	// never does, costs a copy of each request's headers and URL) and a
+	// timer of its own for the timeout, which the attempt's context
+	// deadline gives.
+	transport *http.Transport
+	timeout   time.Duration
 
 	// What the channel makes of a destination's settings, kept: they
 	// change rarely, and each delivery would otherwise make it again.
@@ -82,7 +88,7 @@ func NewWebhook(policy *egress.Policy, conns int, timeout time.Duration, rootCAs
 		Proxy:               nil, // a proxy would make the connection check meaningless
 		TLSClientConfig:     &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: rootCAs},
 		TLSHandshakeTimeout: min(timeout, 5*time.Second),
-		// No ResponseHeaderTimeout: the client's Timeout, the same
+		// No ResponseHeaderTimeout: the attempt's deadline, the same
 		// value, bounds the whole attempt, headers included, without a
 		// second timer a request.
 		MaxIdleConns:        conns,
@@ -90,19 +96,11 @@ func NewWebhook(policy *egress.Policy, conns int, timeout time.Duration, rootCAs
 		IdleConnTimeout:     90 * time.Second,
 		ForceAttemptHTTP2:   true,
 	}
-	return &Webhook{
-		policy: policy,
-		client: &http.Client{
-			Timeout:   timeout,
-			Transport: transport,
-			// Redirects are not followed: a 3xx is a failed attempt.
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		},
-	}
+	return &Webhook{policy: policy, transport: transport, timeout: timeout}
 }
 
 // Close releases idle connections.
-func (w *Webhook) Close() { w.client.CloseIdleConnections() }
+func (w *Webhook) Close() { w.transport.CloseIdleConnections() }
 
 // Deliver posts the notification to the destination.
 func (w *Webhook) Deliver(ctx context.Context, d *delivery.Delivery) (delivery.Response, error) {
@@ -116,11 +114,16 @@ func (w *Webhook) Deliver(ctx context.Context, d *delivery.Delivery) (delivery.R
 	if err != nil {
 		return delivery.Response{}, delivery.PermanentError("forbidden-address", err)
 	}
+	// The deadline bounds the attempt from the dial to the end of the
+	// response's body.
+	ctx, cancel := context.WithTimeout(ctx, w.timeout)
+	defer cancel()
 	req, err := w.request(ctx, d, wh, time.Now())
 	if err != nil {
 		return delivery.Response{}, err
 	}
-	resp, err := w.client.Do(req)
+	// Redirects are not followed: a 3xx is a failed attempt.
+	resp, err := w.transport.RoundTrip(req)
 	if err != nil {
 		return delivery.Response{}, classifyError(err)
 	}
@@ -229,12 +232,8 @@ func classifyError(err error) error {
 	case errors.Is(err, context.Canceled):
 		return err
 	}
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		var oe *net.OpError
-		if errors.As(err, &oe) && oe.Op == "dial" {
-			return delivery.RetryError("connect", err)
-		}
+	if oe := (*net.OpError)(nil); errors.As(err, &oe) && oe.Op == "dial" {
+		return delivery.RetryError("connect", err)
 	}
 	return delivery.RetryError("network", err)
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -276,6 +277,25 @@ func TestTimeoutIsRetried(t *testing.T) {
 	var ae *delivery.AttemptError
 	if !errors.As(err, &ae) || ae.Kind != delivery.Retry || ae.Class != "timeout" {
 		t.Errorf("err = %v, want a retried timeout", err)
+	}
+}
+
+// TestRefusedConnectionIsRetried pins that a receiver that is not
+// listening is a connection failure, retried.
+func TestRefusedConnectionIsRetried(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	p, _ := egress.New(egress.Config{AllowLoopback: true, AllowHTTP: true, Ports: "any"})
+	wh := NewWebhook(p, 2, 5*time.Second, nil)
+	dest := configstore.Destination{Type: "webhook", Webhook: &configstore.WebhookDestination{URL: "http://" + addr + "/hook", Secrets: []configstore.SigningSecret{{Secret: secret(t)}}}}
+	_, err = wh.Deliver(t.Context(), &delivery.Delivery{Notification: notification.Sample(), Destination: dest, Attempt: 1})
+	var ae *delivery.AttemptError
+	if !errors.As(err, &ae) || ae.Kind != delivery.Retry || ae.Class != "connect" {
+		t.Errorf("err = %v, want a retried connect failure", err)
 	}
 }
 
