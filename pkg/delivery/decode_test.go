@@ -1,0 +1,62 @@
+package delivery
+
+import (
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/sr"
+	"github.com/twmb/franz-go/pkg/sr/srfake"
+
+	"github.com/heraldhq/herald/pkg/avro"
+	"github.com/heraldhq/herald/pkg/notification"
+	"github.com/heraldhq/herald/schemas"
+)
+
+// TestDecodingANotificationAllocatesWithinItsBudget pins what reading a
+// notification record costs the engine, which reads one per delivery: the
+// notification, each of its optional values, its fields and destinations,
+// and its strings, and nothing else.
+func TestDecodingANotificationAllocatesWithinItsBudget(t *testing.T) {
+	fake := srfake.New()
+	t.Cleanup(fake.Close)
+	cl, err := sr.NewClient(sr.URLs(fake.URL()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := avro.NewRegistry(cl, time.Hour)
+	rec := schemas.Notification()
+	if err := reg.Register(t.Context(), "notifications-value", rec.Versions, sr.CompatFullTransitive); err != nil {
+		t.Fatal(err)
+	}
+	schema, err := reg.Latest(t.Context(), "notifications-value")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := notification.Sample()
+	want.Destinations = []string{"dst_1", "dst_2"}
+	// Images of the size an entity's are.
+	old, new := `{"accountId":"acct-1","id":"bal-1","kind":"data","planId":"plan-basic","remaining":300,"tiers":{},"total":1000,"unit":"MB","used":700}`,
+		`{"accountId":"acct-1","id":"bal-1","kind":"data","planId":"plan-basic","remaining":150,"tiers":{},"total":1000,"unit":"MB","used":850}`
+	want.Old, want.New = &old, &new
+	value, err := schema.Encode(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &Engine{reg: reg}
+	got, err := e.decode(t.Context(), value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("decoded %+v, want %+v", got, want)
+	}
+	allocs := testing.AllocsPerRun(200, func() {
+		if _, err := e.decode(t.Context(), value); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if budget := 14.0 + raceAllocs; allocs > budget {
+		t.Errorf("decoding a notification allocates %.0f times, over the budget of %.0f", allocs, budget)
+	}
+}
