@@ -135,10 +135,31 @@ type wireBuf struct {
 func (r *wireBuf) fail() { r.bad, r.b = true, "" }
 
 // long reads a zigzag varint of up to 64 bits.
-func (r *wireBuf) long() int64 { return r.varint(10, 1) }
+func (r *wireBuf) long() int64 {
+	if c, ok := r.oneByte(); ok {
+		return c
+	}
+	return r.varint(10, 1)
+}
 
 // int reads a zigzag varint of up to 32 bits.
-func (r *wireBuf) int() int32 { return int32(r.varint(5, 0x0f)) }
+func (r *wireBuf) int() int32 {
+	if c, ok := r.oneByte(); ok {
+		return int32(c)
+	}
+	return int32(r.varint(5, 0x0f))
+}
+
+// oneByte reads a varint of one byte, which most are: a length under 64, a
+// union's branch, an enum's symbol; false when the next is longer.
+func (r *wireBuf) oneByte() (int64, bool) {
+	if len(r.b) == 0 || r.b[0] >= 0x80 {
+		return 0, false
+	}
+	c := r.b[0]
+	r.b = r.b[1:]
+	return int64(c>>1) ^ -int64(c&1), true
+}
 
 // varint reads a zigzag varint of at most n bytes, the last of them no
 // more than last, as the general decoder does: a long takes ten bytes,
