@@ -41,7 +41,7 @@ func main() {
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the evaluator's first run to this file")
 	flag.IntVar(&o.sessions, "sessions", 1, "transactional sessions the evaluator runs (HERALD_EVALUATOR_SESSIONS)")
 	flag.IntVar(&o.maxBatch, "max-batch", 10000, "events per transaction at most (HERALD_EVALUATOR_MAX_BATCH; this is its default)")
-	flag.BoolVar(&o.warmup, "warmup", true, "run the passthrough once, unmeasured, before the first turn, so that a freshly started broker has warmed up")
+	flag.BoolVar(&o.warmup, "warmup", true, "run the passthrough and the evaluator once, unmeasured, before the first turn, so that a freshly started broker has warmed up")
 	flag.Parse()
 	o.brokers, o.partitions = strings.Split(*brokers, ","), int32(*partitions)
 	for _, s := range strings.Split(*ruleCounts, ",") {
@@ -109,7 +109,7 @@ func run(ctx context.Context, o options) error {
 }
 
 // measureRules measures the evaluator with n rules per tenant, on topics
-// of its own, next to the passthrough, after an unmeasured passthrough run
+// of its own, next to the passthrough, after an unmeasured run of each
 // when warmup is set.
 func measureRules(ctx context.Context, o options, n int, warmup bool) (figures, error) {
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -136,11 +136,28 @@ func measureRules(ctx context.Context, o options, n int, warmup bool) (figures, 
 	fmt.Printf("%d Balance events on %d partitions, %d rules per tenant, %d evaluator sessions, transactions of up to %d events, broker %s\n",
 		o.events, o.partitions, n, o.sessions, o.maxBatch, strings.Join(o.brokers, ","))
 
+	// evaluator runs the rule evaluator as group, a round's consumer.
+	evaluator := func(group string) func(context.Context) error {
+		return func(ctx context.Context) error {
+			return ruleevaluator.Run(ctx, ruleevaluator.Config{
+				Config: service.Config{
+					Kafka: cfg, Registry: service.RegistryConfig{URL: b.RegistryURL, LatestTTL: time.Hour},
+					HTTPAddr: "127.0.0.1:0", Logger: quiet,
+				},
+				Group: group, TransactionalID: group, SessionTimeout: 10 * time.Second, MaxBatch: o.maxBatch, GatherWait: time.Millisecond, Sessions: o.sessions,
+			})
+		}
+	}
 	if warmup {
+		// Both, for the broker's transactions warm up only once they run.
 		group := cfg.TopicPrefix + "warmup"
 		if _, _, _, err := bench.Consume(ctx, adm, group, topics.Events, int64(o.events), "", func(ctx context.Context) error {
 			return passthrough(ctx, o.brokers, group, topics.Events, out)
 		}); err != nil {
+			return figures{}, err
+		}
+		group = cfg.TopicPrefix + "warmup-evaluator"
+		if _, _, _, err := bench.Consume(ctx, adm, group, topics.Events, int64(o.events), "", evaluator(group)); err != nil {
 			return figures{}, err
 		}
 	}
@@ -165,15 +182,7 @@ func measureRules(ctx context.Context, o options, n int, warmup bool) (figures, 
 		if round == 0 {
 			profile = o.cpuProfile
 		}
-		span, done, all, err = bench.Consume(ctx, adm, group, topics.Events, int64(o.events), profile, func(ctx context.Context) error {
-			return ruleevaluator.Run(ctx, ruleevaluator.Config{
-				Config: service.Config{
-					Kafka: cfg, Registry: service.RegistryConfig{URL: b.RegistryURL, LatestTTL: time.Hour},
-					HTTPAddr: "127.0.0.1:0", Logger: quiet,
-				},
-				Group: group, TransactionalID: group, SessionTimeout: 10 * time.Second, MaxBatch: o.maxBatch, GatherWait: time.Millisecond, Sessions: o.sessions,
-			})
-		})
+		span, done, all, err = bench.Consume(ctx, adm, group, topics.Events, int64(o.events), profile, evaluator(group))
 		if err != nil {
 			return figures{}, err
 		}
