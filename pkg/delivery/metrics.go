@@ -20,8 +20,21 @@ type deliveryMetrics struct {
 	dead     metric.Int64Counter
 	// outcomes holds each outcome's attribute set with the channel, made
 	// once: a set is sorted and hashed as it is made, which on every
-	// attempt cost more than counting it.
-	outcomes map[string]metric.MeasurementOption
+	// attempt cost more than counting it. Its options are slices made
+	// once too, for a variadic call would otherwise allocate one each time.
+	outcomes map[string]outcomeOptions
+}
+
+// outcomeOptions are an outcome's attribute set as the counter's and the
+// histogram's options.
+type outcomeOptions struct {
+	add    []metric.AddOption
+	record []metric.RecordOption
+}
+
+func newOutcomeOptions(set attribute.Set) outcomeOptions {
+	o := metric.WithAttributeSet(set)
+	return outcomeOptions{add: []metric.AddOption{o}, record: []metric.RecordOption{o}}
 }
 
 func newDeliveryMetrics(m metric.Meter, channel string) deliveryMetrics {
@@ -35,9 +48,9 @@ func newDeliveryMetrics(m metric.Meter, channel string) deliveryMetrics {
 		panic(fmt.Sprintf("metric herald.delivery.attempt.duration: %v", err))
 	}
 	ch := attribute.String("channel", channel)
-	outcomes := map[string]metric.MeasurementOption{}
+	outcomes := map[string]outcomeOptions{}
 	for _, o := range []string{OutcomeDelivered, OutcomeRetry, OutcomePermanent, OutcomeGone, OutcomeSkipped} {
-		outcomes[o] = metric.WithAttributeSet(attribute.NewSet(ch, attribute.String("outcome", o)))
+		outcomes[o] = newOutcomeOptions(attribute.NewSet(ch, attribute.String("outcome", o)))
 	}
 	return deliveryMetrics{
 		channel:  ch,
@@ -52,12 +65,12 @@ func newDeliveryMetrics(m metric.Meter, channel string) deliveryMetrics {
 
 // attempted counts one attempt with its outcome and duration.
 func (d deliveryMetrics) attempted(outcome string, took time.Duration) {
-	attrs, ok := d.outcomes[outcome]
+	opts, ok := d.outcomes[outcome]
 	if !ok {
-		attrs = metric.WithAttributes(d.channel, attribute.String("outcome", outcome))
+		opts = newOutcomeOptions(attribute.NewSet(d.channel, attribute.String("outcome", outcome)))
 	}
-	d.attempts.Add(context.Background(), 1, attrs)
-	d.duration.Record(context.Background(), took.Seconds(), attrs)
+	d.attempts.Add(context.Background(), 1, opts.add...)
+	d.duration.Record(context.Background(), took.Seconds(), opts.record...)
 }
 
 // deadLettered counts one delivery dead-lettered with its error class.
