@@ -144,3 +144,23 @@ func TestHealthTripsOnceAfterPeriodAndAttempts(t *testing.T) {
 		t.Error("tripped on the first failure after a success")
 	}
 }
+
+// TestMiddlewareCostsNothingForARecordHandled pins that the middleware
+// around every record allocates nothing when the handler succeeds, which
+// is what nearly every record does.
+func TestMiddlewareCostsNothingForARecordHandled(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	var held httpapi.Condition
+	h := Chain(func(context.Context, *kgo.Record) error { return nil },
+		DeadLetter(func(context.Context, *kgo.Record, error) error { return nil }),
+		RetryTransient(log, time.Millisecond, &held, func(context.Context) {}), Unreadable(), Recover(log))
+	ctx, r := t.Context(), &kgo.Record{Value: []byte("ok")}
+	allocs := testing.AllocsPerRun(100, func() {
+		if err := h(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs > raceAllocs {
+		t.Errorf("the middleware allocates %.0f times for a record handled, want none", allocs)
+	}
+}

@@ -62,6 +62,9 @@ func Unreadable() Middleware {
 	return func(next Handler) Handler {
 		return func(ctx context.Context, r *kgo.Record) error {
 			err := next(ctx, r)
+			if err == nil {
+				return nil
+			}
 			var we *avro.WireError
 			if errors.As(err, &we) {
 				return &UnreadableError{Reason: "cannot decode", Err: err}
@@ -84,8 +87,11 @@ func RetryTransient(log *slog.Logger, first time.Duration, held *httpapi.Conditi
 			defer func() { release() }()
 			for {
 				err := next(ctx, r)
+				if err == nil || ctx.Err() != nil {
+					return err
+				}
 				var ue *UnreadableError
-				if err == nil || errors.As(err, &ue) || ctx.Err() != nil {
+				if errors.As(err, &ue) {
 					return err
 				}
 				release()
@@ -110,8 +116,11 @@ func DeadLetter(dead func(ctx context.Context, r *kgo.Record, err error) error) 
 	return func(next Handler) Handler {
 		return func(ctx context.Context, r *kgo.Record) error {
 			err := next(ctx, r)
+			if err == nil {
+				return nil
+			}
 			var ue *UnreadableError
-			if err == nil || !errors.As(err, &ue) || errors.Is(err, context.Canceled) {
+			if !errors.As(err, &ue) || errors.Is(err, context.Canceled) {
 				return err
 			}
 			return dead(ctx, r, err)
