@@ -187,22 +187,6 @@ func (c quickCompiler) verdict(e ast.Expr) verdict {
 		args := call.Args()
 		switch fn := call.FunctionName(); {
 		case fn == operators.LogicalAnd && len(args) == 2:
-			// Two comparisons of doubles, as a threshold rule's condition
-			// mostly is, are called directly.
-			if x, y := c.comparison(args[0]), c.comparison(args[1]); x != nil && y != nil {
-				x, y := x.verdict(), y.verdict()
-				return func(in *Input) (bool, bool) {
-					l, lok := x(in)
-					if lok && !l {
-						return false, true
-					}
-					r, rok := y(in)
-					if rok && !r {
-						return false, true
-					}
-					return true, lok && rok
-				}
-			}
 			a, b := c.verdict(args[0]), c.verdict(args[1])
 			if a == nil || b == nil {
 				return nil
