@@ -659,9 +659,9 @@ func jsonable(n *wireNode) bool {
 	return false
 }
 
-// write returns the image at body[at:] as JSON text, nil for a null
-// image; false when the general decoder must. The fields are found in the
-// body's order and written in the keys'.
+// write writes the image at body[at:] as JSON text into *dst and returns
+// dst, nil for a null image; false when the general decoder must. The
+// fields are found in the body's order and written in the keys'.
 func (p *jsonPlan) write(body string, at int, dst *string) (*string, bool) {
 	r, b, ok := image(body, at, p.union)
 	if b == nil {

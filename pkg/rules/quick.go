@@ -903,13 +903,13 @@ func (cmp *comparison) verdict() verdict {
 // A term is a comparison's operand. Its commonest shapes, a literal, a
 // field, or a field and a literal joined by an operator (new.total * 0.2),
 // it evaluates itself as x*m + a, or x/d*m + a, where x is the field: one
-// form, with no call or branch for each shape. Each shape's form gives
+// form for every shape, without a call. Each shape's form gives
 // exactly the IEEE result of its operation (x - k is x + -k, k - x is
 // -x + k), but for the sign of a zero, which no comparison sees. Any other
 // doubles subexpression is evaluated by fn.
 type term struct {
-	// slot is the field's, -1 for a literal alone; read reads the field
-	// when no rule of the event has yet.
+	// slot is the field's, -1 for a literal alone, -2 for fn; read reads
+	// the field when no rule of the event has yet.
 	slot    int
 	read    doubles
 	div     bool
