@@ -165,13 +165,23 @@ func (j *Judge) Event(ctx context.Context, value []byte) (v *Verdict, err error)
 	if matched.Reads.Tenant {
 		in.Tenant = j.tenant(tenant)
 	}
+	// The rules that cannot fire, ruled out together; a bit each.
+	var few [4]uint64
+	ruledOut := few[:]
+	if n := (len(matched.Rules) + 63) / 64; n > len(few) {
+		ruledOut = make([]uint64, n)
+	}
+	matched.RuledOut(in, ruledOut)
 	// The images as JSON, once a notification has written them.
 	var oldJSON, newJSON *string
-	for _, rule := range matched.Rules {
+	for i, rule := range matched.Rules {
 		// A timed rule's reads include the envelope, for its timer's
 		// entity is the event's by default.
 		if rule.Timed() {
 			j.schedule(rule.Rule, ref, in, v)
+			continue
+		}
+		if ruledOut[i/64]&(1<<(i%64)) != 0 {
 			continue
 		}
 		if err := j.fire(ctx, v, rule, in, d, &oldJSON, &newJSON); err != nil {

@@ -172,9 +172,15 @@ type quickCompiler struct {
 }
 
 // compileQuick returns the quick form of the checked condition a, or nil
-// when it uses what a quick condition does not handle.
-func compileQuick(a *ast.AST, p *provider) verdict {
-	return quickCompiler{checked: a, provider: p}.verdict(a.Expr())
+// when it uses what a quick condition does not handle, and the bounds
+// among its conjuncts (see screen).
+func compileQuick(a *ast.AST, p *provider) (verdict, []bound) {
+	c := quickCompiler{checked: a, provider: p}
+	v := c.verdict(a.Expr())
+	if v == nil {
+		return nil, nil
+	}
+	return v, c.bounds(a.Expr())
 }
 
 // verdict compiles a boolean expression to a verdict: &&, || and ! of

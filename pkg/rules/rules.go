@@ -165,8 +165,11 @@ func (r *Rule) programs(entityType string) (*programs, bool) {
 
 type programs struct {
 	when cel.Program
-	// quickWhen is when's quick form; nil when it has none.
+	// quickWhen is when's quick form; nil when it has none. bounds are
+	// comparisons among its conjuncts that an index of a tenant's rules
+	// can decide for many rules at once (see screen).
 	quickWhen   verdict
+	bounds      []bound
 	fields      map[string]cel.Program
 	orderingKey cel.Program
 	prevState   cel.Program
@@ -223,7 +226,7 @@ func (c *Compiler) Compile(tenant, id string, spec configstore.Rule, entities ma
 // of entity type et: its condition, notification and ordering key.
 func (c *Compiler) judged(env *cel.Env, p *programs, et string, spec configstore.Rule) error {
 	var err error
-	if p.when, p.quickWhen, err = c.condition(env, &p.reads, et, spec.When); err != nil {
+	if p.when, p.quickWhen, p.bounds, err = c.condition(env, &p.reads, et, spec.When); err != nil {
 		return err
 	}
 	for name, expr := range spec.Notification.Fields {
@@ -283,16 +286,17 @@ func (c *Compiler) program(env *cel.Env, reads *Reads, entity, field, expr strin
 
 // condition compiles a rule's `when`: its program, and its quick form when
 // it has one (see quick).
-func (c *Compiler) condition(env *cel.Env, reads *Reads, entity, expr string) (cel.Program, verdict, error) {
+func (c *Compiler) condition(env *cel.Env, reads *Reads, entity, expr string) (cel.Program, verdict, []bound, error) {
 	prg, checked, err := c.compile(env, reads, entity, "when", expr, cel.BoolType)
 	if err != nil || checked == nil {
-		return prg, nil, err
+		return prg, nil, nil, err
 	}
 	p, ok := env.CELTypeProvider().(*provider)
 	if !ok {
-		return prg, nil, nil
+		return prg, nil, nil, nil
 	}
-	return prg, compileQuick(checked.NativeRep(), p), nil
+	quick, bounds := compileQuick(checked.NativeRep(), p)
+	return prg, quick, bounds, nil
 }
 
 // compile is program, also returning the checked expression, nil when the
@@ -694,6 +698,9 @@ type Index struct {
 type Watching struct {
 	Rules []Bound
 	Reads Reads
+	// screen holds the rules' bounds, to rule out at once the rules an
+	// event cannot fire.
+	screen *screen
 }
 
 // Watch binds rules to events of entityType; a rule that does not watch
@@ -706,6 +713,7 @@ func Watch(entityType string, rules ...*Rule) Watching {
 			w.Reads = w.Reads.Union(b.p.reads)
 		}
 	}
+	w.screen = newScreen(w.Rules)
 	return w
 }
 
