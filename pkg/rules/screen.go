@@ -8,6 +8,7 @@ import (
 
 	"cel.dev/cel-go/common/ast"
 	"cel.dev/cel-go/common/operators"
+	"cel.dev/cel-go/parser"
 )
 
 // A bound is a conjunct of a rule's condition that orders a field against
@@ -25,6 +26,23 @@ type bound struct {
 	// k is the literal: y's multiplier, or the right side itself.
 	k  float64
 	op int // <, <=, > or >=, by its number in comparisons
+	// cross, when set, makes the bound crossedBelow or crossedAbove of two
+	// values and the literal k instead (see crossing).
+	cross *crossing
+}
+
+// A crossing is `crossedBelow(before, after, k)` or crossedAbove with a
+// literal threshold k, as the catalog's threshold rules are written
+// (`crossedBelow(pct(old.remaining, old.total), pct(new.remaining,
+// new.total), 20)`). Where before and after are read, the call is false
+// for every k the after value is not below (above) and, when there is a
+// before value, for every k it was below (above) already: each a run of
+// the literals in order. key names before and after by their text, so
+// that rules crossing the same values share a group.
+type crossing struct {
+	above         bool
+	before, after quick
+	key           string
 }
 
 // bounds returns the bounds among the conjuncts of e, the && of whatever
@@ -34,6 +52,9 @@ func (c quickCompiler) bounds(e ast.Expr) []bound {
 		if call := e.AsCall(); call.FunctionName() == operators.LogicalAnd && len(call.Args()) == 2 {
 			return append(c.bounds(call.Args()[0]), c.bounds(call.Args()[1])...)
 		}
+	}
+	if x := c.crossing(e); x != nil {
+		return []bound{*x}
 	}
 	cmp := c.comparison(e)
 	if cmp == nil || cmp.op > 3 || !cmp.a.plainField() {
@@ -53,6 +74,35 @@ func (c quickCompiler) bounds(e ast.Expr) []bound {
 	return []bound{b}
 }
 
+// crossing returns e as a crossing bound, nil when it is not a call of
+// crossedBelow or crossedAbove with a number literal for threshold.
+func (c quickCompiler) crossing(e ast.Expr) *bound {
+	if e.Kind() != ast.CallKind || e.AsCall().IsMemberFunction() {
+		return nil
+	}
+	call := e.AsCall()
+	fn, args := call.FunctionName(), call.Args()
+	if (fn != "crossedBelow" && fn != "crossedAbove") || len(args) != 3 || args[2].Kind() != ast.LiteralKind {
+		return nil
+	}
+	k, ok := valueOf(args[2].AsLiteral())
+	if !ok {
+		return nil
+	}
+	threshold, ok := k.number()
+	before, after := c.expr(args[0]), c.expr(args[1])
+	if !ok || before == nil || after == nil {
+		return nil
+	}
+	b, err1 := parser.Unparse(args[0], c.checked.SourceInfo())
+	a, err2 := parser.Unparse(args[1], c.checked.SourceInfo())
+	if err1 != nil || err2 != nil {
+		return nil
+	}
+	return &bound{k: threshold, cross: &crossing{above: fn == "crossedAbove", before: before, after: after,
+		key: fn + "\x00" + b + "\x00" + a}}
+}
+
 // plainField reports whether t is a field alone.
 func (t *term) plainField() bool {
 	return t.slot >= 0 && t.fn == nil && !t.joined && !t.div && t.m == 1 && t.a == 0
@@ -65,10 +115,12 @@ type screen struct {
 	groups []boundGroup
 }
 
-// boundGroup is the bounds that compare the same fields the same way.
+// boundGroup is the bounds that compare the same fields the same way, or
+// cross the same values.
 type boundGroup struct {
-	x, y term
-	op   int
+	x, y  term
+	op    int
+	cross *crossing
 	// ks are the bounds' literals, ascending, and rules the index of each
 	// one's rule among those watching.
 	ks    []float64
@@ -94,18 +146,27 @@ func newScreen(rules []Bound) *screen {
 	if len(all) == 0 {
 		return nil
 	}
-	key := func(e entry) [3]int { return [3]int{e.x.slot, e.y.slot, e.op} }
+	type groupKey struct {
+		x, y, op int
+		cross    string
+	}
+	key := func(e entry) groupKey {
+		if e.cross != nil {
+			return groupKey{cross: e.cross.key}
+		}
+		return groupKey{x: e.x.slot, y: e.y.slot, op: e.op}
+	}
 	slices.SortStableFunc(all, func(a, b entry) int {
 		ka, kb := key(a), key(b)
-		if c := slices.Compare(ka[:], kb[:]); c != 0 {
+		if c := cmp.Or(cmp.Compare(ka.cross, kb.cross), cmp.Compare(ka.x, kb.x), cmp.Compare(ka.y, kb.y), cmp.Compare(ka.op, kb.op)); c != 0 {
 			return c
 		}
 		return cmp.Compare(a.k, b.k)
 	})
 	s := &screen{}
 	for i := 0; i < len(all); {
-		g := boundGroup{x: all[i].x, y: all[i].y, op: all[i].op}
-		for ; i < len(all) && key(all[i]) == [3]int{g.x.slot, g.y.slot, g.op}; i++ {
+		g := boundGroup{x: all[i].x, y: all[i].y, op: all[i].op, cross: all[i].cross}
+		for k := key(all[i]); i < len(all) && key(all[i]) == k; i++ {
 			g.ks = append(g.ks, all[i].k)
 			g.rules = append(g.rules, all[i].rule)
 		}
@@ -131,6 +192,10 @@ func (w Watching) RuledOut(in *Input, out []uint64) {
 // ruleOut sets the bits of the group's rules whose bound is false on the
 // event; none when a field is not a double there, or y is infinite.
 func (g *boundGroup) ruleOut(in *Input, out []uint64) {
+	if g.cross != nil {
+		g.ruleOutCrossings(in, out)
+		return
+	}
 	x, ok := g.x.value(in)
 	if !ok {
 		return
@@ -159,7 +224,52 @@ func (g *boundGroup) ruleOut(in *Input, out []uint64) {
 		// True up to some k, false from there on.
 		from, to = sort.Search(n, func(i int) bool { return !holdsAt(i) }), n
 	}
+	g.mark(from, to, out)
+}
+
+// mark sets the bits of the group's rules from from to to.
+func (g *boundGroup) mark(from, to int, out []uint64) {
 	for _, r := range g.rules[from:to] {
 		out[r/64] |= 1 << (r % 64)
+	}
+}
+
+// ruleOutCrossings sets the bits of the group's crossings that are false
+// on the event, as the quick crossedBelow and crossedAbove decide them:
+// all of them when the value after is not a number, else those whose
+// threshold the value after is not beyond, and, with a number before,
+// those it was beyond already. Nothing when either value is undecided.
+func (g *boundGroup) ruleOutCrossings(in *Input, out []uint64) {
+	bv, ok1 := g.cross.before(in)
+	av, ok2 := g.cross.after(in)
+	if !ok1 || !ok2 {
+		return
+	}
+	n := len(g.ks)
+	after, ok := av.number()
+	if !ok {
+		g.mark(0, n, out)
+		return
+	}
+	// beyond(v, k) is whether v is past k the crossing's way.
+	beyond := func(v, k float64) bool { return v < k }
+	if g.cross.above {
+		beyond = func(v, k float64) bool { return v >= k }
+	}
+	// After: beyond the small thresholds or the large ones, never both.
+	if g.cross.above {
+		g.mark(sort.Search(n, func(i int) bool { return !beyond(after, g.ks[i]) }), n, out)
+	} else {
+		g.mark(0, sort.Search(n, func(i int) bool { return beyond(after, g.ks[i]) }), out)
+	}
+	before, hasBefore := bv.number()
+	if !hasBefore {
+		return
+	}
+	// Before: a threshold it was beyond already is not crossed now.
+	if g.cross.above {
+		g.mark(0, sort.Search(n, func(i int) bool { return !beyond(before, g.ks[i]) }), out)
+	} else {
+		g.mark(sort.Search(n, func(i int) bool { return beyond(before, g.ks[i]) }), n, out)
 	}
 }

@@ -31,11 +31,20 @@ func TestScreenRulesOutOnlyWhatCannotFire(t *testing.T) {
 		}
 		return fmt.Sprintf("%s %s %s * %s", field(image), op, field(image), lit)
 	}
+	// A crossing as the catalog writes one, of percentages or of fields.
+	crossing := func() string {
+		fn, k := g.pick("crossedBelow", "crossedAbove"), g.pick("20", "50", "5", "0", "-3", "7.5", "100", "2.5")
+		if g.r.IntN(2) == 0 {
+			return fmt.Sprintf("%s(pct(old.d1, old.d2), pct(new.d1, new.d2), %s)", fn, k)
+		}
+		f := g.pick("d1", "d2", "n1")
+		return fmt.Sprintf("%s(old.%s, new.%s, %s)", fn, f, f, k)
+	}
 	var rules []*Rule
-	single := map[string]bool{}
-	for i := range 300 {
+	single, crosses := map[string]bool{}, map[string]bool{}
+	for i := range 400 {
 		var when string
-		switch g.r.IntN(6) {
+		switch g.r.IntN(8) {
 		case 0, 1:
 			when = bound()
 			single[fmt.Sprint(i)] = true
@@ -43,6 +52,11 @@ func TestScreenRulesOutOnlyWhatCannotFire(t *testing.T) {
 			when = bound() + " && " + bound()
 		case 4:
 			when = fmt.Sprintf(`%s && new.s1 == "active"`, bound())
+		case 5:
+			when = crossing()
+			crosses[fmt.Sprint(i)] = true
+		case 6:
+			when = fmt.Sprintf(`new.s1 == "active" && %s`, crossing())
 		default:
 			// Not bounds: a literal on the left, an addition, equality.
 			when = g.pick("2.0 * new.d2 > new.d1", "new.d1 < new.d2 + 1.0", "new.d1 == new.d2 * 0.5", "new.d1 < new.n1")
@@ -60,7 +74,7 @@ func TestScreenRulesOutOnlyWhatCannotFire(t *testing.T) {
 	if w.screen == nil || len(w.screen.groups) < 10 {
 		t.Fatalf("the screen of %d rules has too few groups to test", len(rules))
 	}
-	var ruledOut, mustRuleOut int
+	var ruledOut, mustRuleOut, crossingsRuledOut int
 	out := make([]uint64, (len(w.Rules)+63)/64)
 	for e := range 400 {
 		in := g.input()
@@ -71,6 +85,9 @@ func TestScreenRulesOutOnlyWhatCannotFire(t *testing.T) {
 			out1 := out[i/64]&(1<<(i%64)) != 0
 			if out1 {
 				ruledOut++
+				if crosses[b.ID] {
+					crossingsRuledOut++
+				}
 				if fired || err != nil {
 					t.Fatalf("event %d: rule %q was ruled out, but it fires (%v, %v) on old=%v new=%v",
 						e, b.Spec.When, fired, err, in.Old, in.New)
@@ -98,8 +115,9 @@ func TestScreenRulesOutOnlyWhatCannotFire(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("%d rules in %d groups; over 400 events %d ruled out, %d of them bounds alone decided false", len(rules), len(w.screen.groups), ruledOut, mustRuleOut)
-	if ruledOut < 400*len(rules)/10 || mustRuleOut < 1000 {
-		t.Fatalf("too little ruled out to mean anything: %d, of which %d single bounds", ruledOut, mustRuleOut)
+	t.Logf("%d rules in %d groups; over 400 events %d ruled out, %d of them bounds alone decided false, %d crossings alone",
+		len(rules), len(w.screen.groups), ruledOut, mustRuleOut, crossingsRuledOut)
+	if ruledOut < 400*len(rules)/10 || mustRuleOut < 1000 || crossingsRuledOut < 1000 {
+		t.Fatalf("too little ruled out to mean anything: %d, of which %d single bounds and %d crossings", ruledOut, mustRuleOut, crossingsRuledOut)
 	}
 }

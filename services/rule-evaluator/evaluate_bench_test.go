@@ -39,6 +39,17 @@ func BenchmarkEvaluateBothHalves(b *testing.B) {
 	benchJudging(b, conditions, 0)
 }
 
+// BenchmarkEvaluateCrossings judges the event against 100 rules written
+// as the catalog writes a threshold, thresholds from 1% to 20% of the
+// total, none of which the event (60% → 50%) crosses.
+func BenchmarkEvaluateCrossings(b *testing.B) {
+	conditions := make([]string, 100)
+	for i := range conditions {
+		conditions[i] = fmt.Sprintf("crossedBelow(pct(old.remaining, old.total), pct(new.remaining, new.total), %d)", i%20+1)
+	}
+	benchJudging(b, conditions, 0)
+}
+
 func BenchmarkEvaluateFires(b *testing.B) {
 	conditions := make([]string, 10)
 	for i := range conditions {
