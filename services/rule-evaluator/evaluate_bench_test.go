@@ -17,12 +17,7 @@ func BenchmarkEvaluate(b *testing.B) {
 		b.Run(fmt.Sprintf("rules=%d", n), func(b *testing.B) {
 			// Thresholds from 1% to 20% of the total: the event (60% →
 			// 50%) crosses none of them.
-			conditions := make([]string, n)
-			for i := range n {
-				pct := float64(i%20+1) / 100
-				conditions[i] = fmt.Sprintf("new.remaining < new.total * %g && old.remaining >= old.total * %g", pct, pct)
-			}
-			benchJudging(b, conditions, 0)
+			benchThresholds(b, n, "new.remaining < new.total * %[1]g && old.remaining >= old.total * %[1]g", 1, true)
 		})
 	}
 }
@@ -31,21 +26,27 @@ func BenchmarkEvaluate(b *testing.B) {
 // half holds, so that each reads both: thresholds from 61% to 80% of the
 // total, which the event (60% → 50%) is below already.
 func BenchmarkEvaluateBothHalves(b *testing.B) {
-	conditions := make([]string, 100)
-	for i := range conditions {
-		pct := float64(i%20+61) / 100
-		conditions[i] = fmt.Sprintf("new.remaining < new.total * %g && old.remaining >= old.total * %g", pct, pct)
-	}
-	benchJudging(b, conditions, 0)
+	benchThresholds(b, 100, "new.remaining < new.total * %[1]g && old.remaining >= old.total * %[1]g", 61, true)
 }
 
 // BenchmarkEvaluateCrossings judges the event against 100 rules written
 // as the catalog writes a threshold, thresholds from 1% to 20% of the
 // total, none of which the event (60% → 50%) crosses.
 func BenchmarkEvaluateCrossings(b *testing.B) {
-	conditions := make([]string, 100)
+	benchThresholds(b, 100, "crossedBelow(pct(old.remaining, old.total), pct(new.remaining, new.total), %g)", 1, false)
+}
+
+// benchThresholds judges the event against n rules of the condition
+// format, none of which fires: the i-th's threshold is percent from plus
+// i%20, written as a share of the total when share is set.
+func benchThresholds(b *testing.B, n int, format string, from int, share bool) {
+	conditions := make([]string, n)
 	for i := range conditions {
-		conditions[i] = fmt.Sprintf("crossedBelow(pct(old.remaining, old.total), pct(new.remaining, new.total), %d)", i%20+1)
+		threshold := float64(from + i%20)
+		if share {
+			threshold /= 100
+		}
+		conditions[i] = fmt.Sprintf(format, threshold)
 	}
 	benchJudging(b, conditions, 0)
 }
