@@ -506,13 +506,28 @@ func ternary(fn string, a, b, c quick) quick {
 				return vFalse, true
 			}
 			old, hasOld := ov.number()
-			if above {
-				return vBool(nw >= t && (!hasOld || old < t)), true
-			}
-			return vBool(nw < t && (!hasOld || old >= t)), true
+			return vBool(reached(above, nw, t) && (!hasOld || notYet(above, old, t))), true
 		}
 	}
 	return nil
+}
+
+// reached is what crossedBelow asks of the value after, below the
+// threshold t, and crossedAbove at or above it.
+func reached(above bool, v, t float64) bool {
+	if above {
+		return v >= t
+	}
+	return v < t
+}
+
+// notYet is what they ask of the value before: the other side of t. A NaN
+// is on neither side.
+func notYet(above bool, v, t float64) bool {
+	if above {
+		return v < t
+	}
+	return v >= t
 }
 
 // number is v as a float64, as crossed and pct read numbers.
@@ -775,7 +790,7 @@ func (c quickCompiler) doubles(e ast.Expr) doubles {
 		slot := slotOf(e.AsSelect())
 		return func(in *Input) (float64, bool) {
 			if r, ok := in.recall(slot); ok {
-				return r.v.f, r.ok && r.v.k == kDouble
+				return r.v.f, r.double
 			}
 			v, ok := read(in)
 			return v.f, ok && v.k == kDouble
@@ -975,21 +990,20 @@ func (c quickCompiler) term(e ast.Expr) *term {
 // value evaluates the term on the event: false when its field is not a
 // double there.
 func (t *term) value(in *Input) (float64, bool) {
-	if t.slot < 0 {
-		if t.fn != nil {
-			return t.fn(in)
-		}
+	if x, ok, known := t.recalled(in); known {
+		return x, ok
+	}
+	switch t.slot {
+	case -1:
 		return t.a, true
+	case -2:
+		return t.fn(in)
 	}
-	if t.slot >= len(in.read) || !in.read[t.slot].known {
-		return t.first(in)
-	}
-	r := &in.read[t.slot]
-	x := r.v.f
+	x, ok := t.read(in)
 	if t.div {
 		x /= t.d
 	}
-	return x*t.m + t.a, r.double
+	return x*t.m + t.a, ok
 }
 
 // recalled is value where the event's rules have read the term's field
@@ -1000,15 +1014,6 @@ func (t *term) recalled(in *Input) (x float64, ok, known bool) {
 		return r.v.f*t.m + t.a, r.double, r.known && !t.div
 	}
 	return 0, false, false
-}
-
-// first is value where the event's rules have not read the field yet.
-func (t *term) first(in *Input) (float64, bool) {
-	x, ok := t.read(in)
-	if t.div {
-		x /= t.d
-	}
-	return x*t.m + t.a, ok
 }
 
 // comparisons are the operators holds applies, by number.

@@ -136,7 +136,7 @@ func newScreen(rules []Bound) *screen {
 	}
 	var all []entry
 	for i, r := range rules {
-		if r.Timed() || r.p.quickWhen == nil {
+		if r.Timed() {
 			continue
 		}
 		for _, b := range r.p.bounds {
@@ -207,24 +207,29 @@ func (g *boundGroup) ruleOut(in *Input, out []uint64) {
 			return
 		}
 	}
-	holdsAt := func(i int) bool {
+	holdsAt := func(k float64) bool {
 		if literal {
-			return holds(g.op, x, g.ks[i])
+			return holds(g.op, x, k)
 		}
-		return holds(g.op, x, y*g.ks[i])
+		return holds(g.op, x, y*k)
 	}
 	// y·k rises with k for y > 0, falls for y < 0, and is the same for
-	// every k when y is 0 or NaN, which either search below handles.
-	n := len(g.ks)
-	var from, to int // the run ruled out
-	if rising, less := literal || y > 0, g.op < 2; rising == less {
-		// False up to some k, true from there on.
-		from, to = 0, sort.Search(n, holdsAt)
-	} else {
-		// True up to some k, false from there on.
-		from, to = sort.Search(n, func(i int) bool { return !holdsAt(i) }), n
-	}
+	// every k when y is 0 or NaN, which either search handles; x below it
+	// holds from some k on.
+	rising, less := literal || y > 0, g.op < 2
+	from, to := g.falseRun(holdsAt, rising == less)
 	g.mark(from, to, out)
+}
+
+// falseRun returns where holds, which is true on a run at one end of the
+// literals in order, is false: the run at the other end. rising says it
+// holds from some literal on, else up to some literal.
+func (g *boundGroup) falseRun(holds func(k float64) bool, rising bool) (from, to int) {
+	n := len(g.ks)
+	if rising {
+		return 0, sort.Search(n, func(i int) bool { return holds(g.ks[i]) })
+	}
+	return sort.Search(n, func(i int) bool { return !holds(g.ks[i]) }), n
 }
 
 // mark sets the bits of the group's rules from from to to.
@@ -237,39 +242,26 @@ func (g *boundGroup) mark(from, to int, out []uint64) {
 // ruleOutCrossings sets the bits of the group's crossings that are false
 // on the event, as the quick crossedBelow and crossedAbove decide them:
 // all of them when the value after is not a number, else those whose
-// threshold the value after is not beyond, and, with a number before,
-// those it was beyond already. Nothing when either value is undecided.
+// threshold it has not reached, and, with a number before, those the
+// value before had reached already. Nothing when either value is
+// undecided.
 func (g *boundGroup) ruleOutCrossings(in *Input, out []uint64) {
 	bv, ok1 := g.cross.before(in)
 	av, ok2 := g.cross.after(in)
 	if !ok1 || !ok2 {
 		return
 	}
-	n := len(g.ks)
 	after, ok := av.number()
 	if !ok {
-		g.mark(0, n, out)
+		g.mark(0, len(g.ks), out)
 		return
 	}
-	// beyond(v, k) is whether v is past k the crossing's way.
-	beyond := func(v, k float64) bool { return v < k }
-	if g.cross.above {
-		beyond = func(v, k float64) bool { return v >= k }
-	}
-	// After: beyond the small thresholds or the large ones, never both.
-	if g.cross.above {
-		g.mark(sort.Search(n, func(i int) bool { return !beyond(after, g.ks[i]) }), n, out)
-	} else {
-		g.mark(0, sort.Search(n, func(i int) bool { return beyond(after, g.ks[i]) }), out)
-	}
-	before, hasBefore := bv.number()
-	if !hasBefore {
-		return
-	}
-	// Before: a threshold it was beyond already is not crossed now.
-	if g.cross.above {
-		g.mark(0, sort.Search(n, func(i int) bool { return !beyond(before, g.ks[i]) }), out)
-	} else {
-		g.mark(sort.Search(n, func(i int) bool { return beyond(before, g.ks[i]) }), n, out)
+	// Below, a value reaches the large thresholds; above, the small ones.
+	above := g.cross.above
+	from, to := g.falseRun(func(k float64) bool { return reached(above, after, k) }, !above)
+	g.mark(from, to, out)
+	if before, ok := bv.number(); ok {
+		from, to = g.falseRun(func(k float64) bool { return notYet(above, before, k) }, above)
+		g.mark(from, to, out)
 	}
 }

@@ -232,7 +232,8 @@ func classifyError(err error) error {
 	case errors.Is(err, context.Canceled):
 		return err
 	}
-	if oe := (*net.OpError)(nil); errors.As(err, &oe) && oe.Op == "dial" {
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Op == "dial" {
 		return delivery.RetryError("connect", err)
 	}
 	return delivery.RetryError("network", err)
