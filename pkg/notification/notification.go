@@ -77,17 +77,30 @@ type EventRef struct {
 
 // JSON returns the notification in Herald's native JSON payload format.
 func (n *Notification) JSON() ([]byte, error) {
-	size := 384
-	if n.Old != nil {
-		size += len(*n.Old)
+	return n.AppendJSON(make([]byte, 0, n.jsonSize()))
+}
+
+// jsonSize is about the length of n's native JSON payload, so that JSON
+// writes it into one allocation: the keys and punctuation, the longest
+// times, the strings unescaped, the images and fields as they are.
+func (n *Notification) jsonSize() int {
+	size := 240 + len(n.ID) + len(n.Name) + len(n.State) + len(n.TenantID) + len(n.RuleID) +
+		len(n.Event.ID) + len(n.Event.EntityType) + len(n.Event.EntityID) + len(n.Event.Operation)
+	for _, s := range [...]*string{n.PrevState, n.Event.AccountID, n.Event.DeviceID, n.Event.CorrelationID, n.Old, n.New} {
+		if s != nil {
+			size += 20 + len(*s)
+		}
 	}
-	if n.New != nil {
-		size += len(*n.New)
+	if n.Threshold != nil {
+		size += 40
 	}
-	for k, v := range n.Fields {
-		size += len(k) + len(v) + 4
+	if len(n.Fields) > 0 {
+		size += 12
+		for k, v := range n.Fields {
+			size += len(k) + len(v) + 4
+		}
 	}
-	return n.AppendJSON(make([]byte, 0, size))
+	return size
 }
 
 // AppendJSON appends the native JSON payload to b. The text is what

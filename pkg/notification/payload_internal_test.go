@@ -244,3 +244,31 @@ func TestNativePayloadAllocatesNothingIntoABuffer(t *testing.T) {
 		t.Errorf("AppendJSON allocated %.0f times; want 0", allocs)
 	}
 }
+
+// TestNativePayloadIsRenderedInOneAllocation pins JSON's estimate of the
+// payload's length: a notification whose strings need no escaping is
+// written into the one buffer JSON allocates, never grown.
+func TestNativePayloadIsRenderedInOneAllocation(t *testing.T) {
+	long := strings.Repeat("x", 300)
+	for name, n := range map[string]*Notification{
+		"sample": Sample(),
+		"fields": func() *Notification {
+			n := Sample()
+			n.Fields = map[string]string{"percent": "15", "unit": `"MB"`, "limit": "1000"}
+			return n
+		}(),
+		"long strings, no images": func() *Notification {
+			n := Sample()
+			n.Old, n.New, n.Name, n.Event.EntityID, n.Event.CorrelationID = nil, nil, long, long, &long
+			return n
+		}(),
+	} {
+		if allocs := testing.AllocsPerRun(100, func() {
+			if _, err := n.JSON(); err != nil {
+				t.Fatal(err)
+			}
+		}); allocs != 1 {
+			t.Errorf("%s: JSON allocated %.0f times; want 1", name, allocs)
+		}
+	}
+}
