@@ -607,9 +607,9 @@ func (e *Engine) deadLetterRecord(ctx context.Context, r *kgo.Record, err error)
 
 // decode reads a notification record's value.
 func (e *Engine) decode(ctx context.Context, value []byte) (*notification.Notification, error) {
-	var n notification.Notification
-	if _, err := e.reg.Decode(ctx, value, &n); err != nil {
+	n := notification.DecodeTarget()
+	if _, err := e.reg.Decode(ctx, value, n); err != nil {
 		return nil, err
 	}
-	return &n, nil
+	return n, nil
 }

@@ -63,6 +63,23 @@ type Notification struct {
 	Fields       map[string]string `avro:"fields"` // name → JSON value
 }
 
+// DecodeTarget returns an empty notification to decode a notification
+// record into. Its optional fields point at storage allocated with it:
+// twmb/avro decodes a non-nil pointer's value in place and sets the
+// pointer to nil for a null, so a decode allocates once for the
+// notification and its optional values instead of once for each.
+func DecodeTarget() *Notification {
+	t := new(struct {
+		n                                                     Notification
+		prevState, old, new, accountID, deviceID, correlation string
+		threshold                                             float64
+	})
+	n := &t.n
+	n.PrevState, n.Threshold, n.Old, n.New = &t.prevState, &t.threshold, &t.old, &t.new
+	n.Event.AccountID, n.Event.DeviceID, n.Event.CorrelationID = &t.accountID, &t.deviceID, &t.correlation
+	return n
+}
+
 // EventRef identifies the event a notification came from.
 type EventRef struct {
 	ID            string    `avro:"id" json:"id"`
