@@ -121,23 +121,23 @@ func AwaitCommitted(ctx context.Context, adm *kadm.Client, group, topic string, 
 // Consume runs consumer until group has committed every one of total
 // records of topic, then stops it and waits for it to return. It returns
 // the window from a tenth committed to all, the records committed in it,
-// and the time from the consumer's start to all committed; with profile,
-// a CPU profile of the run is written there.
-func Consume(ctx context.Context, adm *kadm.Client, group, topic string, total int64, profile string, consumer func(context.Context) error) (Span, int64, time.Duration, error) {
+// and the whole run from the consumer's start to all committed; with
+// profile, a CPU profile of the run is written there.
+func Consume(ctx context.Context, adm *kadm.Client, group, topic string, total int64, profile string, consumer func(context.Context) error) (Span, int64, Span, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	start := time.Now()
+	start := Start()
 	stopped := make(chan error, 1)
 	go func() { stopped <- consumer(ctx) }()
 	stopProfile, err := Profile(profile)
 	if err != nil {
-		return Span{}, 0, 0, err
+		return Span{}, 0, Span{}, err
 	}
 	span, done, err := AwaitCommitted(ctx, adm, group, topic, total, stopped)
-	all := time.Since(start)
+	all := start.Stop()
 	stopProfile()
 	if err != nil {
-		return Span{}, 0, 0, fmt.Errorf("%s: %w", group, err)
+		return Span{}, 0, Span{}, fmt.Errorf("%s: %w", group, err)
 	}
 	cancel()
 	<-stopped

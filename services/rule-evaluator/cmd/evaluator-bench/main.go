@@ -173,7 +173,7 @@ func measureRules(ctx context.Context, o options, n int, warmup bool) (figures, 
 		if err != nil {
 			return figures{}, err
 		}
-		plain, plainN, plainAll = plain.Add(span), plainN+done, plainAll+all
+		plain, plainN, plainAll = plain.Add(span), plainN+done, plainAll+all.Wall
 		f.PassthroughRounds = append(f.PassthroughRounds, span.Rate(done))
 		fmt.Printf("  plain passthrough (consume, produce, commit):       %8.0f events/s, %.3f CPU s per 1,000\n", span.Rate(done), span.CPUPer1000(done))
 
@@ -186,7 +186,7 @@ func measureRules(ctx context.Context, o options, n int, warmup bool) (figures, 
 		if err != nil {
 			return figures{}, err
 		}
-		eval, evalN, evalAll = eval.Add(span), evalN+done, evalAll+all
+		eval, evalN, evalAll = eval.Add(span), evalN+done, evalAll+all.Wall
 		f.EvaluatorRounds = append(f.EvaluatorRounds, span.Rate(done))
 		fmt.Printf("  rule-evaluator (decode, %3d rules, transactions):   %8.0f events/s, %.3f CPU s per 1,000\n", n, span.Rate(done), span.CPUPer1000(done))
 	}

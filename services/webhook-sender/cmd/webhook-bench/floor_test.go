@@ -1,6 +1,9 @@
 package main
 
 import (
+	"encoding/json"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -26,5 +29,27 @@ func TestTheKafkaLoopCommitsOnlyWhatIsDone(t *testing.T) {
 	}
 	if r := q.finish(ps[3]); r == nil || r.Offset != 3 {
 		t.Fatalf("finishing offset 3 last: committable %v, want offset 3", r)
+	}
+}
+
+// TestWithoutHTTPMeasuresTheEngineAndTheLoop runs -no-http on an embedded
+// broker: both the Kafka loop and the engine deliver and commit every
+// notification, and the figures say that nothing was posted.
+func TestWithoutHTTPMeasuresTheEngineAndTheLoop(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "figures.json")
+	o := options{n: 3000, keys: 50, conns: 8, rounds: 1, noHTTP: true, jsonOut: out}
+	if err := run(o); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f figures
+	if err := json.Unmarshal(b, &f); err != nil {
+		t.Fatal(err)
+	}
+	if !f.NoHTTP || f.Sender <= 0 || f.KafkaLoop <= 0 || f.SenderCPU <= 0 || f.BareClient != 0 || f.Wrk != 0 {
+		t.Fatalf("figures %+v: want the engine's and the loop's, and no bare loop or wrk", f)
 	}
 }

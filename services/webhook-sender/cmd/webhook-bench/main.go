@@ -8,8 +8,11 @@
 // process of its own, so that the processor seconds per 1,000 deliveries
 // are the sender's (or the loop's) alone. A third turn feeds the sink from
 // Kafka with the sender's guarantees and nothing of Herald (floor.go):
-// what Kafka leaves a sender on this machine. Without -brokers the broker
-// is embedded (kfake); the registry always is (srfake).
+// what Kafka leaves a sender on this machine. With -no-http nothing is
+// posted: the sender's channel answers at once, and the Kafka loop skips
+// its POST, so that what is left is the delivery engine next to Kafka
+// alone. Without -brokers the broker is embedded (kfake); the registry
+// always is (srfake).
 package main
 
 import (
@@ -36,6 +39,7 @@ import (
 
 	"github.com/heraldhq/herald/pkg/bench"
 	"github.com/heraldhq/herald/pkg/configstore"
+	"github.com/heraldhq/herald/pkg/delivery"
 	"github.com/heraldhq/herald/pkg/egress"
 	"github.com/heraldhq/herald/pkg/envconfig"
 	"github.com/heraldhq/herald/pkg/notification"
@@ -54,6 +58,7 @@ type options struct {
 	jsonOut        string
 	cpuProfile     string
 	rounds         int
+	noHTTP         bool
 }
 
 func main() {
@@ -66,8 +71,14 @@ func main() {
 	flag.StringVar(&o.jsonOut, "json", "", "also write the figures to this file as JSON")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the sender's first run to this file")
 	flag.IntVar(&o.rounds, "rounds", 2, "turns each of the bare loop and the sender takes")
+	flag.BoolVar(&o.noHTTP, "no-http", false, "post nothing: the sender's channel answers at once and the Kafka loop skips its POST (no wrk, no bare loop), to measure the delivery engine next to Kafka alone, each over its whole run; -n defaults to 500000")
 	serveSink := flag.Bool("serve-sink", false, "serve the sink on a loopback port, print its address, and run until killed")
 	flag.Parse()
+	if o.noHTTP && !flagSet("n") {
+		// Measured over whole runs: enough records that joining the
+		// group and starting up are a small part of each.
+		o.n = 500000
+	}
 	if *serveSink {
 		if err := sink(); err != nil {
 			fmt.Fprintln(os.Stderr, "webhook-bench sink:", err)
@@ -79,6 +90,13 @@ func main() {
 		fmt.Fprintln(os.Stderr, "webhook-bench:", err)
 		os.Exit(1)
 	}
+}
+
+// flagSet reports whether the named flag was given.
+func flagSet(name string) bool {
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 // figures are what the command measures.
@@ -100,6 +118,9 @@ type figures struct {
 	KafkaLoopCPU      float64 `json:"kafka_loop_cpu_s_per_1000_deliveries"`
 	KafkaLoopVsBare   float64 `json:"kafka_loop_vs_bare_client"`
 	SenderVsKafkaLoop float64 `json:"sender_vs_kafka_loop"`
+	// NoHTTP: nothing was posted (-no-http); the bare loop and wrk did
+	// not run.
+	NoHTTP bool `json:"no_http"`
 	// Each turn's figures, in order.
 	SenderRounds     []float64 `json:"sender_rounds_deliveries_per_s"`
 	BareClientRounds []float64 `json:"bare_client_rounds_requests_per_s"`
@@ -146,6 +167,9 @@ func startSink() (string, func(), error) {
 
 func run(o options) error {
 	ctx := context.Background()
+	if o.noHTTP {
+		return withoutHTTP(ctx, o)
+	}
 	sinkURL, stopSink, err := startSink()
 	if err != nil {
 		return err
@@ -178,7 +202,7 @@ func run(o options) error {
 		f.BareClientRounds = append(f.BareClientRounds, span.Rate(done))
 		fmt.Printf("bare net/http loop (%d connections, signed):      %8.0f requests/s, %.3f CPU s per 1,000\n", o.conns, span.Rate(done), span.CPUPer1000(done))
 
-		span, done, err = kafkaLoop(ctx, o, sinkURL, body)
+		span, done, _, err = kafkaLoop(ctx, o, sinkURL, body)
 		if err != nil {
 			return err
 		}
@@ -190,7 +214,7 @@ func run(o options) error {
 		if round == 0 {
 			profile = o.cpuProfile
 		}
-		span, done, err = sender(ctx, o, sinkURL, profile)
+		span, done, _, err = sender(ctx, o, sinkURL, profile)
 		if err != nil {
 			return err
 		}
@@ -207,6 +231,70 @@ func run(o options) error {
 		o.rounds, f.BareClient, f.Sender, f.Ratio, f.RatioWrk)
 	fmt.Printf("  Kafka loop %.0f deliveries/s: %.2f of the bare loop; the sender is %.2f of it\n", f.KafkaLoop, f.KafkaLoopVsBare, f.SenderVsKafkaLoop)
 	return bench.WriteJSON(o.jsonOut, f)
+}
+
+// withoutHTTP is the -no-http run: the Kafka loop and the sender take
+// turns, neither posting anything. Kafka alone can be done with a short
+// run before its first commit, so the figures are each consumer's whole
+// run, from its start (joining the group included) to every notification
+// committed.
+func withoutHTTP(ctx context.Context, o options) error {
+	f := figures{Notifications: o.n, Keys: o.keys, Connections: o.conns, NoHTTP: true}
+	var kl, snd bench.Span
+	var n int64
+	for round := range o.rounds {
+		_, _, whole, err := kafkaLoop(ctx, o, "", nil)
+		if err != nil {
+			return err
+		}
+		kl, n = kl.Add(whole), n+int64(o.n)
+		f.KafkaLoopRounds = append(f.KafkaLoopRounds, whole.Rate(int64(o.n)))
+		fmt.Printf("Kafka loop, no POST (read, attempt, commit):     %8.0f deliveries/s from its start, %.4f CPU s per 1,000\n", whole.Rate(int64(o.n)), whole.CPUPer1000(int64(o.n)))
+		profile := ""
+		if round == 0 {
+			profile = o.cpuProfile
+		}
+		// The destination's URL is never dialled.
+		_, _, whole, err = sender(ctx, o, "http://127.0.0.1:9/hook", profile)
+		if err != nil {
+			return err
+		}
+		snd = snd.Add(whole)
+		f.SenderRounds = append(f.SenderRounds, whole.Rate(int64(o.n)))
+		fmt.Printf("delivery engine, a channel that answers at once: %8.0f deliveries/s from its start, %.4f CPU s per 1,000 (attempts logged, offsets committed)\n", whole.Rate(int64(o.n)), whole.CPUPer1000(int64(o.n)))
+	}
+	f.Sender, f.SenderCPU = snd.Rate(n), snd.CPUPer1000(n)
+	f.KafkaLoop, f.KafkaLoopCPU = kl.Rate(n), kl.CPUPer1000(n)
+	f.SenderVsKafkaLoop = f.Sender / f.KafkaLoop
+	fmt.Printf("over %d rounds, no HTTP: the Kafka loop at %.4f CPU s per 1,000 deliveries, the engine at %.4f; from their starts %.0f and %.0f deliveries/s\n",
+		o.rounds, f.KafkaLoopCPU, f.SenderCPU, f.KafkaLoop, f.Sender)
+	return bench.WriteJSON(o.jsonOut, f)
+}
+
+// answeringSender is the webhook sender with its channel replaced by one
+// that answers every attempt with 204 at once.
+func answeringSender(ctx context.Context, c webhooksender.Config) (*service.Sender, error) {
+	base, err := service.Start(ctx, "webhook-sender", c.Config)
+	if err != nil {
+		return nil, err
+	}
+	snd, err := service.NewSender(base, service.SenderOptions{
+		Channel: webhooksender.Channel, Deliver: answering{}, Config: c.Delivery,
+		Group: delivery.Group{ID: c.Group},
+	})
+	if err != nil {
+		base.Close()
+		return nil, err
+	}
+	return snd, nil
+}
+
+// answering is a channel that makes no request and reports each attempt
+// delivered.
+type answering struct{}
+
+func (answering) Deliver(context.Context, *delivery.Delivery) (delivery.Response, error) {
+	return delivery.Response{StatusCode: http.StatusNoContent}, nil
 }
 
 // bareClient posts body, signed as the sender signs it, to url from conns
@@ -309,11 +397,11 @@ func notificationsOnBroker(ctx context.Context, o options, log *slog.Logger) (*b
 
 // sender produces n notifications for the sink and runs the webhook sender
 // until it has delivered them all and committed their offsets.
-func sender(ctx context.Context, o options, sinkURL, cpuProfile string) (bench.Span, int64, error) {
+func sender(ctx context.Context, o options, sinkURL, cpuProfile string) (bench.Span, int64, bench.Span, error) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	b, stop, err := notificationsOnBroker(ctx, o, log)
 	if err != nil {
-		return bench.Span{}, 0, err
+		return bench.Span{}, 0, bench.Span{}, err
 	}
 	defer stop()
 	doc, err := configstore.NewDocument(bench.Tenant, configstore.KindDestination, "sink", configstore.Destination{
@@ -321,10 +409,10 @@ func sender(ctx context.Context, o options, sinkURL, cpuProfile string) (bench.S
 			Secrets: []configstore.SigningSecret{{Secret: secret}}},
 	})
 	if err != nil {
-		return bench.Span{}, 0, err
+		return bench.Span{}, 0, bench.Span{}, err
 	}
 	if err := b.Put(ctx, log, doc); err != nil {
-		return bench.Span{}, 0, err
+		return bench.Span{}, 0, bench.Span{}, err
 	}
 
 	c := webhooksender.Config{
@@ -334,22 +422,27 @@ func sender(ctx context.Context, o options, sinkURL, cpuProfile string) (bench.S
 		Group:  b.Kafka.TopicPrefix + "webhook-sender", Timeout: 10 * time.Second,
 	}
 	if err := envconfig.Defaults(&c.Delivery); err != nil {
-		return bench.Span{}, 0, err
+		return bench.Span{}, 0, bench.Span{}, err
 	}
 	c.Delivery.CommitInterval = 200 * time.Millisecond
-	snd, err := webhooksender.New(ctx, c)
+	var snd *service.Sender
+	if o.noHTTP {
+		snd, err = answeringSender(ctx, c)
+	} else {
+		snd, err = webhooksender.New(ctx, c)
+	}
 	if err != nil {
-		return bench.Span{}, 0, err
+		return bench.Span{}, 0, bench.Span{}, err
 	}
 	defer snd.Close()
 	wait, stop := context.WithTimeout(ctx, 5*time.Minute)
 	defer stop()
-	span, done, _, err := bench.Consume(wait, kadm.NewClient(b.Client), c.Group, b.Kafka.Topics().Notifications, int64(o.n), cpuProfile, snd.Run)
+	span, done, whole, err := bench.Consume(wait, kadm.NewClient(b.Client), c.Group, b.Kafka.Topics().Notifications, int64(o.n), cpuProfile, snd.Run)
 	if errors.Is(err, context.DeadlineExceeded) {
 		err = errors.New("not every notification delivered and committed within 5 minutes")
 	}
 	if err != nil {
-		return bench.Span{}, 0, err
+		return bench.Span{}, 0, bench.Span{}, err
 	}
-	return span, done, nil
+	return span, done, whole, nil
 }
