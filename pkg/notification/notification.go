@@ -64,19 +64,23 @@ type Notification struct {
 }
 
 // DecodeTarget returns an empty notification to decode a notification
-// record into. Its optional fields point at storage allocated with it:
-// twmb/avro decodes a non-nil pointer's value in place and sets the
-// pointer to nil for a null, so a decode allocates once for the
-// notification and its optional values instead of once for each.
+// record into. Its optional fields point at storage allocated with it, and
+// its destinations have room for a few: twmb/avro decodes a non-nil
+// pointer's value in place (and sets the pointer to nil for a null), and
+// an array into the slice it finds, emptied, while it has room. So a
+// decode allocates once for the notification, its optional values and
+// its first destinations, instead of once for each.
 func DecodeTarget() *Notification {
 	t := new(struct {
 		n                                                     Notification
 		prevState, old, new, accountID, deviceID, correlation string
 		threshold                                             float64
+		destinations                                          [4]string
 	})
 	n := &t.n
 	n.PrevState, n.Threshold, n.Old, n.New = &t.prevState, &t.threshold, &t.old, &t.new
 	n.Event.AccountID, n.Event.DeviceID, n.Event.CorrelationID = &t.accountID, &t.deviceID, &t.correlation
+	n.Destinations = t.destinations[:0]
 	return n
 }
 
