@@ -17,7 +17,9 @@ import (
 type Channel interface {
 	// Deliver makes one attempt. A nil error means delivered; otherwise the
 	// error says what to do next (see AttemptError). Response carries what
-	// the far end answered, for the attempt log, in both cases.
+	// the far end answered, for the attempt log, in both cases. d is the
+	// engine's again once Deliver returns: it is reused for the next
+	// attempt, so Deliver keeps nothing of it but the notification.
 	Deliver(ctx context.Context, d *Delivery) (Response, error)
 }
 

@@ -34,6 +34,13 @@ type job struct {
 	// trace is the record's trace context headers, kept on its retry and
 	// dead-letter records; nil when it has none.
 	trace []kgo.RecordHeader
+	// rendered holds the renderings when this is the first of its
+	// record's jobs (payloads then points here), so that a notification
+	// with one destination takes no allocation of its own for them.
+	rendered payloads
+	// delivery is each attempt's input to the channel, made anew for
+	// every attempt in the same place.
+	delivery Delivery
 }
 
 // handleNotification starts a delivery per destination of this channel.
@@ -48,13 +55,17 @@ func (e *Engine) handleNotification(ctx context.Context, r *kgo.Record) error {
 	}
 	x := trackedFrom(ctx)
 	tr := kafka.TraceHeaders(r.Headers)
-	pl := &payloads{}
+	var pl *payloads // shared by the record's jobs
 	for _, dest := range n.Destinations {
 		d, _, ok := e.dests.Destination(n.TenantID, dest)
 		if ok && d.Type != e.channel {
 			continue // another channel's
 		}
-		j := &job{x: x, n: n, payloads: pl, key: r.Key, value: r.Value, dest: dest, origin: Origin{r.Topic, r.Partition, r.Offset}, trace: tr}
+		j := &job{x: x, n: n, key: r.Key, value: r.Value, dest: dest, origin: Origin{r.Topic, r.Partition, r.Offset}, trace: tr}
+		if pl == nil {
+			pl = &j.rendered
+		}
+		j.payloads = pl
 		x.hold()
 		if n.Ordered {
 			j.lane = laneKey(r.Key, dest)
@@ -82,8 +93,9 @@ func (e *Engine) handleRetry(ctx context.Context, r *kgo.Record) error {
 	}
 	x := trackedFrom(ctx)
 	x.hold()
-	j := &job{x: x, n: n, payloads: &payloads{}, key: r.Key, value: r.Value, dest: en.Destination, attempts: en.Attempts, due: en.Due,
+	j := &job{x: x, n: n, key: r.Key, value: r.Value, dest: en.Destination, attempts: en.Attempts, due: en.Due,
 		origin: en.Origin, heldAt: e.clock.Now(), trace: kafka.TraceHeaders(r.Headers)}
+	j.payloads = &j.rendered
 	if en.Ordered {
 		j.lane, j.parked = laneKey(r.Key, en.Destination), true
 		p.push(j)
@@ -272,7 +284,8 @@ func (e *Engine) attempt(p *partition, j *job, dest configstore.Destination, ver
 	j.attempts++
 	ctx, span := e.startAttempt(j)
 	start, began := e.clock.Now(), time.Now()
-	resp, err := e.ch.Deliver(ctx, &Delivery{Notification: j.n, DestinationID: j.dest, Destination: dest, Attempt: j.attempts, payloads: j.payloads})
+	j.delivery = Delivery{Notification: j.n, DestinationID: j.dest, Destination: dest, Attempt: j.attempts, payloads: j.payloads}
+	resp, err := e.ch.Deliver(ctx, &j.delivery)
 	took := time.Since(began)
 	if err != nil && errors.Is(err, context.Canceled) && e.attemptCtx.Err() != nil {
 		endAttempt(span, resp, "", err)
