@@ -49,7 +49,7 @@ func (e *Engine) handleNotification(ctx context.Context, r *kgo.Record) error {
 	if err != nil {
 		return fmt.Errorf("decode notification at %s/%d/%d: %w", r.Topic, r.Partition, r.Offset, err)
 	}
-	p := e.partitionOf(ctx, r)
+	p := livePartition(ctx)
 	if p == nil {
 		return ctx.Err()
 	}
@@ -87,7 +87,7 @@ func (e *Engine) handleRetry(ctx context.Context, r *kgo.Record) error {
 	if err != nil {
 		return fmt.Errorf("decode retry entry at %s/%d/%d: %w", r.Topic, r.Partition, r.Offset, err)
 	}
-	p := e.partitionOf(ctx, r)
+	p := livePartition(ctx)
 	if p == nil {
 		return ctx.Err()
 	}
@@ -105,10 +105,10 @@ func (e *Engine) handleRetry(ctx context.Context, r *kgo.Record) error {
 	return nil
 }
 
-func (e *Engine) partitionOf(ctx context.Context, r *kgo.Record) *partition {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	p := e.parts[topicPartition{r.Topic, r.Partition}]
+// livePartition returns the partition whose handler was given ctx, or nil
+// once it has stopped.
+func livePartition(ctx context.Context) *partition {
+	p := partitionFrom(ctx)
 	if p == nil || p.ctx.Err() != nil {
 		return nil
 	}

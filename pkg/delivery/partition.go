@@ -25,6 +25,10 @@ type partition struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	// current is the record the dispatcher's handler is on; only the
+	// dispatcher's goroutine touches it.
+	current *tracked
+
 	mu     sync.Mutex
 	queue  []*kgo.Record
 	wake   chan struct{}
@@ -38,7 +42,8 @@ func newPartition(e *Engine, topic string, id int32, retry bool, h Handler, park
 		wake: make(chan struct{}, 1), lanes: map[string]*lane{},
 	}
 	p.track = &tracker{p: p}
-	p.ctx, p.cancel = context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(context.Background())
+	p.ctx, p.cancel = context.WithValue(ctx, partitionKey{}, p), cancel
 	return p
 }
 
@@ -100,7 +105,8 @@ func (p *partition) dispatchLoop() {
 			return
 		}
 		x := p.track.add(r)
-		if err := p.h(withTracked(p.ctx, x), r); err != nil {
+		p.current = x
+		if err := p.h(p.ctx, r); err != nil {
 			// Only the end of the partition's context stops a handler;
 			// the record stays unfinished and is read again by the next
 			// owner.
@@ -263,15 +269,24 @@ func (t *tracker) committed(o int64) {
 	t.mu.Unlock()
 }
 
-type trackedKey struct{}
+// partitionKey is the key of the partition's context value: the partition
+// itself, so that a handler finds its partition and record from its
+// context.
+type partitionKey struct{}
 
-func withTracked(ctx context.Context, x *tracked) context.Context {
-	return context.WithValue(ctx, trackedKey{}, x)
+// partitionFrom returns the partition whose handler was given ctx, or nil.
+func partitionFrom(ctx context.Context) *partition {
+	p, _ := ctx.Value(partitionKey{}).(*partition)
+	return p
 }
 
+// trackedFrom returns the record in progress of the partition whose
+// handler was given ctx.
 func trackedFrom(ctx context.Context) *tracked {
-	x, _ := ctx.Value(trackedKey{}).(*tracked)
-	return x
+	if p := partitionFrom(ctx); p != nil {
+		return p.current
+	}
+	return nil
 }
 
 // parkTable counts, per (key, destination) lane, the parked deliveries of
