@@ -38,9 +38,11 @@ type job struct {
 	// record's jobs (payloads then points here), so that a notification
 	// with one destination takes no allocation of its own for them.
 	rendered payloads
-	// delivery is each attempt's input to the channel, made anew for
-	// every attempt in the same place.
+	// delivery is each attempt's input to the channel, and attempt its
+	// record, made anew for every attempt in the same place: the record
+	// is encoded before the next attempt begins.
 	delivery Delivery
+	attempt  Attempt
 }
 
 // handleNotification starts a delivery per destination of this channel.
@@ -349,11 +351,12 @@ func endAttempt(span trace.Span, resp Response, outcome string, err error) {
 }
 
 func (e *Engine) newAttempt(j *job, start time.Time) *Attempt {
-	return &Attempt{
+	j.attempt = Attempt{
 		NotificationID: j.n.ID, TenantID: j.n.TenantID, DestinationID: j.dest, Channel: e.channel,
 		Attempt: int32(j.attempts), StartedAt: start,
 		OriginTopic: j.origin.Topic, OriginPartition: j.origin.Partition, OriginOffset: j.origin.Offset,
 	}
+	return &j.attempt
 }
 
 // skip records that no attempt was made and finishes j, dead-lettering it
