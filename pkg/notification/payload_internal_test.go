@@ -240,9 +240,20 @@ func TestNativePayloadAllocatesNothingIntoABuffer(t *testing.T) {
 		if _, err := n.AppendJSON(buf[:0]); err != nil {
 			t.Fatal(err)
 		}
-	}); allocs != 0 {
+	}); allocs > raceAllowance(n) {
 		t.Errorf("AppendJSON allocated %.0f times; want 0", allocs)
 	}
+}
+
+// raceAllowance is what the race detector may add to rendering n.
+func raceAllowance(n *Notification) float64 {
+	checks := len(n.Fields)
+	for _, image := range []*string{n.Old, n.New} {
+		if image != nil {
+			checks++
+		}
+	}
+	return float64(checks * racePoolAllocs)
 }
 
 // TestNativePayloadIsRenderedInOneAllocation pins JSON's estimate of the
@@ -267,7 +278,7 @@ func TestNativePayloadIsRenderedInOneAllocation(t *testing.T) {
 			if _, err := n.JSON(); err != nil {
 				t.Fatal(err)
 			}
-		}); allocs != 1 {
+		}); allocs < 1 || allocs > 1+raceAllowance(n) {
 			t.Errorf("%s: JSON allocated %.0f times; want 1", name, allocs)
 		}
 	}
