@@ -200,23 +200,18 @@ func (g *boundGroup) ruleOut(in *Input, out []uint64) {
 	if !ok {
 		return
 	}
-	literal := g.y.slot == -1
+	// A literal alone is 1·k, which is k exactly.
 	y := 1.0
-	if !literal {
+	if g.y.slot != -1 {
 		if y, ok = g.y.value(in); !ok || math.IsInf(y, 0) {
 			return
 		}
 	}
-	holdsAt := func(k float64) bool {
-		if literal {
-			return holds(g.op, x, k)
-		}
-		return holds(g.op, x, y*k)
-	}
+	holdsAt := func(k float64) bool { return holds(g.op, x, y*k) }
 	// y·k rises with k for y > 0, falls for y < 0, and is the same for
 	// every k when y is 0 or NaN, which either search handles; x below it
 	// holds from some k on.
-	rising, less := literal || y > 0, g.op < 2
+	rising, less := y > 0, g.op < 2
 	from, to := g.falseRun(holdsAt, rising == less)
 	g.mark(from, to, out)
 }
