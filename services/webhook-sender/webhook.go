@@ -40,7 +40,7 @@ type Webhook struct {
 	// timer of its own for the timeout, which the attempt's context
 	// deadline gives.
 	transport *http.Transport
-	timeout   time.Duration
+	deadlines deadlines // bound each attempt by the timeout
 
 	// What the channel makes of a destination's settings, kept: they
 	// change rarely, and each delivery would otherwise make it again.
@@ -79,7 +79,8 @@ func (c *memo[V]) get(key string, f func() V) V {
 
 // NewWebhook returns the channel. Connections go through the egress policy
 // after DNS resolution; the pool keeps up to conns idle connections per
-// host; timeout bounds an attempt from dial to the end of the response.
+// host; timeout bounds an attempt from dial to the end of the response
+// (an attempt may have up to deadlineGrain more).
 // rootCAs, when set, replaces the system roots (tests).
 func NewWebhook(policy *egress.Policy, conns int, timeout time.Duration, rootCAs *x509.CertPool) *Webhook {
 	dialer := policy.Dialer(net.Dialer{Timeout: min(timeout, 5*time.Second), KeepAlive: 30 * time.Second})
@@ -96,11 +97,14 @@ func NewWebhook(policy *egress.Policy, conns int, timeout time.Duration, rootCAs
 		IdleConnTimeout:     90 * time.Second,
 		ForceAttemptHTTP2:   true,
 	}
-	return &Webhook{policy: policy, transport: transport, timeout: timeout}
+	return &Webhook{policy: policy, transport: transport, deadlines: deadlines{timeout: timeout}}
 }
 
-// Close releases idle connections.
-func (w *Webhook) Close() { w.transport.CloseIdleConnections() }
+// Close releases idle connections and the attempts' deadline.
+func (w *Webhook) Close() {
+	w.transport.CloseIdleConnections()
+	w.deadlines.close()
+}
 
 // Deliver posts the notification to the destination.
 func (w *Webhook) Deliver(ctx context.Context, d *delivery.Delivery) (delivery.Response, error) {
@@ -116,9 +120,10 @@ func (w *Webhook) Deliver(ctx context.Context, d *delivery.Delivery) (delivery.R
 	}
 	// The deadline bounds the attempt from the dial to the end of the
 	// response's body.
-	ctx, cancel := context.WithTimeout(ctx, w.timeout)
+	now := time.Now()
+	ctx, cancel := w.deadlines.bound(ctx, now)
 	defer cancel()
-	req, err := w.request(ctx, d, wh, time.Now())
+	req, err := w.request(ctx, d, wh, now)
 	if err != nil {
 		return delivery.Response{}, err
 	}
