@@ -71,6 +71,11 @@ func (d Document) Key() string { return Key(d.Tenant, d.Kind, d.ID) }
 // Key builds a config record key.
 func Key(tenant, kind, id string) string { return tenant + "/" + kind + "/" + id }
 
+// appendKey appends Key(tenant, kind, id) to b.
+func appendKey(b []byte, tenant, kind, id string) []byte {
+	return append(append(append(append(append(b, tenant...), '/'), kind...), '/'), id...)
+}
+
 // Store is a followed view of the config topic.
 type Store struct {
 	cl    *kgo.Client
@@ -421,9 +426,13 @@ func (s *Store) produceAndWait(ctx context.Context, r *kgo.Record) error {
 
 // Get returns the document tenant/kind/id.
 func (s *Store) Get(tenant, kind, id string) (Document, bool) {
+	// The key is put together on the stack: a lookup, which every
+	// delivery attempt makes, leaves no garbage.
+	var buf [256]byte
+	key := appendKey(buf[:0], tenant, kind, id)
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	d, ok := s.docs[Key(tenant, kind, id)]
+	d, ok := s.docs[string(key)]
 	return d, ok
 }
 

@@ -412,3 +412,28 @@ func TestMalformedRecordsAreSkipped(t *testing.T) {
 		}
 	}
 }
+
+// TestLookupsAllocateNothing pins what every delivery attempt relies on:
+// reading a document, or the destination a notification names, from the
+// view makes no garbage, however long the names.
+func TestLookupsAllocateNothing(t *testing.T) {
+	seeds, topic := newTopic(t)
+	s := openStore(t, seeds, topic)
+	tenant, id := "tenant-with-a-rather-long-name-0001", "destination-with-a-rather-long-name-0001"
+	put(t, s, doc(t, tenant, configstore.KindDestination, id,
+		configstore.Destination{Type: "webhook", Name: "hook", Webhook: &configstore.WebhookDestination{URL: "https://example.com/hook"}}))
+	if _, ok := s.Get(tenant, configstore.KindDestination, id); !ok {
+		t.Fatal("the destination is not in the view")
+	}
+	absent := id + "-x"
+	lookups := map[string]func(){
+		"Get":         func() { s.Get(tenant, configstore.KindDestination, id) },
+		"Get, absent": func() { s.Get(tenant, configstore.KindDestination, absent) },
+		"Destination": func() { s.Destination(tenant, id) },
+	}
+	for name, f := range lookups {
+		if n := testing.AllocsPerRun(100, f); n != 0 {
+			t.Errorf("%s: %v allocations, want none", name, n)
+		}
+	}
+}
