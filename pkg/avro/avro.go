@@ -14,11 +14,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/twmb/avro"
 	"github.com/twmb/franz-go/pkg/sr"
+	"golang.org/x/sync/singleflight"
 )
 
 // ErrSubjectNotFound is returned when the registry has no such subject.
@@ -79,6 +81,10 @@ type Registry struct {
 	byID     map[int]*avro.Schema
 	latest   map[string]latestEntry
 	versions map[string]versionsEntry
+	// fetches asks the registry once for what many callers miss at the
+	// same time: at start, or when a latest version's TTL passes, every
+	// worker misses together.
+	fetches singleflight.Group
 }
 
 type versionsEntry struct {
@@ -93,6 +99,8 @@ type latestEntry struct {
 
 // NewRegistry returns a Registry using cl. latestTTL bounds how long a
 // subject's latest version is reused before the registry is asked again.
+// cl should bound each request (sr.HTTPClient with a timeout): a lookup
+// that callers share runs to its end even when they all give up.
 func NewRegistry(cl *sr.Client, latestTTL time.Duration) *Registry {
 	return &Registry{cl: cl, latestTTL: latestTTL, byID: map[int]*avro.Schema{}, latest: map[string]latestEntry{}, versions: map[string]versionsEntry{}}
 }
@@ -108,6 +116,10 @@ func (r *Registry) ByID(ctx context.Context, id int) (*avro.Schema, error) {
 	if ok {
 		return s, nil
 	}
+	return fetchOnce(ctx, r, "id "+strconv.Itoa(id), func(ctx context.Context) (*avro.Schema, error) { return r.fetchByID(ctx, id) })
+}
+
+func (r *Registry) fetchByID(ctx context.Context, id int) (*avro.Schema, error) {
 	text, err := r.cl.SchemaByID(ctx, id)
 	if err != nil {
 		if registryCode(err) == sr.ErrSchemaNotFound.Code {
@@ -115,7 +127,7 @@ func (r *Registry) ByID(ctx context.Context, id int) (*avro.Schema, error) {
 		}
 		return nil, fmt.Errorf("fetch schema %d: %w", id, err)
 	}
-	s, err = avro.Parse(text.Schema)
+	s, err := avro.Parse(text.Schema)
 	if err != nil {
 		return nil, &WireError{Reason: fmt.Sprintf("schema %d does not parse", id), Err: err}
 	}
@@ -133,6 +145,10 @@ func (r *Registry) Latest(ctx context.Context, subject string) (Schema, error) {
 	if ok && time.Since(e.fetched) < r.latestTTL {
 		return e.schema, nil
 	}
+	return fetchOnce(ctx, r, "latest "+subject, func(ctx context.Context) (Schema, error) { return r.fetchLatest(ctx, subject) })
+}
+
+func (r *Registry) fetchLatest(ctx context.Context, subject string) (Schema, error) {
 	ss, err := r.cl.SchemaByVersion(ctx, subject, -1)
 	if err != nil {
 		if c := registryCode(err); c == sr.ErrSubjectNotFound.Code || c == sr.ErrVersionNotFound.Code {
@@ -144,11 +160,28 @@ func (r *Registry) Latest(ctx context.Context, subject string) (Schema, error) {
 	if err != nil {
 		return Schema{}, err
 	}
-	e = latestEntry{schema: Schema{ID: ss.ID, Schema: s}, fetched: time.Now()}
+	e := latestEntry{schema: Schema{ID: ss.ID, Schema: s}, fetched: time.Now()}
 	r.mu.Lock()
 	r.latest[subject] = e
 	r.mu.Unlock()
 	return e.schema, nil
+}
+
+// fetchOnce runs fetch for key unless a fetch for key is under way, and
+// then waits for that one's result instead. The fetch runs without the
+// cancellation of the caller that started it, so that one caller giving
+// up fails none of the others; each waits only as long as its own ctx
+// allows.
+func fetchOnce[T any](ctx context.Context, r *Registry, key string, fetch func(context.Context) (T, error)) (T, error) {
+	ch := r.fetches.DoChan(key, func() (any, error) { return fetch(context.WithoutCancel(ctx)) })
+	select {
+	case res := <-ch:
+		v, _ := res.Val.(T)
+		return v, res.Err
+	case <-ctx.Done():
+		var zero T
+		return zero, ctx.Err()
+	}
 }
 
 // Versions returns every version registered under subject, oldest first,
