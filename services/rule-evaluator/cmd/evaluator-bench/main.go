@@ -41,7 +41,7 @@ func main() {
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the evaluator's first run to this file")
 	flag.IntVar(&o.sessions, "sessions", 1, "transactional sessions the evaluator runs (HERALD_EVALUATOR_SESSIONS)")
 	flag.IntVar(&o.maxBatch, "max-batch", 10000, "events per transaction at most (HERALD_EVALUATOR_MAX_BATCH; this is its default)")
-	flag.BoolVar(&o.warmup, "warmup", true, "run the passthrough and the evaluator once, unmeasured, before the first turn, so that a freshly started broker has warmed up")
+	flag.DurationVar(&o.warmup, "warmup", 30*time.Second, "before the first turn, run the passthrough and the evaluator in turns, unmeasured, at least once and until this long has passed, so that a freshly started broker's JIT has compiled its hot paths; 0 runs none")
 	flag.Parse()
 	o.brokers, o.partitions = strings.Split(*brokers, ","), int32(*partitions)
 	for _, s := range strings.Split(*ruleCounts, ",") {
@@ -75,7 +75,7 @@ type options struct {
 	cpuProfile string
 	sessions   int
 	maxBatch   int
-	warmup     bool
+	warmup     time.Duration
 }
 
 // figures are one rule count's results.
@@ -99,7 +99,11 @@ type figures struct {
 func run(ctx context.Context, o options) error {
 	var all []figures
 	for i, n := range o.rules {
-		f, err := measureRules(ctx, o, n, o.warmup && i == 0)
+		warmup := o.warmup
+		if i > 0 {
+			warmup = 0
+		}
+		f, err := measureRules(ctx, o, n, warmup)
 		if err != nil {
 			return fmt.Errorf("%d rules: %w", n, err)
 		}
@@ -109,9 +113,9 @@ func run(ctx context.Context, o options) error {
 }
 
 // measureRules measures the evaluator with n rules per tenant, on topics
-// of its own, next to the passthrough, after an unmeasured run of each
-// when warmup is set.
-func measureRules(ctx context.Context, o options, n int, warmup bool) (figures, error) {
+// of its own, next to the passthrough, after unmeasured runs of each for
+// warmup.
+func measureRules(ctx context.Context, o options, n int, warmup time.Duration) (figures, error) {
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	b, err := bench.NewBroker(ctx, o.brokers, o.partitions, quiet)
 	if err != nil {
@@ -148,15 +152,18 @@ func measureRules(ctx context.Context, o options, n int, warmup bool) (figures, 
 			})
 		}
 	}
-	if warmup {
-		// Both, for the broker's transactions warm up only once they run.
-		group := cfg.TopicPrefix + "warmup"
+	// Both, for the broker's transactions warm up only once they run. A
+	// broker started seconds before is slower for its first minute, and
+	// slower still for the evaluator, which needs more of the processor
+	// the broker's compiler threads take.
+	for i, start := 0, time.Now(); warmup > 0 && (i == 0 || time.Since(start) < warmup); i++ {
+		group := fmt.Sprintf("%swarmup-%d", cfg.TopicPrefix, i)
 		if _, _, _, err := bench.Consume(ctx, adm, group, topics.Events, int64(o.events), "", func(ctx context.Context) error {
 			return passthrough(ctx, o.brokers, group, topics.Events, out)
 		}); err != nil {
 			return figures{}, err
 		}
-		group = cfg.TopicPrefix + "warmup-evaluator"
+		group = fmt.Sprintf("%swarmup-evaluator-%d", cfg.TopicPrefix, i)
 		if _, _, _, err := bench.Consume(ctx, adm, group, topics.Events, int64(o.events), "", evaluator(group)); err != nil {
 			return figures{}, err
 		}
