@@ -171,11 +171,23 @@ func (r *Registry) fetchLatest(ctx context.Context, subject string) (Schema, err
 // then waits for that one's result instead. The fetch runs without the
 // cancellation of the caller that started it, so that one caller giving
 // up fails none of the others; each waits only as long as its own ctx
-// allows.
+// allows. A panic in fetch is raised again in each caller, as if each
+// had made the lookup itself, so that a caller that recovers from a
+// panic (the evaluator, judging an event) still can.
 func fetchOnce[T any](ctx context.Context, r *Registry, key string, fetch func(context.Context) (T, error)) (T, error) {
-	ch := r.fetches.DoChan(key, func() (any, error) { return fetch(context.WithoutCancel(ctx)) })
+	ch := r.fetches.DoChan(key, func() (v any, err error) {
+		defer func() {
+			if p := recover(); p != nil {
+				err = fetchPanic{p}
+			}
+		}()
+		return fetch(context.WithoutCancel(ctx))
+	})
 	select {
 	case res := <-ch:
+		if p, ok := res.Err.(fetchPanic); ok {
+			panic(p.value)
+		}
 		v, _ := res.Val.(T)
 		return v, res.Err
 	case <-ctx.Done():
@@ -183,6 +195,12 @@ func fetchOnce[T any](ctx context.Context, r *Registry, key string, fetch func(c
 		return zero, ctx.Err()
 	}
 }
+
+// fetchPanic carries a panic in a shared lookup to the callers waiting on
+// it.
+type fetchPanic struct{ value any }
+
+func (p fetchPanic) Error() string { return fmt.Sprintf("registry lookup panicked: %v", p.value) }
 
 // Versions returns every version registered under subject, oldest first,
 // cached like Latest. fresh skips the cache.

@@ -152,3 +152,48 @@ func TestACallerGivingUpFailsNoOther(t *testing.T) {
 	// Both callers shared one lookup of each.
 	r.eachOnce(t)
 }
+
+// TestAPanicInASharedLookupReachesEachCaller pins that a lookup that
+// panics (a schema the parser chokes on) panics in every caller waiting
+// on it, where each can recover as it could from its own lookup, and not
+// in a goroutine of its own, where it would end the process.
+func TestAPanicInASharedLookupReachesEachCaller(t *testing.T) {
+	r := NewRegistry(nil, time.Hour)
+	const callers = 8
+	started := make(chan struct{})
+	var once sync.Once
+	release := make(chan struct{})
+	fetch := func(context.Context) (int, error) {
+		once.Do(func() { close(started) })
+		<-release
+		panic("the parser choked")
+	}
+	recovered := make(chan any, callers)
+	var wg sync.WaitGroup
+	call := func() {
+		defer wg.Done()
+		defer func() { recovered <- recover() }()
+		_, _ = fetchOnce(t.Context(), r, "id 7", fetch)
+	}
+	wg.Add(1)
+	go call()
+	<-started // the first caller's lookup is under way; the others join it
+	for range callers - 1 {
+		wg.Add(1)
+		go call()
+	}
+	time.Sleep(20 * time.Millisecond) // a caller that has not joined by then looks up itself, and panics the same
+	close(release)
+	wg.Wait()
+	close(recovered)
+	n := 0
+	for p := range recovered {
+		if p != "the parser choked" {
+			t.Errorf("a caller recovered %v, want the lookup's panic", p)
+		}
+		n++
+	}
+	if n != callers {
+		t.Errorf("%d callers recovered, want %d", n, callers)
+	}
+}
