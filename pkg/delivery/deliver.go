@@ -55,7 +55,7 @@ func (e *Engine) handleNotification(ctx context.Context, r *kgo.Record) error {
 	if p == nil {
 		return ctx.Err()
 	}
-	x := trackedFrom(ctx)
+	x := p.current // the record the handler is on
 	tr := kafka.TraceHeaders(r.Headers)
 	var pl *payloads // shared by the record's jobs
 	for _, dest := range n.Destinations {
@@ -93,7 +93,7 @@ func (e *Engine) handleRetry(ctx context.Context, r *kgo.Record) error {
 	if p == nil {
 		return ctx.Err()
 	}
-	x := trackedFrom(ctx)
+	x := p.current // the record the handler is on
 	x.hold()
 	j := &job{x: x, n: n, key: r.Key, value: r.Value, dest: en.Destination, attempts: en.Attempts, due: en.Due,
 		origin: en.Origin, heldAt: e.clock.Now(), trace: kafka.TraceHeaders(r.Headers)}
